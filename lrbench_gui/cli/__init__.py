@@ -1,0 +1,77 @@
+"""The headless ``lrbench`` command: a thin layer over the core.
+
+Each sub-module adds its sub-commands with ``add_parser(subparsers)`` and sets ``func`` on its
+parser; a handler returns an exit status. User errors raise :class:`CliError` and end with exit
+status 2 and one line on stderr that names the problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from .. import __version__
+
+__all__ = ["main", "CliError", "print_json", "SUBCOMMAND_MODULES"]
+
+#: Sub-command modules of this package, each with ``add_parser(subparsers)``.
+SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "db"]
+
+
+class CliError(Exception):
+    """A problem with what the user asked for: printed as ``lrbench: error: ...``, exit 2."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, allow_nan=False)
+    sys.stdout.write("\n")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: same shape, exit 2
+        self.print_usage(sys.stderr)
+        raise CliError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = _Parser(prog="lrbench", description="Choose and tune learning-rate policies from the command line.")
+    parser.add_argument("--version", action="version", version=f"lrbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # a sub-command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        status = args.func(args)
+    except CliError as exc:
+        print(f"lrbench: error: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("lrbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

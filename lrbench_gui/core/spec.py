@@ -1,0 +1,207 @@
+"""Policy specs: the JSON form of a policy or a composition of policies.
+
+A spec is either one policy::
+
+    {"name": "cosine", "params": {"lr": 0.001, "warmup_steps": 10}}
+
+or a sequence whose segments each restart their own clock at a step boundary::
+
+    {"sequence": [{"name": "warmup", ...}, {"name": "cosine", ...}], "boundaries": [100]}
+
+Segment ``i`` runs from ``boundaries[i-1]`` (0 for the first) to ``boundaries[i]`` (the run's end
+for the last); inside it the segment's policy sees step ``step - start`` and a run of
+``end - start`` steps. Specs nest. :func:`parse_spec` validates everything and names the exact
+place of a problem (``sequence[1].params.lr: must be > 0``); the parsed spec's :meth:`to_json`
+writes every parameter out (defaults included), so a stored spec means the same curve even if a
+plugin's defaults change, and ``parse_spec(s.to_json()).to_json() == s.to_json()``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .params import ParamError, Params, validate_params
+from .policy import Policy
+from .registry import Registry, UnknownName
+
+__all__ = [
+    "PolicySpec",
+    "SequenceSpec",
+    "Spec",
+    "SpecError",
+    "parse_spec",
+    "build_schedule",
+    "Schedule",
+    "sample",
+    "spec_label",
+    "MAX_DEPTH",
+]
+
+MAX_DEPTH = 8
+MAX_SEGMENTS = 64
+
+
+class SpecError(ValueError):
+    """A malformed or invalid spec; ``path`` says where (``sequence[1].params.lr``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    params: Params
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    segments: tuple["Spec", ...]
+    boundaries: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequence": [s.to_json() for s in self.segments], "boundaries": list(self.boundaries)}
+
+
+Spec = Union[PolicySpec, SequenceSpec]
+
+
+def _registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from ..plugins import get_registry
+
+    return get_registry()
+
+
+def parse_spec(obj: Any, registry: Registry | None = None, *, path: str = "") -> Spec:
+    """Validate a spec (a dict, or a JSON string) and return it parsed. Raises :class:`SpecError`."""
+    reg = _registry(registry)
+    if isinstance(obj, str):
+        try:
+            obj = json.loads(obj)
+        except json.JSONDecodeError as exc:
+            raise SpecError(path, f"not valid JSON: {exc}") from None
+    return _parse(obj, reg, path, 0)
+
+
+def _join(path: str, key: str) -> str:
+    if not path:
+        return key
+    return f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+
+
+def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
+    if depth > MAX_DEPTH:
+        raise SpecError(path, f"compositions nest at most {MAX_DEPTH} deep")
+    if not isinstance(obj, dict):
+        raise SpecError(path, f"a spec must be a JSON object, got {type(obj).__name__}")
+    if "sequence" in obj:
+        extra = set(obj) - {"sequence", "boundaries"}
+        if extra:
+            raise SpecError(path, f"unknown keys {sorted(extra)} in a sequence (allowed: sequence, boundaries)")
+        seq, bounds = obj["sequence"], obj.get("boundaries")
+        if not isinstance(seq, list) or not seq:
+            raise SpecError(_join(path, "sequence"), "must be a non-empty list of specs")
+        if len(seq) > MAX_SEGMENTS:
+            raise SpecError(_join(path, "sequence"), f"at most {MAX_SEGMENTS} segments")
+        if not isinstance(bounds, list):
+            raise SpecError(_join(path, "boundaries"), "required: a list of step numbers, one fewer than the segments")
+        if len(bounds) != len(seq) - 1:
+            raise SpecError(
+                _join(path, "boundaries"),
+                f"needs {len(seq) - 1} step number(s) for {len(seq)} segments, got {len(bounds)}",
+            )
+        prev = 0
+        for i, b in enumerate(bounds):
+            where = _join(path, f"boundaries[{i}]")
+            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or int(b) != b:
+                raise SpecError(where, f"must be a whole step number, got {b!r}")
+            if b <= prev:
+                raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
+            prev = int(b)
+        segments = tuple(_parse(s, reg, _join(path, f"sequence[{i}]"), depth + 1) for i, s in enumerate(seq))
+        return SequenceSpec(segments, tuple(int(b) for b in bounds))
+    if "name" not in obj:
+        raise SpecError(path, "a spec needs 'name' (one policy) or 'sequence' (a composition)")
+    extra = set(obj) - {"name", "params"}
+    if extra:
+        raise SpecError(path, f"unknown keys {sorted(extra)} (allowed: name, params)")
+    name = obj["name"]
+    if not isinstance(name, str):
+        raise SpecError(_join(path, "name"), f"must be a string, got {type(name).__name__}")
+    try:
+        cls = reg.policy(name)
+    except UnknownName as exc:
+        raise SpecError(_join(path, "name"), str(exc)) from None
+    raw = obj.get("params", {})
+    try:
+        params = validate_params(cls.Params, raw)
+    except ParamError as exc:
+        first_path, first_msg = exc.problems[0]
+        where = _join(_join(path, "params"), first_path) if first_path else _join(path, "params")
+        rest = "; ".join(f"{p or 'params'}: {m}" for p, m in exc.problems[1:])
+        raise SpecError(where, first_msg + (f" (also {rest})" if rest else "")) from None
+    return PolicySpec(name, params)
+
+
+class Schedule:
+    """A spec bound to a run length: ``lr_at(step)`` for any step, no state between calls."""
+
+    def __init__(self, spec: Spec, total_steps: int, registry: Registry | None = None) -> None:
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1 (got {total_steps})")
+        self.spec = spec
+        self.total_steps = int(total_steps)
+        reg = _registry(registry)
+        if isinstance(spec, PolicySpec):
+            self._policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
+            self._starts: list[int] = []
+            self._segments: list[Schedule] = []
+        else:
+            self._policy = None
+            self._starts = [0, *spec.boundaries]
+            ends = [*spec.boundaries, max(self.total_steps, spec.boundaries[-1] + 1 if spec.boundaries else 1)]
+            self._segments = [
+                Schedule(seg, max(1, end - start), reg) for seg, start, end in zip(spec.segments, self._starts, ends)
+            ]
+
+    def lr_at(self, step: int) -> float:
+        if self._policy is not None:
+            return float(self._policy.lr_at(step))
+        i = len(self._starts) - 1
+        while i > 0 and step < self._starts[i]:
+            i -= 1
+        return self._segments[i].lr_at(step - self._starts[i])
+
+    def lrs(self, n: int | None = None) -> list[float]:
+        return [self.lr_at(s) for s in range(self.total_steps if n is None else n)]
+
+
+def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry | None = None) -> Schedule:
+    """A :class:`Schedule` from a parsed spec or its JSON form."""
+    if not isinstance(spec, (PolicySpec, SequenceSpec)):
+        spec = parse_spec(spec, registry)
+    return Schedule(spec, total_steps, registry)
+
+
+def sample(spec: Spec | dict | str, steps: int, registry: Registry | None = None) -> list[float]:
+    """The LR of steps ``0 .. steps-1`` of a run of ``steps`` steps."""
+    return build_schedule(spec, steps, registry).lrs()
+
+
+def spec_label(spec: Spec) -> str:
+    """A short human label: ``cosine(lr=0.001)`` or ``warmup -> cosine @100``."""
+    if isinstance(spec, PolicySpec):
+        main = next(iter(spec.params.model_dump().items()), None)
+        return f"{spec.name}({main[0]}={main[1]:g})" if main and isinstance(main[1], float) else spec.name
+    parts = [spec_label(s) if isinstance(s, SequenceSpec) else s.name for s in spec.segments]
+    return " -> ".join(parts) + " @" + ",".join(str(b) for b in spec.boundaries)
