@@ -1,0 +1,168 @@
+"""Cyclic learning rates (Smith's CLR and LRBench's sine and cosine cycles).
+
+Every policy here moves between ``min_lr`` and ``max_lr`` with a half-cycle of ``half_cycle``
+steps. The ``2`` variants halve the amplitude every full cycle; the ``_exp`` variants multiply it
+by ``gamma ** step``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import model_validator
+
+from lrbench_gui.core.params import Params
+from lrbench_gui.core.policy import Export, Policy
+from lrbench_gui.hookspecs import hookimpl
+
+from ._common import gamma_param, lr_param, steps_param, torch_code
+
+
+class CyclicParams(Params):
+    min_lr: float = lr_param(1e-3, "Lowest learning rate of a cycle.")
+    max_lr: float = lr_param(1e-2, "Highest learning rate of a cycle.")
+    half_cycle: int = steps_param(100, "Steps from the lowest to the highest LR (half a cycle).", search=(10, 2000))
+
+    @model_validator(mode="after")
+    def _order(self) -> "CyclicParams":
+        if self.min_lr > self.max_lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
+        return self
+
+
+class CyclicExpParams(CyclicParams):
+    gamma: float = gamma_param(0.999, "Amplitude factor per step.", search=(0.99, 1.0))
+
+
+class _Cyclic(Policy):
+    family = "cyclic"
+    Params = CyclicParams
+    #: "plain", "halving" or "exp": how the amplitude shrinks over the run.
+    variant = "plain"
+
+    def shape(self, step: int) -> float:
+        """The cycle's shape in [0, 1] at ``step``."""
+        raise NotImplementedError
+
+    def scale(self, step: int) -> float:
+        if self.variant == "halving":
+            return 1.0 / 2.0 ** math.floor(step / (2 * self.params.half_cycle))
+        if self.variant == "exp":
+            return self.params.gamma**step
+        return 1.0
+
+    def lr_at(self, step: int) -> float:
+        p = self.params
+        return p.min_lr + (p.max_lr - p.min_lr) * self.shape(step) * self.scale(step)
+
+
+class Triangle(_Cyclic):
+    name = "triangle"
+    summary = "Triangular cycles between min_lr and max_lr (CLR)"
+    reference = "torch CyclicLR(mode='triangular'); LRBench TRI"
+    _mode = "triangular"
+
+    def shape(self, step: int) -> float:
+        # torch CyclicLR's arithmetic, so that the two agree to the last bits
+        total = 2.0 * self.params.half_cycle
+        cycle = math.floor(1 + step / total)
+        x = 1.0 + step / total - cycle
+        return x / 0.5 if x <= 0.5 else (x - 1) / (0.5 - 1)
+
+    def scale(self, step: int) -> float:
+        if self.variant == "halving":
+            cycle = math.floor(1 + step / (2.0 * self.params.half_cycle))
+            return 1 / (2.0 ** (cycle - 1))
+        return super().scale(step)
+
+    def to_torch(self) -> Export:
+        p = self.params
+        extra = f", gamma={p.gamma!r}" if self.variant == "exp" else ""
+        return Export(
+            torch_code(
+                p.min_lr,
+                "torch.optim.lr_scheduler.CyclicLR(optimizer, "
+                f"base_lr={p.min_lr!r}, max_lr={p.max_lr!r}, step_size_up={p.half_cycle}, "
+                f"mode={self._mode!r}{extra}, cycle_momentum=False)",
+            )
+        )
+
+
+class Triangle2(Triangle):
+    name = "triangle2"
+    summary = "Triangular cycles whose amplitude halves every cycle"
+    reference = "torch CyclicLR(mode='triangular2'); LRBench TRI2"
+    variant = "halving"
+    _mode = "triangular2"
+
+
+class TriangleExp(Triangle):
+    name = "triangle_exp"
+    summary = "Triangular cycles whose amplitude decays by gamma per step"
+    reference = "torch CyclicLR(mode='exp_range'); LRBench TRIEXP"
+    Params = CyclicExpParams
+    variant = "exp"
+    _mode = "exp_range"
+
+
+class Sine(_Cyclic):
+    name = "sin"
+    summary = "Sine cycles from min_lr up to max_lr and back"
+    reference = "LRBench SIN"
+
+    def shape(self, step: int) -> float:
+        return abs(math.sin(math.pi * step / (2 * self.params.half_cycle)))
+
+
+class Sine2(Sine):
+    name = "sin2"
+    summary = "Sine cycles whose amplitude halves every cycle"
+    reference = "LRBench SIN2"
+    variant = "halving"
+
+
+class SineExp(Sine):
+    name = "sin_exp"
+    summary = "Sine cycles whose amplitude decays by gamma per step"
+    reference = "LRBench SINEXP"
+    Params = CyclicExpParams
+    variant = "exp"
+
+
+class CosCyclic(_Cyclic):
+    name = "cos_cyclic"
+    summary = "Cosine cycles from max_lr down to min_lr and back"
+    reference = "LRBench COS"
+
+    def shape(self, step: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * step / self.params.half_cycle))
+
+    def scale(self, step: int) -> float:
+        if self.variant == "halving":  # LRBench halves at the troughs of the cosine
+            hc = self.params.half_cycle
+            return 1.0 / 2.0 ** math.floor((step + hc) / (2 * hc))
+        return super().scale(step)
+
+
+class CosCyclic2(CosCyclic):
+    name = "cos_cyclic2"
+    summary = "Cosine cycles whose amplitude halves every cycle"
+    reference = "LRBench COS2"
+    variant = "halving"
+
+
+class CosCyclicExp(CosCyclic):
+    name = "cos_cyclic_exp"
+    summary = "Cosine cycles whose amplitude decays by gamma per step"
+    reference = "LRBench COSEXP"
+    Params = CyclicExpParams
+    variant = "exp"
+
+
+POLICIES = [Triangle, Triangle2, TriangleExp, Sine, Sine2, SineExp, CosCyclic, CosCyclic2, CosCyclicExp]
+
+
+@hookimpl
+def register_policies(register):
+    for cls in POLICIES:
+        register(cls)
