@@ -132,7 +132,7 @@ def load_plugins(folder: Path | None | str = "default") -> Registry:
 
     for hook_name, kind in _HOOKS.items():
         caller = getattr(pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
             plugin = impl.plugin_name
             source = registry.plugins.get(plugin, "?")
             _run_hook(registry, kind, hook_name, impl.function, plugin, source)

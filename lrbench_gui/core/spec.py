@@ -163,11 +163,11 @@ class Schedule:
         self.total_steps = int(total_steps)
         reg = _registry(registry)
         if isinstance(spec, PolicySpec):
-            self._policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
+            self.policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
             self._starts: list[int] = []
             self._segments: list[Schedule] = []
         else:
-            self._policy = None
+            self.policy = None
             self._starts = [0, *spec.boundaries]
             ends = [*spec.boundaries, max(self.total_steps, spec.boundaries[-1] + 1 if spec.boundaries else 1)]
             self._segments = [
@@ -175,8 +175,8 @@ class Schedule:
             ]
 
     def lr_at(self, step: int) -> float:
-        if self._policy is not None:
-            return float(self._policy.lr_at(step))
+        if self.policy is not None:
+            return float(self.policy.lr_at(step))
         i = len(self._starts) - 1
         while i > 0 and step < self._starts[i]:
             i -= 1

@@ -1,0 +1,31 @@
+# Two commands matter: `make run` (install into .venv, then start the app) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# torch comes first and alone: installed after it, deepspeed keeps this torch instead of pulling
+# a CUDA build with its nvidia-* packages. On a Linux GPU machine the same pin is the CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install run test lint package clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[train,deepspeed,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/lrbench-gui
+
+test: install
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

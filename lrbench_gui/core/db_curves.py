@@ -1,0 +1,291 @@
+"""Curves as the policy database stores them: bounded, packed, and hashed by content.
+
+A trial's LR and loss curves are (step, value) series. Stored as JSON number lists, 10,000 trials
+of two 1,000-point curves would take ~400 MB of text, so the database keeps each curve *packed*:
+
+    {"encoding": "f32-shuffle-zlib", "n": 1000, "steps": "<base64>", "values": "<base64>"}
+
+``steps``: the steps as little-endian int64, delta-coded (first step, then differences),
+byte-shuffled, zlib-compressed, base64. ``values``: little-endian float32, byte-shuffled,
+zlib-compressed, base64. Shuffling puts the slowly changing exponent bytes side by side, which is
+what lets zlib shrink a float curve to ~2.5 bytes a point. Float32 keeps 7 significant digits,
+plenty for a plotted curve (summary metrics stay full float64 JSON numbers).
+
+Any curve is also accepted *plain*, ``{"steps": [0, 10, ...], "values": [2.3, 2.1, ...]}``, and
+packed on the way in. A curve longer than :data:`MAX_STORED_POINTS` is downsampled keeping the
+first and last points and the minimum and maximum of every bucket, so spikes and the best loss
+survive. The content digest of a curve is computed over the decoded arrays, never over the
+compressed bytes, so two zlib builds that compress differently still agree on a record's hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import zlib
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CurveError",
+    "Curve",
+    "ENCODING",
+    "MAX_STORED_POINTS",
+    "MAX_INPUT_POINTS",
+    "MAX_PACKED_CHARS",
+    "pack",
+    "unpack",
+    "normalize_curve",
+    "downsample",
+    "finite_curve",
+    "curve_digest",
+]
+
+ENCODING = "f32-shuffle-zlib"
+#: Points kept per stored curve.
+MAX_STORED_POINTS = 1000
+#: Points accepted per curve in an import or an add (then downsampled).
+MAX_INPUT_POINTS = 100_000
+#: Longest base64 string accepted for a packed array.
+MAX_PACKED_CHARS = 2_000_000
+
+_F32 = np.dtype("<f4")
+_I64 = np.dtype("<i8")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+class CurveError(ValueError):
+    """A curve that cannot be stored; ``field`` is relative to the curve (``values[12]``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class Curve:
+    """A validated curve: int64 steps (strictly increasing, >= 0) and finite float32 values."""
+
+    __slots__ = ("steps", "values", "_packed")
+
+    def __init__(self, steps: np.ndarray, values: np.ndarray, packed: dict[str, Any] | None = None) -> None:
+        self.steps = steps
+        self.values = values
+        self._packed = packed
+
+    def __len__(self) -> int:
+        return int(self.steps.shape[0])
+
+    def packed(self) -> dict[str, Any]:
+        """The stored form; a packed input that needed no change is kept byte for byte."""
+        if self._packed is None:
+            self._packed = pack(self.steps, self.values)
+        return self._packed
+
+    def digest(self) -> str:
+        return curve_digest(self.steps, self.values)
+
+
+def _shuffle(arr: np.ndarray) -> bytes:
+    raw = np.ascontiguousarray(arr).view(np.uint8).reshape(arr.shape[0], arr.dtype.itemsize)
+    return raw.T.tobytes()
+
+
+def _unshuffle(data: bytes, n: int, dtype: np.dtype) -> np.ndarray:
+    planes = np.frombuffer(data, dtype=np.uint8).reshape(dtype.itemsize, n)
+    return np.ascontiguousarray(planes.T).view(dtype).reshape(n)
+
+
+def _b64z(data: bytes) -> str:
+    return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
+
+
+def pack(steps: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+    """The packed form of validated arrays (see the module docstring)."""
+    steps = np.asarray(steps, dtype=_I64)
+    values = np.asarray(values, dtype=_F32)
+    deltas = np.diff(steps, prepend=np.zeros(1, dtype=_I64)).astype(_I64) if len(steps) else steps
+    return {
+        "encoding": ENCODING,
+        "n": int(steps.shape[0]),
+        "steps": _b64z(_shuffle(deltas)),
+        "values": _b64z(_shuffle(values)),
+    }
+
+
+def _decode_array(text: Any, field: str, n: int, dtype: np.dtype) -> bytes:
+    if not isinstance(text, str):
+        raise CurveError(field, f"must be a base64 string, got {_type_name(text)}")
+    if len(text) > MAX_PACKED_CHARS:
+        raise CurveError(field, f"is {len(text)} characters long; the limit is {MAX_PACKED_CHARS}")
+    try:
+        compressed = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CurveError(field, f"is not valid base64 ({exc})") from None
+    want = n * dtype.itemsize
+    inflater = zlib.decompressobj()
+    try:
+        # max_length caps the output, so a zlib bomb inside a curve inflates no further than `want`.
+        raw = inflater.decompress(compressed, want + 1)
+    except zlib.error as exc:
+        raise CurveError(field, f"is not valid zlib data ({exc})") from None
+    if len(raw) != want or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise CurveError(field, f"does not decode to exactly {n} values of {dtype.itemsize} bytes")
+    return raw
+
+
+def unpack(obj: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (steps, values) arrays of a stored curve. Trusts the structure (it was validated)."""
+    n = int(obj["n"])
+    deltas = _unshuffle(zlib.decompress(base64.b64decode(obj["steps"])), n, _I64)
+    values = _unshuffle(zlib.decompress(base64.b64decode(obj["values"])), n, _F32)
+    return np.cumsum(deltas, dtype=_I64), values
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return str(value)  # the JSON reader's NaN/Infinity markers name themselves
+
+
+def _check_arrays(steps: np.ndarray, values: np.ndarray) -> None:
+    if steps.shape[0] and steps[0] < 0:
+        raise CurveError("steps[0]", f"must be >= 0, got {int(steps[0])}")
+    if steps.shape[0] > 1:
+        bad = np.nonzero(np.diff(steps) <= 0)[0]
+        if bad.size:
+            i = int(bad[0]) + 1
+            raise CurveError(f"steps[{i}]", f"must be greater than the step before ({int(steps[i - 1])}), got {int(steps[i])}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        i = int(np.nonzero(~finite)[0][0])
+        raise CurveError(f"values[{i}]", f"must be a finite number, got {values[i]}")
+
+
+def _plain_list(items: Any, field: str, kind: str) -> np.ndarray:
+    if not isinstance(items, list):
+        raise CurveError(field, f"must be a list of numbers, got {_type_name(items)}")
+    if len(items) > MAX_INPUT_POINTS:
+        raise CurveError(field, f"has {len(items)} points; the limit is {MAX_INPUT_POINTS}")
+    allowed = {int} if kind == "int" else {int, float}
+    if not set(map(type, items)) <= allowed:
+        for i, v in enumerate(items):
+            if type(v) not in allowed:
+                what = "a whole step number" if kind == "int" else "a finite number"
+                raise CurveError(f"{field}[{i}]", f"must be {what}, got {_type_name(v)}")
+    if kind == "int":
+        if items and (max(items) >= 2**62 or min(items) < 0):
+            i = next(i for i, v in enumerate(items) if v < 0 or v >= 2**62)
+            raise CurveError(f"{field}[{i}]", f"must be a step number in [0, 2**62), got {items[i]}")
+        return np.array(items, dtype=_I64)
+    arr64 = np.array(items, dtype=np.float64)
+    ok = np.isfinite(arr64) & (np.abs(arr64) <= _F32_MAX)
+    if not ok.all():
+        i = int(np.nonzero(~ok)[0][0])
+        v = items[i]
+        why = "a finite number" if not math.isfinite(v) else "within the float32 range (|x| <= 3.4e38)"
+        raise CurveError(f"{field}[{i}]", f"must be {why}, got {v!r}")
+    return arr64.astype(_F32)
+
+
+def normalize_curve(obj: Any, max_points: int = MAX_STORED_POINTS) -> Curve:
+    """Validate a plain or packed curve and bound it to ``max_points``. Raises :class:`CurveError`."""
+    if not isinstance(obj, dict):
+        raise CurveError("", f"must be an object with steps and values, got {_type_name(obj)}")
+    if "encoding" in obj:
+        extra = set(obj) - {"encoding", "n", "steps", "values"}
+        if extra:
+            raise CurveError(sorted(extra)[0], "unknown field in a packed curve (allowed: encoding, n, steps, values)")
+        for key in ("n", "steps", "values"):
+            if key not in obj:
+                raise CurveError(key, "missing required field")
+        if obj["encoding"] != ENCODING:
+            raise CurveError("encoding", f"unknown curve encoding {obj['encoding']!r} (known: {ENCODING})")
+        n = obj["n"]
+        if type(n) is not int or not 0 <= n <= MAX_INPUT_POINTS:
+            raise CurveError("n", f"must be a whole number in [0, {MAX_INPUT_POINTS}], got {_type_name(n) if type(n) is not int else n}")
+        deltas = _unshuffle(_decode_array(obj["steps"], "steps", n, _I64), n, _I64)
+        values = _unshuffle(_decode_array(obj["values"], "values", n, _F32), n, _F32)
+        if n and (deltas[0] < 0 or (n > 1 and deltas[1:].min() <= 0)):
+            i = 0 if deltas[0] < 0 else int(np.nonzero(deltas[1:] <= 0)[0][0]) + 1
+            raise CurveError(f"steps[{i}]", "steps must start at >= 0 and strictly increase")
+        with np.errstate(over="raise"):
+            try:
+                steps = np.cumsum(deltas, dtype=_I64)
+            except FloatingPointError:  # pragma: no cover - int overflow does not raise in numpy
+                raise CurveError("steps", "step numbers overflow") from None
+        if n and steps[-1] >= 2**62:
+            raise CurveError("steps", "step numbers must stay below 2**62")
+        _check_arrays(steps, values)
+        if n > max_points:
+            steps, values = downsample(steps, values, max_points)
+            return Curve(steps, values)
+        # Keep the packed strings as they came: a re-export is then byte-identical.
+        kept = {"encoding": ENCODING, "n": n, "steps": obj["steps"], "values": obj["values"]}
+        return Curve(steps, values, kept)
+    extra = set(obj) - {"steps", "values"}
+    if extra:
+        raise CurveError(sorted(extra)[0], "unknown field in a curve (allowed: steps, values; or a packed curve)")
+    for key in ("steps", "values"):
+        if key not in obj:
+            raise CurveError(key, "missing required field")
+    steps = _plain_list(obj["steps"], "steps", "int")
+    values = _plain_list(obj["values"], "values", "float")
+    if steps.shape[0] != values.shape[0]:
+        raise CurveError("values", f"has {values.shape[0]} points but steps has {steps.shape[0]}")
+    _check_arrays(steps, values)
+    if steps.shape[0] > max_points:
+        steps, values = downsample(steps, values, max_points)
+    return Curve(steps, values)
+
+
+def downsample(steps: np.ndarray, values: np.ndarray, max_points: int = MAX_STORED_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` points: the first, the last, and each bucket's minimum and maximum."""
+    n = int(steps.shape[0])
+    if n <= max_points:
+        return steps, values
+    if max_points < 4:
+        raise ValueError("max_points must be >= 4")
+    buckets = (max_points - 2) // 2
+    edges = np.linspace(1, n - 1, buckets + 1).astype(np.int64)
+    keep = [0, n - 1]
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b <= a:
+            continue
+        seg = values[a:b]
+        keep.append(a + int(np.argmin(seg)))
+        keep.append(a + int(np.argmax(seg)))
+    idx = np.unique(np.array(keep, dtype=np.int64))
+    return steps[idx], values[idx]
+
+
+def finite_curve(steps: Any, values: Any) -> dict[str, list]:
+    """A plain curve from a run's raw series, dropping non-finite points (a diverged loss).
+
+    The database refuses NaN and infinity; a recorder calls this so a diverged trial keeps its
+    curve up to the last finite point instead of being refused.
+    """
+    s = np.asarray(steps, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(s) & np.isfinite(v) & (np.abs(v) <= _F32_MAX)
+    return {"steps": [int(x) for x in s[ok]], "values": [float(x) for x in v[ok]]}
+
+
+def curve_digest(steps: np.ndarray, values: np.ndarray) -> str:
+    """sha256 of the int64 LE steps followed by the float32 LE values."""
+    h = hashlib.sha256(np.ascontiguousarray(steps, dtype=_I64).tobytes())
+    h.update(np.ascontiguousarray(values, dtype=_F32).tobytes())
+    return h.hexdigest()
