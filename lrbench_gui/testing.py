@@ -120,7 +120,7 @@ def _check_schema(cls: type) -> list[ParamInfo]:
         try:
             json.dumps(row.to_json(), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise _fail(cls, f"{where}: description is not JSON-serialisable: {exc}") from None
+            raise _fail(cls, f"{where}: its description is not JSON-serialisable: {exc}") from None
     dumped = defaults.model_dump(mode="json")
     if set(dumped) != {r.name for r in rows}:
         raise _fail(cls, "the parameter model dumps fields that describe() does not show")
@@ -175,7 +175,7 @@ def sample_param_sets(cls: type[Policy]) -> list[dict[str, Any]]:
         candidates: list[Any] = []
         if row.kind in ("float", "int") and row.search is not None:
             lo, hi = row.search
-            mid = math.sqrt(lo * hi) if row.log else (lo + hi) / 2
+            mid = math.sqrt(lo * hi) if row.log and lo > 0 else (lo + hi) / 2
             candidates = [lo, hi, mid]
             if row.kind == "int":
                 candidates = [int(round(c)) for c in candidates]
@@ -200,11 +200,16 @@ def _build(cls: type[Policy], values: dict[str, Any], total_steps: int) -> Polic
     return cls(validate_params(cls.Params, values), total_steps)
 
 
-def _check_lr(cls: type, value: Any, step: int, total: int, values: dict[str, Any]) -> None:
+def _check_lr(cls: type, policy: Policy, step: int, values: dict[str, Any]) -> None:
+    where = f"(run of {policy.total_steps} steps, params {values})"
+    try:
+        value = policy.lr_at(step)
+    except Exception as exc:
+        raise _fail(cls, f"lr_at({step}) raised {exc!r} {where}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(cls, f"lr_at({step}) returned {value!r}, not a float (run of {total} steps, params {values})")
+        raise _fail(cls, f"lr_at({step}) returned {value!r}, not a float {where}")
     if not math.isfinite(value) or value < 0:
-        raise _fail(cls, f"lr_at({step}) = {value!r} is not a finite LR >= 0 (run of {total} steps, params {values})")
+        raise _fail(cls, f"lr_at({step}) = {value!r} is not a finite LR >= 0 {where}")
 
 
 def check_policy_registers(cls: type[Policy]) -> None:
@@ -229,7 +234,7 @@ def check_policy_defaults(cls: type[Policy]) -> None:
             except Exception as exc:
                 raise _fail(cls, f"cannot build for a run of {total} steps with {values}: {exc!r}") from None
             for step in [*range(total), total, total + 1, *LARGE_STEPS]:
-                _check_lr(cls, policy.lr_at(step), step, total, values)
+                _check_lr(cls, policy, step, values)
             if len(policy.lrs()) != total:
                 raise _fail(cls, f"lrs() does not give one value per step of a run of {total} steps")
             peak = policy.peak_lr()
@@ -411,22 +416,26 @@ class PolicyContract:
         check_policy_exports(policy_class)
 
 
+def _check_concrete(cls: type) -> None:
+    missing = sorted(getattr(cls, "__abstractmethods__", ()) or ())
+    if missing:
+        raise _fail(cls, f"does not implement {', '.join(m + '()' for m in missing)}")
+
+
 def check_tuner(cls: type[Tuner]) -> None:
-    """A tuner registers cleanly, describes its parameters, and implements ask/tell."""
+    """A tuner registers cleanly, describes its parameters and implements every abstract method."""
     _check_registers("tuner", cls)
     _check_schema(cls)
-    for method in ("ask", "tell", "report"):
-        if not callable(getattr(cls, method, None)):
-            raise _fail(cls, f"has no {method}() method")
+    _check_concrete(cls)
 
 
 def check_task(cls: type[Task]) -> None:
-    """A task registers cleanly, describes its parameters and names the metric it reports."""
+    """A task registers cleanly, describes its parameters, names the metric it reports and
+    implements every abstract method."""
     _check_registers("task", cls)
     _check_schema(cls)
     if not isinstance(cls.metric, str) or not cls.metric:
         raise _fail(cls, f"metric must be a non-empty string, got {cls.metric!r}")
     if cls.metric_mode not in ("min", "max"):
         raise _fail(cls, f"metric_mode must be 'min' or 'max', got {cls.metric_mode!r}")
-    if not callable(getattr(cls, "setup", None)) or getattr(cls, "__abstractmethods__", None):
-        raise _fail(cls, "setup() is not implemented")
+    _check_concrete(cls)

@@ -1,19 +1,43 @@
 """The task: a training workload (model + data + metric) that a trial runs.
 
-Lifecycle: the host validates the parameters against ``Task.Params`` in the app process (no
-torch needed); the trial subprocess then builds the task and calls :meth:`Task.setup` to make the
-model and data, after which the trainer drives the steps. Only the trainer imports torch, so a
-task module must import torch inside :meth:`setup`, never at module level.
+Lifecycle, inside the trial subprocess (the app only validates ``Task.Params``, torch-free):
+
+1. ``task = TaskClass(params)``; ``task.setup(ctx)`` builds the data and returns the model (on
+   the CPU; the trainer moves it to the device, or hands it to DeepSpeed). ``ctx`` carries the
+   seed, the device, the rank and world size, the batch size and a scratch folder.
+2. ``task.train_batches()`` is an endless iterator of micro-batches for this rank;
+   ``task.loss(model, batch)`` returns ``(loss_tensor, counts)`` where counts has ``samples``
+   and, for language models, ``tokens``.
+3. Every ``eval_every`` steps and at the end, ``task.evaluate(model)`` returns finite metrics,
+   including ``task.metric`` (lower is better when ``metric_mode == "min"``).
+4. ``task.save_model(model, folder)`` may save the trained model (``save_pretrained`` for HF).
+
+``samples_per_epoch()`` and ``tokens_per_sample()`` let the trainer turn an epoch or token
+budget into steps. A task module must not import torch at module level: the app must start
+without it.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
 
 from .params import Params
 
-__all__ = ["Task"]
+__all__ = ["Task", "TaskContext"]
+
+
+@dataclass
+class TaskContext:
+    seed: int
+    device: Any  # a torch.device inside the trainer
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+    workdir: Path = field(default_factory=Path.cwd)
+    log: Any = print  # human log (stderr in the trainer)
 
 
 class Task(abc.ABC):
@@ -23,12 +47,43 @@ class Task(abc.ABC):
     Params: ClassVar[type[Params]]
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
+    #: the metric tuners rank by, and whether lower ("min") or higher ("max") is better
     metric: ClassVar[str] = "val_loss"
     metric_mode: ClassVar[str] = "min"
+    #: model family and size for the database's recommendations ("mlp", "llama"...)
+    model_family: ClassVar[str] = ""
 
     def __init__(self, params: Params) -> None:
         self.params = params
 
     @abc.abstractmethod
-    def setup(self, device: Any, seed: int) -> Any:
-        """Build the model and the data inside the trial process."""
+    def setup(self, ctx: TaskContext) -> Any:
+        """Build the data; return the model (a ``torch.nn.Module`` on the CPU)."""
+
+    @abc.abstractmethod
+    def train_batches(self) -> Iterator[Any]:
+        """An endless iterator of training micro-batches for this rank."""
+
+    @abc.abstractmethod
+    def loss(self, model: Any, batch: Any) -> tuple[Any, dict[str, int]]:
+        """The training loss of one micro-batch and its counts (``samples``, ``tokens``)."""
+
+    @abc.abstractmethod
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """Validation metrics; must include :attr:`metric`."""
+
+    def samples_per_epoch(self) -> int | None:
+        """Training samples in one epoch, when the data is finite."""
+        return None
+
+    def tokens_per_sample(self) -> int | None:
+        """Tokens in one training sample, for token budgets (language models)."""
+        return None
+
+    def model_info(self) -> dict[str, Any]:
+        """Model family and size for the database (``{"family": "llama", "params": 2.6e6}``)."""
+        return {"family": self.model_family}
+
+    def save_model(self, model: Any, folder: Path) -> None:
+        """Save the trained model (optional; HF tasks use ``save_pretrained``)."""
+        raise NotImplementedError(f"task {self.name} cannot save its model")

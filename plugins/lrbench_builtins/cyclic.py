@@ -46,7 +46,8 @@ class _Cyclic(Policy):
 
     def scale(self, step: int) -> float:
         if self.variant == "halving":
-            return 1.0 / 2.0 ** math.floor(step / (2 * self.params.half_cycle))
+            # ldexp(1, -n) is 1 / 2**n exactly, but 0.0 instead of an OverflowError for huge n
+            return math.ldexp(1.0, -math.floor(step / (2 * self.params.half_cycle)))
         if self.variant == "exp":
             return self.params.gamma**step
         return 1.0
@@ -72,7 +73,7 @@ class Triangle(_Cyclic):
     def scale(self, step: int) -> float:
         if self.variant == "halving":
             cycle = math.floor(1 + step / (2.0 * self.params.half_cycle))
-            return 1 / (2.0 ** (cycle - 1))
+            return math.ldexp(1.0, -(cycle - 1))  # torch's 1 / 2.0 ** (cycle - 1), without overflow
         return super().scale(step)
 
     def to_torch(self) -> Export:
@@ -140,7 +141,7 @@ class CosCyclic(_Cyclic):
     def scale(self, step: int) -> float:
         if self.variant == "halving":  # LRBench halves at the troughs of the cosine
             hc = self.params.half_cycle
-            return 1.0 / 2.0 ** math.floor((step + hc) / (2 * hc))
+            return math.ldexp(1.0, -math.floor((step + hc) / (2 * hc)))
         return super().scale(step)
 
 

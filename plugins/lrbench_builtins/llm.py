@@ -242,6 +242,9 @@ class OneCycle(Policy):
 
     def lr_at(self, step: int) -> float:
         p = self.params
+        # torch refuses to step past the run; past its end the LR stays at the final value
+        # (extrapolating the linear anneal would turn it negative)
+        step = min(step, self.total_steps - 1)
         initial = p.max_lr / p.div_factor
         final = initial / p.final_div_factor
         phases = [(float(p.pct_start * self.total_steps) - 1, initial, p.max_lr), (self.total_steps - 1, p.max_lr, final)]

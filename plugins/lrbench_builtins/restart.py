@@ -38,6 +38,8 @@ class CosineRestarts(Policy):
     def lr_at(self, step: int) -> float:
         p = self.params
         t_i, t_cur = p.cycle_steps, step
+        if p.cycle_mult == 1:
+            t_cur = step % t_i
         while t_cur >= t_i:  # closed form would need a log; cycles grow geometrically, so this is short
             t_cur -= t_i
             t_i *= p.cycle_mult
@@ -98,7 +100,8 @@ class _Sawtooth(Policy):
         x = -1.0 * step / p.cycle_steps
         phase = x - math.floor(x)
         if self.variant == "halving":
-            scale = 1.0 / 2 ** math.floor(1.0 * step / p.cycle_steps)
+            # 1 / 2**n exactly, but 0.0 instead of an OverflowError for huge n
+            scale = math.ldexp(1.0, -math.floor(1.0 * step / p.cycle_steps))
         elif self.variant == "exp":
             scale = p.gamma**step
         else:

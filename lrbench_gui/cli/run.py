@@ -1,0 +1,228 @@
+"""``lrbench run`` (one trial, with a progress bar, recorded in the database) and ``lrbench tasks``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from ..core.params import describe
+from ..core.protocol import Event, encode
+from ..core.trial import TrialConfig, TrialError, load_trial, validate_trial
+from . import CliError, print_json
+from .policy import parse_set, resolve_spec
+
+__all__ = ["add_parser", "ProgressBar", "build_trial"]
+
+
+class ProgressBar:
+    """step/total, loss, lr and ETA on one stderr line (a line per 10% when not a terminal)."""
+
+    def __init__(self, total: int, label: str, stream: Any = None) -> None:
+        self.total = max(1, total)
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.monotonic()
+        self.last_draw = 0.0
+        self.last_decile = -1
+
+    def update(self, step: int, loss: float, lr: float) -> None:
+        done = step + 1
+        now = time.monotonic()
+        frac = min(1.0, done / self.total)
+        rate = done / max(now - self.t0, 1e-9)
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        text = (
+            f"{self.label} {done}/{self.total} [{'#' * int(frac * 24):<24}] "
+            f"loss {loss:.4g}  lr {lr:.3g}  ETA {eta:5.1f}s"
+        )
+        if self.tty:
+            if now - self.last_draw > 0.05 or done == self.total:
+                self.stream.write("\r" + text[:150])
+                self.stream.flush()
+                self.last_draw = now
+        elif int(frac * 10) > self.last_decile:
+            self.last_decile = int(frac * 10)
+            self.stream.write(text + "\n")
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _split_sets(items: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"task": [], "policy": [], "optim": []}
+    for item in items:
+        prefix, dot, rest = item.partition(".")
+        if not dot or prefix not in out:
+            raise CliError(f"--set {item!r}: prefix the key with task., policy. or optim. (e.g. policy.lr=0.01)")
+        out[prefix].append(rest)
+    return out
+
+
+def build_trial(args: argparse.Namespace) -> TrialConfig:
+    """The trial the command line describes, validated against the installed plugins."""
+    sets = _split_sets(args.set)
+    spec = resolve_spec(args.policy, args.spec, sets["policy"])
+    optim = parse_set(sets["optim"])
+    if args.optimizer:
+        optim["name"] = args.optimizer
+    budget = {"steps": args.steps} if args.steps else {"epochs": args.epochs} if args.epochs else {"tokens": args.tokens}
+    if not any(budget.values()):
+        raise CliError("give a budget: --steps N, --epochs E or --tokens T")
+    obj = {
+        "task": args.task,
+        "task_params": parse_set(sets["task"]),
+        "policy": spec.to_json(),
+        "optimizer": optim,
+        "budget": budget,
+        "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum,
+        "eval_every": args.eval_every,
+        "checkpoint_every": args.checkpoint_every,
+        "seed": args.seed,
+        "device": args.device,
+        "backend": args.backend,
+        "deepspeed": {"zero_stage": args.zero_stage, "num_gpus": args.gpus},
+        "threads": args.threads,
+        "save_model": args.save_model,
+    }
+    if args.output_dir:
+        obj["output_dir"] = args.output_dir
+    try:
+        return validate_trial(load_trial(obj))
+    except TrialError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _open_db(path: str | None) -> Any:
+    from ..core.db import DatabaseError, PolicyDB
+
+    try:
+        return PolicyDB(path)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..core.runner import LocalScheduler
+
+    cfg = build_trial(args)
+    db = None if args.no_db else _open_db(args.db)
+    bar: ProgressBar | None = None
+    stored: dict[str, Any] = {}
+
+    def on_event(trial_id: str, event: Event) -> None:
+        nonlocal bar
+        if args.json:
+            sys.stdout.write(encode(event.type, event.trial, **event.data) + "\n")
+            sys.stdout.flush()
+            return
+        if event.type == "hello":
+            bar = ProgressBar(int(event.get("steps", 1)), f"{cfg.task}/{cfg.trial_id}")
+        elif event.type == "step" and bar is not None:
+            bar.update(int(event["step"]), float(event["loss"]), float(event["lr"]))
+
+    def on_log(trial_id: str, line: str) -> None:
+        if args.verbose:
+            print(f"  | {line}", file=sys.stderr)
+
+    def on_finished(trial_id: str, record: dict[str, Any]) -> None:
+        if db is not None:
+            from ..core.db import DatabaseError
+
+            try:
+                stored.update(db.add_trial(record))
+            except DatabaseError as exc:  # the run is not lost: keep it beside the database
+                path = (db.path.parent / f"unsaved-trial-{trial_id}.json")
+                path.write_text(json.dumps(record))
+                print(f"lrbench: could not record the trial ({exc}); saved it to {path}", file=sys.stderr)
+        stored.setdefault("record", record)
+
+    scheduler = LocalScheduler(1, on_event=on_event, on_log=on_log, on_finished=on_finished)
+    scheduler.submit(cfg)
+    try:
+        records = scheduler.run()
+    except KeyboardInterrupt:
+        scheduler.cancel_all()
+        records = scheduler.run()
+    if bar is not None:
+        bar.close()
+    record = records[cfg.trial_id]
+    status = record["status"]
+    if not args.json:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(record["metrics"].items()) if isinstance(v, (int, float)))
+        cost = record["cost"]
+        print(f"{status}: {cfg.task} with {spec_text(cfg.policy)}; {metrics}")
+        print(f"cost: {cost['steps']} steps, {cost['tokens']} tokens, {cost['seconds']:.1f} s"
+              + (f"; recorded as trial {cfg.trial_id} in {db.path}" if db is not None else ""))
+        if status == "failed":
+            print(record.get("notes", ""), file=sys.stderr)
+    return 0 if status in ("completed", "diverged", "stopped") else 1
+
+
+def spec_text(policy: dict[str, Any]) -> str:
+    if "name" in policy:
+        params = ", ".join(f"{k}={v}" for k, v in policy.get("params", {}).items())
+        return f"{policy['name']}({params})"
+    return "a composition of " + ", ".join(spec_text(s) for s in policy["sequence"])
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from ..plugins import get_registry
+
+    reg = get_registry()
+    rows = []
+    for name, item in sorted(reg.tasks.items()):
+        cls = item.obj
+        rows.append({
+            "name": name, "summary": cls.summary, "metric": cls.metric, "metric_mode": cls.metric_mode,
+            "plugin": item.plugin, "version": item.version, "params": [p.to_json() for p in describe(cls.Params)],
+        })
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['name']}: {r['summary']}  (metric {r['metric']}, {r['metric_mode']})")
+        for p in r["params"]:
+            print(f"    {p['name']} ({p['type']}) = {p['default']!r}  {p['description']}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run one trial in a subprocess, with a progress bar, and record it")
+    p.add_argument("--task", required=True)
+    p.add_argument("--policy", metavar="NAME", help="a policy name, a spec .json file or inline JSON")
+    p.add_argument("--spec", metavar="FILE", help="a policy spec file (compositions allowed)")
+    p.add_argument("--set", action="append", default=[], metavar="task.K=V|policy.K=V|optim.K=V")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int)
+    budget.add_argument("--epochs", type=float)
+    budget.add_argument("--tokens", type=int)
+    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--eval-every", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
+    p.add_argument("--backend", choices=["torch", "deepspeed"], default="torch")
+    p.add_argument("--zero-stage", type=int, default=0, choices=[0, 1, 2, 3])
+    p.add_argument("--gpus", type=int, default=1, help="DeepSpeed ranks (GPUs; gloo processes on a CPU host)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads in the trial (0: torch's default)")
+    p.add_argument("--output-dir", help="where checkpoints and the model go (default: the trial's folder)")
+    p.add_argument("--save-model", action="store_true", help="save the trained model at the end")
+    p.add_argument("--db", metavar="PATH", help="the database file (default: $LRBENCH_DB or the data folder)")
+    p.add_argument("--no-db", action="store_true", help="do not record the trial")
+    p.add_argument("--json", action="store_true", help="stream the trial's events as JSON lines")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the trainer's log")
+    p.set_defaults(func=_cmd_run)
+
+    q = sub.add_parser("tasks", help="list the training tasks and their parameters")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_cmd_tasks)

@@ -1,0 +1,300 @@
+"""One trial, from its trial file to its ``end`` event.
+
+Exit status: 0 completed / stopped / diverged (the trial ran; the status is in ``end``),
+1 failed while training, 2 a bad trial file (nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ..core.params import validate_params
+from ..core.protocol import encode
+from ..core.spec import build_schedule, parse_spec
+from ..core.task import Task, TaskContext
+from ..core.trial import TrialConfig, TrialError, load_trial, validate_trial
+
+__all__ = ["main", "run_trial", "Emitter"]
+
+
+class Emitter:
+    """Writes protocol lines to stdout (rank 0 only) and keeps a short log tail for errors."""
+
+    def __init__(self, trial: str, rank: int = 0, stream: Any = None) -> None:
+        self.trial = trial
+        self.active = rank == 0
+        self.stream = stream or sys.stdout
+        self.tail: deque[str] = deque(maxlen=40)
+
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.active:
+            self.stream.write(encode(type_, self.trial, **fields) + "\n")
+            self.stream.flush()
+
+    def log(self, msg: str) -> None:
+        self.tail.append(msg)
+        print(msg, file=sys.stderr, flush=True)
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT; the loop checks it before every step."""
+
+    requested = False
+
+    @classmethod
+    def install(cls) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            cls.requested = True
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _device(name: str, backend: str) -> Any:
+    import torch
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and (backend == "deepspeed" or local_rank):
+        name = f"cuda:{local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrialError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def _optimizer(cfg: TrialConfig, params: list, lr: float) -> Any:
+    import torch
+
+    o = cfg.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
+def resolve_steps(cfg: TrialConfig, task: Task, world_size: int = 1) -> int:
+    """The budget in optimizer steps."""
+    b = cfg.budget
+    if b.steps is not None:
+        return b.steps
+    per_step = cfg.batch_size * cfg.grad_accum * world_size
+    if b.epochs is not None:
+        n = task.samples_per_epoch()
+        if not n:
+            raise TrialError(f"task {cfg.task} has no fixed epoch size: give budget.steps or budget.tokens")
+        return max(1, math.ceil(b.epochs * n / per_step))
+    tps = task.tokens_per_sample()
+    if not tps:
+        raise TrialError(f"task {cfg.task} does not count tokens: give budget.steps or budget.epochs")
+    return max(1, math.ceil(b.tokens / (per_step * tps)))
+
+
+def _ds_env() -> None:
+    """A single DeepSpeed process without a launcher still needs a process group."""
+    if "RANK" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+
+
+def _ds_engine(cfg: TrialConfig, model: Any, optimizer: Any, steps: int) -> Any:
+    _ds_env()
+    import deepspeed
+
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "zero_optimization": {"stage": cfg.deepspeed.zero_stage},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if cfg.max_grad_norm:
+        config["gradient_clipping"] = cfg.max_grad_norm
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
+
+
+def _save_checkpoint(model: Any, folder: Path, step: int, lr: float, cfg: TrialConfig) -> Path:
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{step:07d}.safetensors"
+    tmp = path.with_suffix(".tmp")
+    meta = {"step": str(step), "lr": repr(lr), "trial": cfg.trial_id, "task": cfg.task}
+    save_model(model, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def run_trial(cfg: TrialConfig, out: Emitter) -> str:
+    """Train ``cfg`` and return the end status; every event goes through ``out``."""
+    import torch
+
+    from ..plugins import get_registry
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    reg = get_registry()
+    task_cls = reg.task(cfg.task)
+    task = task_cls(validate_params(task_cls.Params, cfg.task_params))
+    device = _device(cfg.device, cfg.backend)
+    _seed_everything(cfg.seed)
+    workdir = Path(cfg.output_dir) if cfg.output_dir else Path.cwd()
+    ctx = TaskContext(cfg.seed, device, cfg.batch_size, rank, world, workdir, out.log)
+    model = task.setup(ctx)
+    steps = resolve_steps(cfg, task, world)
+    schedule = build_schedule(parse_spec(cfg.policy, reg), steps, reg)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(cfg, trainable, schedule.lr_at(0))
+    if cfg.backend == "deepspeed":
+        engine = _ds_engine(cfg, model, optimizer, steps)
+        runner, module, optimizer = engine, engine.module, engine.optimizer
+    else:
+        model.to(device)
+        engine, runner, module = None, model, model
+    n_params = sum(p.numel() for p in module.parameters())
+    n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    out.emit(
+        "hello", pid=os.getpid(), device=str(device), world_size=world, backend=cfg.backend,
+        params=n_params, trainable_params=n_trainable, steps=steps, task=cfg.task,
+        model=task.model_info(), torch=torch.__version__,
+    )
+    out.log(f"trial {cfg.trial_id}: {cfg.task}, {steps} steps on {device} ({cfg.backend}), {n_params:,} parameters")
+
+    batches = task.train_batches()
+    ckpt_steps = set(cfg.checkpoint_steps)
+    ckpt_dir = workdir / "checkpoints"
+    tokens = samples = 0
+    best = math.inf
+    first_loss: float | None = None
+    last_metrics: dict[str, float] = {}
+    t0 = time.perf_counter()
+    status = "completed"
+    done = 0
+    module.train()
+    for step in range(steps):
+        if _Stop.requested:
+            status = "stopped"
+            break
+        lr = schedule.lr_at(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * float(group.get("lr_scale", 1.0))
+        loss_sum = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches)
+            loss, counts = task.loss(runner, batch)
+            if engine is not None:
+                engine.backward(loss)
+                engine.step()
+            else:
+                (loss / cfg.grad_accum).backward()
+            loss_sum += float(loss.detach())
+            tokens += int(counts.get("tokens", 0)) * world
+            samples += int(counts.get("samples", 0)) * world
+        if engine is None:
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_val = loss_sum / cfg.grad_accum
+        done = step + 1
+        if first_loss is None:
+            first_loss = loss_val
+        if step % cfg.log_every == 0 or step == steps - 1 or not math.isfinite(loss_val):
+            out.emit("step", step=step, lr=lr, loss=loss_val, tokens=tokens, samples=samples,
+                     time=round(time.perf_counter() - t0, 6))
+        if not math.isfinite(loss_val) or loss_val > cfg.diverge_factor * max(best, first_loss):
+            status = "diverged"
+            out.log(f"step {step}: loss {loss_val} diverged (best {best:.4g}, first {first_loss:.4g})")
+            break
+        best = min(best, loss_val)
+        if cfg.eval_every and done % cfg.eval_every == 0 and done < steps:
+            last_metrics = _evaluate(task, module, out, step)
+        if done in ckpt_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            if rank == 0:
+                path = _save_checkpoint(module, ckpt_dir, done, lr, cfg)
+                out.emit("checkpoint", step=done, path=str(path), lr=lr)
+    seconds = time.perf_counter() - t0
+    if status != "diverged" and done:
+        last_metrics = _evaluate(task, module, out, done - 1)
+    if cfg.save_model and status == "completed" and rank == 0:
+        folder = workdir / "model"
+        task.save_model(module, folder)
+        out.emit("checkpoint", step=done, path=str(folder), lr=schedule.lr_at(max(0, done - 1)), kind="model")
+    summary = {"final_loss": loss_val if done else None, "best_loss": best if math.isfinite(best) else None}
+    summary.update(last_metrics)
+    out.emit(
+        "end", status=status, metrics=summary, metric=task.metric, metric_mode=task.metric_mode,
+        cost={"steps": done, "tokens": tokens, "samples": samples, "seconds": round(seconds, 3)},
+    )
+    out.log(f"trial {cfg.trial_id}: {status} after {done} steps in {seconds:.1f} s")
+    return status
+
+
+def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, float]:
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in task.evaluate(module).items()}
+    module.train()
+    out.emit("eval", step=step, metrics=metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lrbench_gui.trainer", description=__doc__)
+    parser.add_argument("trial", help="the trial file (JSON)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by the DeepSpeed launcher")
+    args = parser.parse_args(argv)
+    if args.local_rank is not None:
+        os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    _Stop.install()
+    trial_id = "?"
+    out = Emitter(trial_id, int(os.environ.get("RANK", "0")))
+    try:
+        cfg = validate_trial(load_trial(args.trial))
+        out.trial = cfg.trial_id
+    except TrialError as exc:
+        out.emit("error", message=f"bad trial file: {exc}", log_tail=[])
+        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
+        out.log(f"lrbench trainer: bad trial file {args.trial}: {exc}")
+        return 2
+    try:
+        run_trial(cfg, out)
+    except Exception as exc:  # a failed trial is reported, never a bare traceback to the app
+        tb = traceback.format_exc()
+        out.log(tb)
+        kind = "out of memory" if "out of memory" in str(exc).lower() else type(exc).__name__
+        out.emit("error", message=f"{kind}: {exc}", log_tail=list(out.tail)[-20:])
+        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
+        return 1
+    return 0
