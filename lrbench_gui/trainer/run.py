@@ -270,6 +270,17 @@ def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, flo
     return metrics
 
 
+def _raw_trial_id(path: str) -> str:
+    """The trial id of a trial file that failed validation, so the app can still match its events."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8")).get("trial_id")
+    except (OSError, ValueError, AttributeError):
+        return "?"
+    return value if isinstance(value, str) and value else "?"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrbench_gui.trainer", description=__doc__)
     parser.add_argument("trial", help="the trial file (JSON)")
@@ -284,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = validate_trial(load_trial(args.trial))
         out.trial = cfg.trial_id
     except TrialError as exc:
+        out.trial = _raw_trial_id(args.trial)
         out.emit("error", message=f"bad trial file: {exc}", log_tail=[])
         out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
         out.log(f"lrbench trainer: bad trial file {args.trial}: {exc}")
