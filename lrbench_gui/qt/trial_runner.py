@@ -1,0 +1,210 @@
+"""Run trials from the GUI: one ``QProcess`` per trial, a queue over slots, events as signals.
+
+Never blocks the GUI thread: stdout is read line by line in the ``readyReadStandardOutput`` slot,
+stderr in its own, ``finished``/``errorOccurred`` settle the trial. Cancel is ``terminate()``
+(SIGTERM: the trainer stops at its next step and says ``stopped``), then ``kill()`` after a
+grace period. The event stream goes through the same parser and
+:class:`~lrbench_gui.core.recorder.TrialRecorder` as the CLI's runner, so a trial is recorded
+the same way from either.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+from ..core.paths import data_dir
+from ..core.protocol import parse_line
+from ..core.recorder import TrialRecorder
+from ..core.runner import GRACE_SECONDS, trainer_command, trial_env
+from ..core.trial import TrialConfig, write_trial
+
+__all__ = ["TrialRunner", "QtTrial"]
+
+
+class QtTrial(QObject):
+    """One trial's process."""
+
+    # a protocol event arrived: (trial_id, Event)
+    eventReceived = Signal(str, object)
+    # a log line (stderr, or stdout that is not protocol): (trial_id, line)
+    logReceived = Signal(str, str)
+    # the process is gone and the record is settled: (trial_id, record dict)
+    finished = Signal(str, dict)
+
+    def __init__(self, config: TrialConfig, workdir: Path, gpus: str | None = None, program: list[str] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.config = config
+        self.workdir = workdir
+        self.gpus = gpus
+        self.program = program
+        self.recorder = TrialRecorder(config)
+        self.stderr_tail: deque[str] = deque(maxlen=60)
+        self.cancelled = False
+        self.done = False
+        self.proc = QProcess(self)
+        self.proc.setProcessChannelMode(QProcess.ProcessChannelMode.SeparateChannels)
+        self.proc.readyReadStandardOutput.connect(self._read_stdout)
+        self.proc.readyReadStandardError.connect(self._read_stderr)
+        self.proc.finished.connect(self._finished)
+        self.proc.errorOccurred.connect(self._error)
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self.proc.kill)
+
+    @property
+    def trial_id(self) -> str:
+        return self.config.trial_id
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.config.output_dir is None:
+            self.config = self.config.model_copy(update={"output_dir": str(self.workdir)})
+            self.recorder.config = self.config
+        cmd = self.program or trainer_command(self.config, write_trial(self.config, self.workdir / "trial.json"))
+        env = QProcessEnvironment()
+        for key, value in trial_env(self.config, self.gpus).items():
+            env.insert(key, value)
+        self.proc.setProcessEnvironment(env)
+        self.proc.setWorkingDirectory(str(self.workdir))
+        self.proc.setProgram(cmd[0])
+        self.proc.setArguments(cmd[1:])
+        self.proc.start()
+
+    def _read_stdout(self) -> None:
+        while self.proc.canReadLine():
+            line = bytes(self.proc.readLine().data()).decode("utf-8", errors="replace")
+            event = parse_line(line)
+            if event is not None and event.trial in (self.trial_id, "?"):
+                self.recorder.feed(event)
+                self.eventReceived.emit(self.trial_id, event)
+            elif line.strip():
+                self.recorder.log(line)
+                self.logReceived.emit(self.trial_id, line.rstrip("\n"))
+
+    def _read_stderr(self) -> None:
+        data = bytes(self.proc.readAllStandardError().data()).decode("utf-8", errors="replace")
+        for line in data.splitlines():
+            self.stderr_tail.append(line)
+            self.logReceived.emit(self.trial_id, line)
+
+    def cancel(self, grace: float = GRACE_SECONDS) -> None:
+        if self.done or self.proc.state() == QProcess.ProcessState.NotRunning:
+            return
+        self.cancelled = True
+        self.proc.terminate()
+        self._kill_timer.start(int(grace * 1000))
+
+    def _error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart and not self.done:
+            self.recorder.errors.append(f"could not start the trainer: {self.proc.errorString()}")
+            self._settle(None)
+
+    def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
+        self._read_stdout()
+        rest = bytes(self.proc.readAllStandardOutput().data()).decode("utf-8", errors="replace")
+        if rest.strip():  # a last line without a newline
+            event = parse_line(rest)
+            if event is not None:
+                self.recorder.feed(event)
+                self.eventReceived.emit(self.trial_id, event)
+        self._read_stderr()
+        crashed = status == QProcess.ExitStatus.CrashExit
+        self._settle(-9 if crashed and code == 0 else (-code if crashed else code))
+
+    def _settle(self, code: int | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._kill_timer.stop()
+        self.recorder.finish(code, list(self.stderr_tail), cancelled=self.cancelled)
+        self.finished.emit(self.trial_id, self.recorder.record())
+
+
+class TrialRunner(QObject):
+    """A queue of trials over slots (CPU workers or GPU ids)."""
+
+    # a trial's process started: (trial_id, TrialConfig)
+    trialStarted = Signal(str, object)
+    # a protocol event of a running trial: (trial_id, Event)
+    trialEvent = Signal(str, object)
+    # a log line of a running trial: (trial_id, line)
+    trialLog = Signal(str, str)
+    # a trial is over (completed, stopped, diverged or failed): (trial_id, record)
+    trialFinished = Signal(str, dict)
+    # nothing is running or queued any more
+    idle = Signal()
+
+    def __init__(self, slots: int | list[str] = 1, workdir: Path | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.set_slots(slots)
+        self.workdir = workdir or data_dir() / "trials"
+        self.pending: deque[TrialConfig] = deque()
+        self.running: dict[str, tuple[QtTrial, int]] = {}
+        self.programs: dict[str, list[str]] = {}
+
+    def set_slots(self, slots: int | list[str]) -> None:
+        self.slot_ids: list[str | None] = list(slots) if isinstance(slots, list) else [None] * max(1, int(slots))
+
+    def submit(self, config: TrialConfig, program: list[str] | None = None) -> None:
+        """Queue a trial; ``program`` replaces the trainer command (benchmarks' synthetic sources)."""
+        if program is not None:
+            self.programs[config.trial_id] = program
+        self.pending.append(config)
+        QTimer.singleShot(0, self._fill)
+
+    def is_busy(self) -> bool:
+        return bool(self.running or self.pending)
+
+    def trial(self, trial_id: str) -> QtTrial | None:
+        entry = self.running.get(trial_id)
+        return entry[0] if entry else None
+
+    def cancel(self, trial_id: str) -> None:
+        for i, cfg in enumerate(self.pending):
+            if cfg.trial_id == trial_id:
+                del self.pending[i]
+                rec = TrialRecorder(cfg)
+                rec.finish(None, [], cancelled=True)
+                self.trialFinished.emit(trial_id, rec.record())
+                self._check_idle()
+                return
+        if trial_id in self.running:
+            self.running[trial_id][0].cancel()
+
+    def cancel_all(self, grace: float = GRACE_SECONDS) -> None:
+        for cfg in list(self.pending):
+            self.cancel(cfg.trial_id)
+        for trial, _ in list(self.running.values()):
+            trial.cancel(grace)
+
+    def _fill(self) -> None:
+        busy = {slot for _, slot in self.running.values()}
+        for slot, gpus in enumerate(self.slot_ids):
+            if slot in busy or not self.pending:
+                continue
+            cfg = self.pending.popleft()
+            trial = QtTrial(cfg, self.workdir / cfg.trial_id, gpus, self.programs.pop(cfg.trial_id, None), self)
+            trial.eventReceived.connect(self.trialEvent)
+            trial.logReceived.connect(self.trialLog)
+            trial.finished.connect(self._trial_finished)
+            self.running[cfg.trial_id] = (trial, slot)
+            busy.add(slot)
+            trial.start()
+            self.trialStarted.emit(cfg.trial_id, trial.config)
+
+    def _trial_finished(self, trial_id: str, record: dict[str, Any]) -> None:
+        entry = self.running.pop(trial_id, None)
+        self.trialFinished.emit(trial_id, record)
+        if entry is not None:
+            entry[0].deleteLater()
+        self._fill()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.running and not self.pending:
+            self.idle.emit()
