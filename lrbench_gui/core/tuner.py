@@ -1,19 +1,81 @@
 """The tuner protocol: ask/tell, so the study owns the loop and the processes.
 
-Lifecycle: the study builds ``Tuner(params, space)``; then, until :meth:`Tuner.ask` returns
-None, it asks for a trial config, runs it (in a subprocess, maybe beside others), reports
-intermediate values with :meth:`Tuner.report` (which may answer "stop") and the final result
-with :meth:`Tuner.tell`. A tuner never starts processes or touches the database.
+Lifecycle: the study builds ``TunerClass(params, space, objective, budget, seed)``. Then, until
+:meth:`Tuner.done` is true, it asks for trial requests (:meth:`Tuner.ask` returns None when the
+tuner must wait for running trials), runs them (in subprocesses, several at once), forwards
+intermediate values with :meth:`Tuner.report` (which may answer "stop this trial") and final
+results with :meth:`Tuner.tell`. A tuner never starts processes or touches the database.
+
+Determinism: given the same seed and the same sequence of tells, a tuner asks the same requests
+with the same keys. A study interrupted half-way resumes by replaying its finished trials into a
+fresh tuner (ask, then tell the stored result for that key) without running them again.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .params import Params
 
-__all__ = ["Tuner"]
+__all__ = ["Tuner", "TrialRequest", "TrialResult", "Objective", "StudyBudget"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the study optimizes: a metric of the trial's end event, lower or higher is better."""
+
+    metric: str = "val_loss"
+    mode: str = "min"  # "min" | "max"
+    #: for cost-effective tuning: the value to reach (``val_acc >= 0.95``, ``val_loss <= 0.2``)
+    target: float | None = None
+
+    def better(self, a: float, b: float) -> bool:
+        return a < b if self.mode == "min" else a > b
+
+    def reached(self, value: float) -> bool:
+        if self.target is None:
+            return False
+        return value <= self.target if self.mode == "min" else value >= self.target
+
+
+@dataclass(frozen=True)
+class StudyBudget:
+    """How much the study may spend: ``steps`` per full trial and at most ``trials`` trials
+    (full-length equivalents for tuners that run partial trials)."""
+
+    steps: int
+    trials: int = 16
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One trial the tuner wants run."""
+
+    key: str  # unique in the study; stable across a resume
+    policy: dict[str, Any]  # a policy spec (JSON form), compositions allowed
+    steps: int  # this trial's budget in optimizer steps (partial for halving's low rungs)
+    family: str = ""  # the search-space family the point came from
+    point: dict[str, Any] = field(default_factory=dict)  # the sampled values, for tables and tuners
+    task_params: dict[str, Any] = field(default_factory=dict)  # overrides of the study's task params
+    eval_every: int = 0  # 0: the study's default
+    tags: dict[str, Any] = field(default_factory=dict)  # e.g. {"rung": 1}
+
+
+@dataclass
+class TrialResult:
+    """What a finished trial gives back to its tuner."""
+
+    key: str
+    status: str  # completed | stopped | diverged | failed | pruned
+    value: float | None  # the objective's metric at the end (None when it has none)
+    metrics: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)  # steps, tokens, seconds
+    #: the monitored metric along the run: [(step, value)], and the training loss and LR per step
+    evals: list[tuple[int, float]] = field(default_factory=list)
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    lrs: list[tuple[int, float]] = field(default_factory=list)
 
 
 class Tuner(abc.ABC):
@@ -24,18 +86,30 @@ class Tuner(abc.ABC):
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
 
-    def __init__(self, params: Params, space: Any) -> None:
+    def __init__(self, params: Params, space: Any, objective: Objective | None = None,
+                 budget: StudyBudget | None = None, seed: int = 0) -> None:
         self.params = params
         self.space = space
+        self.objective = objective or Objective()
+        self.budget = budget or StudyBudget(steps=100)
+        self.seed = seed
 
     @abc.abstractmethod
-    def ask(self) -> dict[str, Any] | None:
-        """The next trial config, or None when the search is over (or waits on running trials)."""
+    def ask(self) -> TrialRequest | None:
+        """The next trial to run, or None when nothing can be asked until a running trial ends."""
 
     @abc.abstractmethod
-    def tell(self, trial_id: str, result: dict[str, Any]) -> None:
+    def tell(self, result: TrialResult) -> None:
         """The final result of a trial asked for earlier."""
 
-    def report(self, trial_id: str, step: int, value: float) -> bool:
-        """An intermediate value; return False to stop that trial early. Default: continue."""
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """True when the tuner will ask nothing more (the study ends once running trials finish)."""
+
+    def report(self, key: str, step: int, value: float) -> bool:
+        """An intermediate value of the objective; return False to stop that trial. Default: go on."""
         return True
+
+    def summary_json(self) -> dict[str, Any]:
+        """What the tuner concluded, for the study record (e.g. the range test's suggestions)."""
+        return {}

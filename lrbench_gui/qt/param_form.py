@@ -89,6 +89,12 @@ def _nice_step(value: float, up: bool) -> float:
     return float(f"{nxt}e{exponent}")
 
 
+def _tidy(message: str) -> str:
+    """A whole-model message without pydantic's prefix and the echo of every value."""
+    message = re.sub(r"^Value error, ", "", message)
+    return re.sub(r" \(got \{.*\}\)$", "", message)
+
+
 class FloatEdit(QLineEdit):
     """A line edit for floats that accepts any Python float syntax (``1e-3``, ``.5``, ``2E4``).
 
@@ -159,7 +165,10 @@ class _Field:
                 raise ValueError(f"{text!r} is not a number (try 0.001 or 1e-3)") from None
         if info.kind == "int":
             if not w.hasAcceptableInput():
-                raise ValueError(f"{w.text()!r} is not a whole number {info.bounds_text()}".rstrip())
+                text = w.cleanText().strip()
+                if not text:
+                    raise ValueError("required: enter a whole number")
+                raise ValueError(f"{text!r} is out of range: must be {info.bounds_text()}")
             return int(w.value())
         if info.kind == "bool":
             return bool(w.isChecked())
@@ -296,13 +305,17 @@ class ParamForm(QWidget):
             field.write(values.get(info.name, info.default))
             self._fields[info.name] = field
             grid.addWidget(label, row, 0, Qt.AlignmentFlag.AlignVCenter)
-            grid.addWidget(editor, row, 1)
+            if info.kind == "bool":
+                grid.addWidget(editor, row, 1, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            else:
+                grid.addWidget(editor, row, 1)
             unit = QLabel(info.unit, self._body)
             unit.setProperty("role", "unit")
             grid.addWidget(unit, row, 2)
             grid.addWidget(error, row + 1, 1, 1, 2)
             grid.setRowMinimumHeight(row + 1, 4)
             row += 2
+        self._body.show()
         self._empty.setVisible(model is not None and not infos)
         self._problems = []
         self._form_error.setVisible(False)
@@ -335,8 +348,9 @@ class ParamForm(QWidget):
         else:
             editor = QLineEdit(self._body)
             editor.textEdited.connect(self._edited)
-        editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        editor.setMinimumWidth(90)
+        if info.kind != "bool":
+            editor.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            editor.setMinimumWidth(90)
         return editor
 
     # reading and writing
@@ -415,13 +429,17 @@ class ParamForm(QWidget):
                 values[name] = field.read()
             except ValueError as exc:
                 problems.append((name, str(exc)))
-        if not problems:
-            try:
-                validated = validate_params(self._model, values).model_dump(mode="json")
-            except ParamError as exc:
-                problems = [(p.split(".")[0], m) for p, m in exc.problems]
-            except Exception as exc:  # noqa: BLE001 - a plugin's validator may raise anything
-                problems = [("", f"{type(exc).__name__}: {exc}")]
+        # Fields that do not parse are validated with their last good value, so that the other
+        # fields' problems (a bound, a cross-field rule) show at the same time.
+        unparsed = {name for name, _ in problems}
+        candidate = {**{k: v for k, v in self._last_good.items() if k in unparsed}, **values}
+        validated: dict[str, Any] = {}
+        try:
+            validated = validate_params(self._model, candidate).model_dump(mode="json")
+        except ParamError as exc:
+            problems += [(p.split(".")[0], m) for p, m in exc.problems if p.split(".")[0] not in unparsed]
+        except Exception as exc:  # noqa: BLE001 - a plugin's validator may raise anything
+            problems.append(("", f"{type(exc).__name__}: {exc}"))
         self._show_problems(problems)
         if problems:
             self.paramsRejected.emit(self.error_text())
@@ -437,7 +455,7 @@ class ParamForm(QWidget):
             if path in self._fields:
                 by_field.setdefault(path, []).append(msg)
             else:
-                general.append(f"{path}: {msg}" if path else msg)
+                general.append(f"{path}: {msg}" if path else _tidy(msg))
         for name, field in self._fields.items():
             field.set_error("; ".join(by_field.get(name, [])))
         self._form_error.setText("\n".join(general))
