@@ -3,12 +3,13 @@
 A trial's LR and loss curves are (step, value) series. Stored as JSON number lists, 10,000 trials
 of two 1,000-point curves would take ~400 MB of text, so the database keeps each curve *packed*:
 
-    {"encoding": "f32-shuffle-zlib", "n": 1000, "steps": "<base64>", "values": "<base64>"}
+    {"encoding": "varint-f32shuffle-zlib", "n": 1000, "steps": "<base64>", "values": "<base64>"}
 
-``steps``: the steps as little-endian int64, delta-coded (first step, then differences),
-byte-shuffled, zlib-compressed, base64. ``values``: little-endian float32, byte-shuffled,
-zlib-compressed, base64. Shuffling puts the slowly changing exponent bytes side by side, which is
-what lets zlib shrink a float curve to ~2.5 bytes a point. Float32 keeps 7 significant digits,
+``steps``: the first step, then the differences between steps, each as an unsigned LEB128
+varint (7 bits a byte, low group first, high bit set on all but the last byte), zlib-compressed,
+base64. ``values``: little-endian float32, byte-shuffled (all first bytes, then all second
+bytes...), zlib-compressed, base64. Shuffling puts the slowly changing sign and exponent bytes
+side by side, which lets zlib shrink a float curve to 1 to 3 bytes a point. Float32 keeps 7 significant digits,
 plenty for a plotted curve (summary metrics stay full float64 JSON numbers).
 
 Any curve is also accepted *plain*, ``{"steps": [0, 10, ...], "values": [2.3, 2.1, ...]}``, and
@@ -44,7 +45,7 @@ __all__ = [
     "curve_digest",
 ]
 
-ENCODING = "f32-shuffle-zlib"
+ENCODING = "varint-f32shuffle-zlib"
 #: Points kept per stored curve.
 MAX_STORED_POINTS = 1000
 #: Points accepted per curve in an import or an add (then downsampled).
@@ -99,6 +100,48 @@ def _unshuffle(data: bytes, n: int, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(planes.T).view(dtype).reshape(n)
 
 
+def _varint_encode(values: np.ndarray) -> bytes:
+    """Unsigned LEB128 of non-negative int64 values, vectorized."""
+    v = values.astype(np.uint64)
+    if not len(v) or int(v.max()) < 0x80:
+        return v.astype(np.uint8).tobytes()
+    nbytes = np.ones(len(v), dtype=np.int64)
+    rest = v >> np.uint64(7)
+    while rest.any():
+        nbytes += rest > 0
+        rest >>= np.uint64(7)
+    offsets = np.cumsum(nbytes) - nbytes
+    out = np.empty(int(nbytes.sum()), dtype=np.uint8)
+    for k in range(int(nbytes.max())):
+        mask = nbytes > k
+        group = ((v[mask] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        more = (nbytes[mask] > k + 1).astype(np.uint8) << 7
+        out[offsets[mask] + k] = group | more
+    return out.tobytes()
+
+
+def _varint_decode(raw: bytes, n: int, field: str) -> np.ndarray:
+    """Exactly ``n`` LEB128 values (each < 2**63) from ``raw``; CurveError otherwise."""
+    b = np.frombuffer(raw, dtype=np.uint8)
+    if b.shape[0] == n:  # every value below 128, the usual case
+        if n and int(b.max()) >= 0x80:
+            raise CurveError(field, f"does not decode to exactly {n} varints")
+        return b.astype(_I64)
+    last = (b & 0x80) == 0
+    ends = np.flatnonzero(last)
+    if ends.shape[0] != n or (b.shape[0] and not last[-1]):
+        raise CurveError(field, f"does not decode to exactly {n} varints")
+    starts = np.empty_like(ends)
+    starts[:1] = 0
+    starts[1:] = ends[:-1] + 1
+    lengths = ends - starts + 1
+    if int(lengths.max()) > 9:  # 9 groups of 7 bits hold any value below 2**63
+        raise CurveError(field, "holds a step difference of 2**63 or more")
+    pos = np.arange(b.shape[0], dtype=np.int64) - np.repeat(starts, lengths)
+    parts = (b & 0x7F).astype(_I64) << (7 * pos)
+    return np.add.reduceat(parts, starts).astype(_I64)
+
+
 def _b64z(data: bytes) -> str:
     return base64.b64encode(zlib.compress(data, 6)).decode("ascii")
 
@@ -111,12 +154,12 @@ def pack(steps: np.ndarray, values: np.ndarray) -> dict[str, Any]:
     return {
         "encoding": ENCODING,
         "n": int(steps.shape[0]),
-        "steps": _b64z(_shuffle(deltas)),
+        "steps": _b64z(_varint_encode(deltas)),
         "values": _b64z(_shuffle(values)),
     }
 
 
-def _decode_array(text: Any, field: str, n: int, dtype: np.dtype) -> bytes:
+def _inflate(text: Any, field: str, max_bytes: int, exact: int | None) -> bytes:
     if not isinstance(text, str):
         raise CurveError(field, f"must be a base64 string, got {_type_name(text)}")
     if len(text) > MAX_PACKED_CHARS:
@@ -125,22 +168,21 @@ def _decode_array(text: Any, field: str, n: int, dtype: np.dtype) -> bytes:
         compressed = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CurveError(field, f"is not valid base64 ({exc})") from None
-    want = n * dtype.itemsize
     inflater = zlib.decompressobj()
     try:
-        # max_length caps the output, so a zlib bomb inside a curve inflates no further than `want`.
-        raw = inflater.decompress(compressed, want + 1)
+        # max_length caps the output, so a zlib bomb inside a curve inflates no further than this.
+        raw = inflater.decompress(compressed, max_bytes + 1)
     except zlib.error as exc:
         raise CurveError(field, f"is not valid zlib data ({exc})") from None
-    if len(raw) != want or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
-        raise CurveError(field, f"does not decode to exactly {n} values of {dtype.itemsize} bytes")
+    if len(raw) > max_bytes or (exact is not None and len(raw) != exact) or not inflater.eof or inflater.unused_data or inflater.unconsumed_tail:
+        raise CurveError(field, "does not decode to the number of points given by n" if exact is not None else "does not decode to n step numbers")
     return raw
 
 
 def unpack(obj: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The (steps, values) arrays of a stored curve. Trusts the structure (it was validated)."""
     n = int(obj["n"])
-    deltas = _unshuffle(zlib.decompress(base64.b64decode(obj["steps"])), n, _I64)
+    deltas = _varint_decode(zlib.decompress(base64.b64decode(obj["steps"])), n, "steps")
     values = _unshuffle(zlib.decompress(base64.b64decode(obj["values"])), n, _F32)
     return np.cumsum(deltas, dtype=_I64), values
 
@@ -217,19 +259,20 @@ def normalize_curve(obj: Any, max_points: int = MAX_STORED_POINTS) -> Curve:
         n = obj["n"]
         if type(n) is not int or not 0 <= n <= MAX_INPUT_POINTS:
             raise CurveError("n", f"must be a whole number in [0, {MAX_INPUT_POINTS}], got {_type_name(n) if type(n) is not int else n}")
-        deltas = _unshuffle(_decode_array(obj["steps"], "steps", n, _I64), n, _I64)
-        values = _unshuffle(_decode_array(obj["values"], "values", n, _F32), n, _F32)
-        if n and (deltas[0] < 0 or (n > 1 and deltas[1:].min() <= 0)):
-            i = 0 if deltas[0] < 0 else int(np.nonzero(deltas[1:] <= 0)[0][0]) + 1
-            raise CurveError(f"steps[{i}]", "steps must start at >= 0 and strictly increase")
-        with np.errstate(over="raise"):
-            try:
-                steps = np.cumsum(deltas, dtype=_I64)
-            except FloatingPointError:  # pragma: no cover - int overflow does not raise in numpy
-                raise CurveError("steps", "step numbers overflow") from None
-        if n and steps[-1] >= 2**62:
-            raise CurveError("steps", "step numbers must stay below 2**62")
-        _check_arrays(steps, values)
+        deltas = _varint_decode(_inflate(obj["steps"], "steps", 9 * n, None), n, "steps")
+        values = _unshuffle(_inflate(obj["values"], "values", 4 * n, 4 * n), n, _F32)
+        if n:
+            # Deltas: the first step >= 0, then each step above the one before, so no diff pass.
+            if deltas[0] < 0 or (n > 1 and deltas[1:].min() <= 0):
+                i = 0 if deltas[0] < 0 else int(np.nonzero(deltas[1:] <= 0)[0][0]) + 1
+                raise CurveError(f"steps[{i}]", "steps must start at >= 0 and strictly increase")
+            # Every delta is in (0, 2**62] only if the total is; check before summing can wrap.
+            if deltas.max() >= 2**62 // max(1, n) and int(deltas.astype(object).sum()) >= 2**62:
+                raise CurveError("steps", "step numbers must stay below 2**62")
+        steps = np.cumsum(deltas, dtype=_I64)
+        if not np.isfinite(values).all():
+            i = int(np.nonzero(~np.isfinite(values))[0][0])
+            raise CurveError(f"values[{i}]", f"must be a finite number, got {values[i]}")
         if n > max_points:
             steps, values = downsample(steps, values, max_points)
             return Curve(steps, values)
@@ -286,6 +329,10 @@ def finite_curve(steps: Any, values: Any) -> dict[str, list]:
 
 def curve_digest(steps: np.ndarray, values: np.ndarray) -> str:
     """sha256 of the int64 LE steps followed by the float32 LE values."""
-    h = hashlib.sha256(np.ascontiguousarray(steps, dtype=_I64).tobytes())
-    h.update(np.ascontiguousarray(values, dtype=_F32).tobytes())
+    if steps.dtype != _I64 or not steps.flags.c_contiguous:
+        steps = np.ascontiguousarray(steps, dtype=_I64)
+    if values.dtype != _F32 or not values.flags.c_contiguous:
+        values = np.ascontiguousarray(values, dtype=_F32)
+    h = hashlib.sha256(steps.data)
+    h.update(values.data)
     return h.hexdigest()

@@ -12,6 +12,7 @@ into markers the validators refuse by record and field, and that notice duplicat
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -21,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .db_curves import CurveError, normalize_curve
 from .registry import Registry
@@ -51,7 +52,8 @@ SUPPORTED_VERSIONS = (1,)
 TABLES = ("studies", "trials", "policies")
 
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024  # after decompression
-MAX_GZIP_RATIO = 200  # decompressed/compressed, checked once past 64 MiB
+MAX_GZIP_RATIO = 200  # decompressed/compressed, checked once past GZIP_RATIO_AFTER
+GZIP_RATIO_AFTER = 64 * 1024 * 1024
 MAX_RECORDS = 200_000  # per table, in one document
 MAX_ID = 128
 MAX_NAME = 256
@@ -97,7 +99,8 @@ class Problem:
         if self.table is not None:
             rec = f"{self.table}[{self.index}]" if self.index is not None else self.table
             if self.record_id is not None:
-                rec += f" (id {self.record_id!r})"
+                rid = self.record_id if len(self.record_id) <= 60 else self.record_id[:57] + "..."
+                rec += f" (id {rid!r})"
             where.append(rec)
         if self.field:
             where.append(f"field {self.field}")
@@ -209,17 +212,21 @@ def _obj(value: Any, path: str) -> dict:
     return value
 
 
-def _fields(value: Any, path: str, required: Iterable[str], optional: Iterable[str]) -> dict:
+def _fields(value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] | frozenset[str]) -> dict:
     d = _obj(value, path)
-    req = tuple(required)
-    allowed = set(req) | set(optional)
-    for key in d:
-        if key not in allowed:
-            raise FieldError(_join(path, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
-    for key in req:
+    allowed = _allowed(required, optional)
+    if not allowed.issuperset(d):
+        key = next(k for k in d if k not in allowed)
+        raise FieldError(_join(path, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+    for key in required:
         if key not in d:
             raise FieldError(_join(path, key), "missing required field")
     return d
+
+
+@functools.lru_cache(maxsize=64)
+def _allowed(required: tuple[str, ...], optional: Any) -> frozenset[str]:
+    return frozenset(required) | frozenset(optional)
 
 
 def _str(value: Any, path: str, *, max_len: int = MAX_STRING, null: bool = False, pattern: re.Pattern | None = None, what: str = "") -> str | None:
@@ -290,9 +297,31 @@ def _timestamp(value: Any, path: str) -> str | None:
     return text
 
 
+def _flat_ok(d: dict) -> bool:
+    """True when every value of ``d`` is a plain scalar within limits (the common case)."""
+    for k, v in d.items():
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:  # NaN or infinity
+                return False
+        elif t is str:
+            if len(v) > MAX_STRING:
+                return False
+        elif t is int:
+            if not -(2**63) <= v <= 2**63:
+                return False
+        elif not (v is None or t is bool):
+            return False
+        if len(k) > MAX_NAME:
+            return False
+    return True
+
+
 def _freeform(value: Any, path: str, budget: list[int] | None = None, depth: int = 0) -> Any:
     """Any JSON value, bounded: finite numbers, strings <= MAX_STRING, <= 8 deep, <= 5,000 nodes."""
     if budget is None:
+        if type(value) is dict and len(value) < MAX_FREEFORM_NODES and _flat_ok(value):
+            return value
         budget = [MAX_FREEFORM_NODES]
     budget[0] -= 1
     if budget[0] < 0:
@@ -588,9 +617,11 @@ def _problem(file: str, message: str) -> DocumentError:
     return DocumentError(Problem(file, message))
 
 
-def read_document_bytes(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> bytes:
+def read_document_bytes(path: Path, max_bytes: int | None = None) -> bytes:
     """The file's bytes, gunzipped through a capped stream when it is gzip (by name or magic)."""
     name = str(path)
+    if max_bytes is None:
+        max_bytes = MAX_DOCUMENT_BYTES
     try:
         f = open(path, "rb")
     except OSError as exc:
@@ -618,7 +649,7 @@ def read_document_bytes(path: Path, max_bytes: int = MAX_DOCUMENT_BYTES) -> byte
                     total += len(chunk)
                     if total > max_bytes:
                         raise _problem(name, f"decompresses to more than {max_bytes} bytes (a size bomb?); refused")
-                    if total > 64 << 20 and total > MAX_GZIP_RATIO * max(1, f.tell()):
+                    if total > GZIP_RATIO_AFTER and total > MAX_GZIP_RATIO * max(1, f.tell()):
                         raise _problem(name, f"decompresses more than {MAX_GZIP_RATIO} times its size (a size bomb?); refused")
                     chunks.append(chunk)
         except (OSError, EOFError, zlib.error) as exc:
