@@ -4,6 +4,7 @@ spec files, and the plugin view (including plugins written to the test's plugins
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -103,11 +104,11 @@ def test_add_panel_slots_in_before_plugins(window, qtbot):
     from PySide6.QtWidgets import QLabel
 
     window.add_panel("Study", QLabel("study"))
-    window.add_panel("Results", QLabel("results"))
-    assert window.panel_names() == ["Policies", "Study", "Results", "Plugins"]
-    window.show_panel("results")
-    assert window.current_panel() == "Results"
-    assert window.stack.currentWidget().text() == "results"
+    window.add_panel("Extra", QLabel("extra"))
+    assert window.panel_names() == ["Policies", "Run", "Results", "Study", "Extra", "Plugins"]
+    window.show_panel("extra")
+    assert window.current_panel() == "Extra"
+    assert window.stack.currentWidget().text() == "extra"
     with pytest.raises(ValueError):
         window.add_panel("Study", QLabel())
 
@@ -416,13 +417,18 @@ def test_log_field_steps_on_a_1_2_5_ladder(panel, qtbot):
     assert lr.text() == "0.0005"
 
 
-def test_main_takes_a_screenshot_and_quits(qapp, tmp_path):
-    from lrbench_gui.qt.app import main
-
+def test_main_takes_a_screenshot_and_quits(tmp_path):
+    # in a process of its own: app.exec() and quit() would leave this test process's
+    # QApplication closing down, and later tests' QProcess signals would never arrive
     shot = tmp_path / "plugins.png"
-    assert main(["--screenshot", str(shot), "--panel", "plugins", "--size", "1000x700"]) == 0
+    run = [sys.executable, "-m", "lrbench_gui.qt.app"]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    out = subprocess.run([*run, "--screenshot", str(shot), "--panel", "plugins", "--size", "1000x700"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["--panel", "nope"]) == 2
+    out = subprocess.run([*run, "--panel", "nope"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2 and "no panel 'nope'" in out.stderr
 
 
 def test_start_up_imports_no_torch():

@@ -59,6 +59,10 @@ class DbWriter(QObject):
         from ..core.paths import default_db_path
 
         self.db_path = Path(db_path) if db_path else default_db_path()
+        self.thread: QThread | None = None  # started on the first write
+        self.worker: _Worker | None = None
+
+    def _start(self) -> None:
         self.thread = QThread()
         self.thread.setObjectName("lrbench-db-writer")
         self.worker = _Worker(self.db_path)
@@ -67,12 +71,19 @@ class DbWriter(QObject):
         self.worker.done.connect(lambda tid, _: self.written.emit(tid))
         self.worker.failed.connect(self.failed)
         self.thread.start()
+        from PySide6.QtCore import QCoreApplication
+
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.close)
 
     def write_trial(self, record: dict[str, Any]) -> None:
+        if self.thread is None:
+            self._start()
         self._submit.emit(record)
 
     def close(self) -> None:
         """Finish the queued writes and stop the thread."""
-        if self.thread.isRunning():
+        if self.thread is not None and self.thread.isRunning():
             self.thread.quit()
             self.thread.wait()

@@ -42,6 +42,7 @@ class MainWindow(QMainWindow):
         parent: QWidget | None = None,
         *,
         settings: QSettings | None = None,
+        db_path: "Path | None" = None,
     ) -> None:
         super().__init__(parent)
         if registry is None:
@@ -73,12 +74,29 @@ class MainWindow(QMainWindow):
 
         self.policy_panel = PolicyPanel(registry, settings=settings)
         self.plugin_panel = PluginPanel(registry)
+        # trials run in subprocesses; their records go to the database on a worker thread
+        from ..core.paths import default_db_path
+        from .db_panel import DatabasePanel
+        from .db_writer import DbWriter
+        from .run_panel import RunPanel
+        from .trial_runner import TrialRunner
+
+        self.db_path = db_path or default_db_path()
+        self.runner = TrialRunner(1, parent=self)
+        self.db_writer = DbWriter(self.db_path, parent=self)
+        self.run_panel = RunPanel(registry, self.runner, spec_provider=self.policy_panel.current_spec)
+        self.results_panel = DatabasePanel(self.db_path)
+        self.run_panel.trialRecorded.connect(self.db_writer.write_trial)
+        self.db_writer.written.connect(lambda _tid: self.results_panel.refresh())
+        self.db_writer.failed.connect(lambda _tid, msg: self.statusBar().showMessage(msg, 15000))
         self.policy_panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.plugin_panel.registryReloaded.connect(self.set_registry)
 
         self._build_menus()
         self._build_status_bar()
         self.add_panel("Policies", self.policy_panel, icon=icon("policies"))
+        self.add_panel("Run", self.run_panel, icon=icon("run"))
+        self.add_panel("Results", self.results_panel, icon=icon("results"))
         self.add_panel("Plugins", self.plugin_panel, index=-1, icon=icon("plugins"))
         self.show_panel("Policies")
         self._update_status()
@@ -260,7 +278,32 @@ class MainWindow(QMainWindow):
             "<p>Apache-2.0 licensed.</p>",
         )
 
+    def stop_all_trials(self, timeout_ms: int = 15000) -> None:
+        """Stop every trial (SIGTERM, then SIGKILL) and wait until each is recorded."""
+        from PySide6.QtCore import QEventLoop, QTimer
+
+        loop = QEventLoop()
+        self.runner.idle.connect(loop.quit)
+        QTimer.singleShot(timeout_ms, loop.quit)
+        self.runner.cancel_all(grace=5.0)
+        if self.runner.is_busy():
+            loop.exec()
+        self.runner.idle.disconnect(loop.quit)
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.runner.is_busy():
+            from PySide6.QtWidgets import QMessageBox
+
+            answer = QMessageBox.question(
+                self, "Trials are running",
+                "Trials are still running. Stop them and quit? They will be recorded as stopped.",
+            ) if not getattr(self, "confirm_close", None) else self.confirm_close()
+            if answer not in (True, QMessageBox.StandardButton.Yes):
+                event.ignore()
+                return
+            self.stop_all_trials()
+        self.results_panel.shutdown()
+        self.db_writer.close()
         if self._settings is not None:
             self._settings.setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)

@@ -155,7 +155,7 @@ class TrialRunner(QObject):
         if program is not None:
             self.programs[config.trial_id] = program
         self.pending.append(config)
-        QTimer.singleShot(0, self._fill)
+        self._fill()
 
     def is_busy(self) -> bool:
         return bool(self.running or self.pending)
