@@ -103,9 +103,9 @@ def test_window_opens_with_policies_first_and_plugins_last(window):
 def test_add_panel_slots_in_before_plugins(window, qtbot):
     from PySide6.QtWidgets import QLabel
 
-    window.add_panel("Study", QLabel("study"))
+    window.add_panel("Notes", QLabel("notes"))
     window.add_panel("Extra", QLabel("extra"))
-    assert window.panel_names() == ["Policies", "Run", "Results", "Study", "Extra", "Plugins"]
+    assert window.panel_names() == ["Policies", "Run", "Study", "Live", "Results", "Notes", "Extra", "Plugins"]
     window.show_panel("extra")
     assert window.current_panel() == "Extra"
     assert window.stack.currentWidget().text() == "extra"

@@ -245,3 +245,21 @@ def test_lrbench_run_acceptance(lrbench_env):
     events = [parse_line(x) for x in proc.stdout.splitlines()]
     assert events[-1].type == "end" and events[-1]["status"] == "diverged"
     assert {t["status"] for t in PolicyDB(lrbench_env["db"]).trials()} == {"completed", "diverged"}
+
+
+def test_a_repeated_evaluation_step_is_recorded_once(lrbench_env):
+    """A trial stopped right after an evaluation must still give a record the database accepts."""
+    from lrbench_gui.core.protocol import Event
+    from lrbench_gui.core.recorder import TrialRecorder
+
+    rec = TrialRecorder(trial(budget={"steps": 10}))
+    rec.feed(Event("hello", rec.config.trial_id, {"pid": 1, "steps": 10}))
+    for step in range(5):
+        rec.feed(Event("step", rec.config.trial_id, {"step": step, "lr": 0.1, "loss": 1.0 / (step + 1)}))
+    rec.feed(Event("eval", rec.config.trial_id, {"step": 4, "metrics": {"val_loss": 0.5}}))
+    rec.feed(Event("eval", rec.config.trial_id, {"step": 4, "metrics": {"val_loss": 0.4}}))
+    rec.finish(None, [], cancelled=True)
+    record = rec.record()
+    assert record["curves"]["eval/val_loss"] == {"steps": [4], "values": [0.4]}
+    stored = PolicyDB(lrbench_env["db"]).add_trial(record)
+    assert stored["status"] == "stopped"

@@ -1,9 +1,11 @@
-"""Render the docs' screenshots of the window: ``policies.png`` and ``plugins.png``.
+"""Render the docs' screenshots of the window: ``policies.png``, ``plugins.png``, and, from a
+real run of the demo study (about a minute on a CPU), ``study.png``, ``live.png`` and
+``results.png``.
 
 Run under a real X server so fonts and styles are what users see::
 
     xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb \\
-        python docs/screenshots/make_screenshots.py [--out docs/screenshots]
+        python docs/screenshots/make_screenshots.py [--out docs/screenshots] [--no-study]
 
 It uses a throwaway data folder and a plugins folder holding one example third-party plugin
 and one that fails to import, so the Plugins panel shows both cases.
@@ -58,10 +60,91 @@ def settle(app, ms: int = 150) -> None:
     loop.exec()
 
 
+def wait_for(app, signal, timeout_s: float) -> tuple:
+    """Run the event loop until ``signal`` fires (its arguments) or the timeout (None)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    got: list = []
+
+    def fired(*args) -> None:
+        got.append(args)
+        loop.quit()
+
+    signal.connect(fired)
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    signal.disconnect(fired)
+    return got[0] if got else None
+
+
+def grab(window, app, name: str, filename: Path) -> bool:
+    window.show_panel(name)
+    settle(app, 300)
+    ok = window.grab().save(str(filename))
+    print(filename if ok else f"could not write {filename}", file=sys.stdout if ok else sys.stderr)
+    return ok
+
+
+def study_shots(window, app, out: Path) -> bool:
+    """Run the real demo study, then render the Study, Live and Results panels."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QSplitter
+
+    study, live, results = window.study_panel, window.live_panel, window.results_panel
+    if not study.demo_btn.isEnabled():
+        print("the demo study cannot run here (are the tuner plugins installed?); skipping its screenshots",
+              file=sys.stderr)
+        return True
+    study.run_demo()
+    if wait_for(app, window.study_controller.studyFinished, 300) is None:
+        print("the demo study did not finish in 5 minutes", file=sys.stderr)
+        return False
+    settle(app, 500)
+    # the finished study: every curve, the ranking with the best trial selected (its curves
+    # highlighted, its details and log below)
+    ranking = window.study_controller.ranking()
+    if ranking:
+        live._select_ranking(ranking[0]["trial"])
+    if not grab(window, app, "Live", out / "live.png"):
+        return False
+
+    # the Study panel after the run: the demo in the form, the study under Recent studies
+    study.refresh_studies()
+    wait_for(app, study.studiesLoaded, 10)
+    if study.studies_table.rowCount():
+        study.studies_table.selectRow(0)
+    if not grab(window, app, "Study", out / "study.png"):
+        return False
+
+    # Results: the study's trials, the best three overlaid, recommendations for the task
+    results.refresh()
+    wait_for(app, results.refreshed, 10)
+    results.table.resizeColumnsToContents()
+    for splitter in results.findChildren(QSplitter):
+        if splitter.orientation() == Qt.Orientation.Vertical:
+            splitter.setSizes([260, 260, 300])  # room for the overlaid curves
+        else:
+            splitter.setSizes([760, 560])
+    results.set_filter("digits-mlp")
+    best: list[str] = []  # the best trial of each of three families, for contrast
+    families: set[str] = set()
+    for row in ranking:
+        if row.get("value") is not None and row["family"] not in families and len(best) < 3:
+            best.append(row["trial"])
+            families.add(row["family"])
+    results.select_trials(best)
+    wait_for(app, results.curvesShown, 10)
+    results.recommend_for("digits-mlp", 5)
+    wait_for(app, results.recommended, 10)
+    return grab(window, app, "Results", out / "results.png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--size", default="1360x860", help="window size WxH")
+    parser.add_argument("--no-study", action="store_true", help="skip the demo study and its three screenshots")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -71,6 +154,7 @@ def main() -> int:
     (plugins / "half_life.py").write_text(EXAMPLE_PLUGIN)
     (plugins / "needs_extra.py").write_text(BROKEN_PLUGIN)
     os.environ["LRBENCH_DATA_DIR"] = str(tmp / "data")
+    os.environ["LRBENCH_DB"] = str(tmp / "data" / "policies.json")
     os.environ["LRBENCH_PLUGINS_DIR"] = str(plugins)
     os.environ["LRBENCH_LOAD_PLUGINS"] = ""
 
@@ -118,6 +202,10 @@ def main() -> int:
             print(f"could not write {target}", file=sys.stderr)
             return 1
         print(target)
+    if not args.no_study and not study_shots(window, app, args.out):
+        window.confirm_close = lambda: True
+        window.close()
+        return 1
     window.close()
     window.deleteLater()
     settle(app, 50)

@@ -60,7 +60,10 @@ class TrialRecorder:
             self.last_step = dict(d)
             self.status = "running"
         elif kind == "eval":
-            self.evals.append((int(d["step"]), dict(d.get("metrics") or {})))
+            step = int(d["step"])
+            if self.evals and self.evals[-1][0] >= step:  # never two points at one step
+                self.evals.pop()
+            self.evals.append((step, dict(d.get("metrics") or {})))
         elif kind == "checkpoint":
             self.checkpoints.append(dict(d))
         elif kind == "error":

@@ -165,8 +165,11 @@ class LocalScheduler:
     """A queue of trials over ``slots`` (CPU workers, or GPU ids); callbacks run on the caller's
     thread inside :meth:`run`.
 
-    ``on_event(trial_id, event)`` for every protocol event; ``on_log(trial_id, line)`` for log
-    text; ``on_finished(trial_id, record)`` once per trial with its database record.
+    ``on_event(trial_id, event)`` for every protocol event (returning False stops that trial);
+    ``on_log(trial_id, line)`` for log text; ``on_finished(trial_id, record)`` once per trial
+    with its database record. ``feeder(free_slots)``, when given, is asked for more trials
+    whenever slots are free (a study's tuner behind it); the run ends when nothing runs, nothing
+    is queued and the feeder has nothing more.
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class LocalScheduler:
         on_log: Callable[[str, str], None] | None = None,
         on_finished: Callable[[str, dict[str, Any]], None] | None = None,
         on_started: Callable[[str, TrialConfig], None] | None = None,
+        feeder: Callable[[int], list[TrialConfig]] | None = None,
     ) -> None:
         self.slot_ids: list[str | None] = list(slots) if isinstance(slots, list) else [None] * max(1, int(slots))
         self.workdir = workdir or data_dir() / "trials"
@@ -184,6 +188,7 @@ class LocalScheduler:
         self.on_log = on_log
         self.on_finished = on_finished
         self.on_started = on_started
+        self.feeder = feeder
         self.events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
         self.pending: deque[TrialConfig] = deque()
         self.running: dict[str, tuple[TrialProcess, int]] = {}
@@ -218,6 +223,9 @@ class LocalScheduler:
 
     def _fill(self) -> None:
         busy = {slot for _, slot in self.running.values()}
+        free = len(self.slot_ids) - len(busy) - len(self.pending)
+        if self.feeder is not None and free > 0 and not self._cancel_all:
+            self.pending.extend(self.feeder(free))
         for slot, gpu in enumerate(self.slot_ids):
             if slot in busy or not self.pending or self._cancel_all:
                 continue
@@ -251,8 +259,8 @@ class LocalScheduler:
             proc = entry[0]
             if kind == "event":
                 proc.recorder.feed(payload)
-                if self.on_event:
-                    self.on_event(trial_id, payload)
+                if self.on_event and self.on_event(trial_id, payload) is False:
+                    proc.cancel()
             elif kind in ("log", "stderr"):
                 if kind == "log":
                     proc.recorder.log(payload)

@@ -1,13 +1,24 @@
 """The main window: a sidebar of panels that reads as the workflow, Policies first, Plugins last.
 
-Later panels (Study, Live, Results) slot in with :meth:`MainWindow.add_panel`, which by default
-inserts before the Plugins panel so that it stays last.
+Policies -> Run (one trial) -> Study (design a study, or run the demo) -> Live (the running study)
+-> Results (the database) -> Plugins. More panels slot in with :meth:`MainWindow.add_panel`, which
+by default inserts before the Plugins panel so that it stays last.
+
+The window owns the trial runner (QProcess per trial), the study controller that drives studies
+with it, and two database workers: ``db_writer`` for the Run panel's trials and ``db_jobs`` for
+studies (their records, resume, recipes). Closing with trials running asks first (a test sets
+``window.confirm_close = lambda: True``), then stops them; they are recorded as stopped and the
+study as stopped, resumable from the Study panel's banner on the next start.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -26,6 +37,9 @@ from ..core.registry import Registry
 from ._resources import icon
 from .plugin_panel import PluginPanel
 from .policy_panel import PolicyPanel
+
+if TYPE_CHECKING:
+    from .settings_dialog import AppSettings, SettingsDialog
 
 __all__ = ["MainWindow"]
 
@@ -81,14 +95,36 @@ class MainWindow(QMainWindow):
         from .run_panel import RunPanel
         from .trial_runner import TrialRunner
 
-        self.db_path = db_path or default_db_path()
+        from .live_panel import LivePanel
+        from .settings_dialog import AppSettings
+        from .study_controller import DatabaseJobs, StudyController
+        from .study_panel import StudyPanel
+
+        self.app_settings = AppSettings.load(settings) if settings is not None else AppSettings()
+        # an explicit path wins, then $LRBENCH_DB, then the settings, then the data folder
+        if db_path is None and not os.environ.get("LRBENCH_DB") and self.app_settings.db_path:
+            db_path = Path(self.app_settings.db_path).expanduser()
+        self.db_path = Path(db_path) if db_path else default_db_path()
         self.runner = TrialRunner(1, parent=self)
         self.db_writer = DbWriter(self.db_path, parent=self)
+        self.db_jobs = DatabaseJobs(self.db_path, parent=self)
+        self.study_controller = StudyController(self.runner, self.db_jobs, registry, parent=self)
+        self.study_controller.gpus = list(self.app_settings.gpus)
         self.run_panel = RunPanel(registry, self.runner, spec_provider=self.policy_panel.current_spec)
+        self.study_panel = StudyPanel(registry, self.study_controller, self.db_jobs, defaults=self._study_defaults)
+        self.live_panel = LivePanel(self.study_controller, self.db_jobs, registry)
         self.results_panel = DatabasePanel(self.db_path)
-        self.run_panel.trialRecorded.connect(self.db_writer.write_trial)
-        self.db_writer.written.connect(lambda _tid: self.results_panel.refresh())
-        self.db_writer.failed.connect(lambda _tid, msg: self.statusBar().showMessage(msg, 15000))
+        self._results_timer = QTimer(self)
+        self._results_timer.setSingleShot(True)
+        self._results_timer.setInterval(300)
+        self._results_timer.timeout.connect(lambda: self.results_panel.refresh())
+        self.run_panel.trialRecorded.connect(lambda record: self.db_writer.write_trial(record))
+        self._connect_writer()
+        self.study_controller.studyStarted.connect(lambda *_: self.show_panel("Live"))
+        self.study_controller.recordStored.connect(lambda *_: self._results_timer.start())
+        self.study_controller.studyFinished.connect(self._study_finished)
+        self.study_panel.studiesLoaded.connect(self._studies_loaded)
+        self.live_panel.recipeSaved.connect(lambda rec: self.statusBar().showMessage(f"Saved recipe {rec['name']!r}", 8000))
         self.policy_panel.statusMessage.connect(lambda text: self.statusBar().showMessage(text, 5000))
         self.plugin_panel.registryReloaded.connect(self.set_registry)
 
@@ -96,6 +132,8 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.add_panel("Policies", self.policy_panel, icon=icon("policies"))
         self.add_panel("Run", self.run_panel, icon=icon("run"))
+        self.add_panel("Study", self.study_panel, icon=icon("study"))
+        self.add_panel("Live", self.live_panel, icon=icon("live"))
         self.add_panel("Results", self.results_panel, icon=icon("results"))
         self.add_panel("Plugins", self.plugin_panel, index=-1, icon=icon("plugins"))
         self.show_panel("Policies")
@@ -104,6 +142,11 @@ class MainWindow(QMainWindow):
             geometry = settings.value("window/geometry")
             if isinstance(geometry, QByteArray) and not geometry.isEmpty():
                 self.restoreGeometry(geometry)
+            if self.app_settings.theme != "light":
+                from .settings_dialog import apply_theme
+
+                apply_theme(self.app_settings.theme, self)
+        self._shown_once = False
 
     # panels
 
@@ -173,6 +216,11 @@ class MainWindow(QMainWindow):
         save_action.setShortcut(QKeySequence.StandardKey.Save)
         save_action.triggered.connect(self._save_spec)
         file_menu.addSeparator()
+        self.settings_action = file_menu.addAction("Se&ttings…")
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.settings_action.triggered.connect(self.open_settings)
+        file_menu.addSeparator()
         quit_action = file_menu.addAction("&Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.setMenuRole(QAction.MenuRole.QuitRole)
@@ -238,6 +286,10 @@ class MainWindow(QMainWindow):
             )
         self.plugin_warning.setVisible(bool(failed))
 
+    def theme_changed(self, dark: bool) -> None:
+        """The status bar's counts in a grey that reads on the light or dark theme."""
+        self.counts_label.setStyleSheet(f"color: {'#9ca3af' if dark else '#4b5563'}; padding: 0 8px;")
+
     def status_text(self) -> str:
         """What the status bar's permanent part says (for tests)."""
         warn = self.plugin_warning.text() if self.plugin_warning.isVisibleTo(self) else ""
@@ -253,6 +305,10 @@ class MainWindow(QMainWindow):
         """Show ``registry`` everywhere (after a plugin reload)."""
         self._registry = registry
         self.policy_panel.set_registry(registry)
+        self.run_panel.set_registry(registry)
+        self.study_controller.set_registry(registry)
+        self.study_panel.set_registry(registry)
+        self.live_panel.registry = registry
         if self.plugin_panel.registry is not registry:
             self.plugin_panel.set_registry(registry)
         self._update_status()
@@ -278,20 +334,129 @@ class MainWindow(QMainWindow):
             "<p>Apache-2.0 licensed.</p>",
         )
 
+    # settings
+
+    def _study_defaults(self) -> dict:
+        return self.app_settings.to_json()
+
+    def open_settings(self) -> "SettingsDialog":
+        """Open the settings dialog (window-modal, not blocking); OK applies the values."""
+        from PySide6.QtCore import QSettings as _QSettings
+
+        from ..core.paths import plugins_dir
+        from .settings_dialog import SettingsDialog
+
+        if self._settings is None:
+            self._settings = _QSettings()
+        dialog = SettingsDialog(self._settings, self, current_db=self.db_path, current_plugins=plugins_dir())
+        dialog.settingsApplied.connect(self.apply_settings)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        return dialog
+
+    def apply_settings(self, values: "AppSettings") -> None:
+        """Use new settings now: theme, workers and GPUs, backend default, database, plugins folder."""
+        from ..core.paths import plugins_dir
+        from .settings_dialog import apply_theme
+
+        self.app_settings = values
+        apply_theme(values.theme, self)
+        self.study_controller.gpus = list(values.gpus)
+        if not self.runner.is_busy():
+            self.runner.set_slots(list(values.gpus) if values.gpus else values.cpu_workers)
+        if not self.study_controller.is_busy():
+            self.study_panel.apply_defaults()
+        busy = self.runner.is_busy() or self.study_controller.is_busy()
+        messages = []
+        want_db = Path(values.db_path).expanduser() if values.db_path else None
+        if want_db is not None and want_db.absolute() != Path(self.db_path).absolute():
+            if busy:
+                messages.append("the new database is used once the running trials end: apply the settings again then")
+            else:
+                self.set_db_path(want_db)
+                messages.append(f"database: {want_db}")
+        want_plugins = Path(values.plugins_dir).expanduser() if values.plugins_dir else None
+        if want_plugins is not None and want_plugins.absolute() != plugins_dir().absolute():
+            os.environ["LRBENCH_PLUGINS_DIR"] = str(want_plugins)
+            self.plugin_panel.reload()
+            messages.append(f"plugins folder: {want_plugins}")
+        self.statusBar().showMessage("Settings applied" + (": " + "; ".join(messages) if messages else "."), 8000)
+
+    def set_db_path(self, path: "Path | str") -> None:
+        """Switch every panel to the database at ``path`` (no trial may be running)."""
+        from .db_panel import DatabasePanel
+        from .db_writer import DbWriter
+
+        if self.runner.is_busy() or self.study_controller.is_busy():
+            raise RuntimeError("stop the running trials before switching databases")
+        self.db_path = Path(path)
+        self.db_writer.close()
+        self.db_writer = DbWriter(self.db_path, parent=self)
+        self._connect_writer()
+        self.db_jobs.set_db_path(self.db_path)
+        old = self.results_panel
+        index = self.stack.indexOf(old)
+        old.shutdown()
+        self.results_panel = DatabasePanel(self.db_path)
+        self.stack.insertWidget(index, self.results_panel)
+        self.stack.removeWidget(old)
+        self._panels["Results"] = self.results_panel
+        old.deleteLater()
+        if self.current_panel() == "Results":
+            self.stack.setCurrentWidget(self.results_panel)
+        self.study_panel.refresh_studies()
+
+    def _connect_writer(self) -> None:
+        self.db_writer.written.connect(lambda _tid: self._results_timer.start())
+        self.db_writer.failed.connect(lambda _tid, msg: self.statusBar().showMessage(msg, 15000))
+
+    def _studies_loaded(self, _studies: list) -> None:
+        unfinished = self.study_panel.unfinished_studies()
+        if unfinished and not self.study_controller.is_busy():
+            n = len(unfinished)
+            self.statusBar().showMessage(
+                f"{n} unfinished stud{'y' if n == 1 else 'ies'}: resume from the Study panel (Ctrl+3).", 20000)
+
+    def _study_finished(self, study_id: str, status: str, _result: dict) -> None:
+        self.results_panel.refresh()
+        self.statusBar().showMessage(f"Study {study_id} {status}; its trials are in Results.", 10000)
+
+    # closing
+
+    def trials_running(self) -> bool:
+        return self.runner.is_busy() or self.study_controller.is_busy()
+
     def stop_all_trials(self, timeout_ms: int = 15000) -> None:
-        """Stop every trial (SIGTERM, then SIGKILL) and wait until each is recorded."""
-        from PySide6.QtCore import QEventLoop, QTimer
+        """Stop every trial (SIGTERM, then SIGKILL) and wait until each is recorded, and the
+        running study with them (recorded as stopped, resumable)."""
+        from PySide6.QtCore import QEventLoop
 
         loop = QEventLoop()
-        self.runner.idle.connect(loop.quit)
+
+        def check(*_: object) -> None:
+            if not self.trials_running():
+                loop.quit()
+
+        self.runner.idle.connect(check)
+        self.study_controller.idle.connect(check)
         QTimer.singleShot(timeout_ms, loop.quit)
+        self.study_controller.stop()  # first: no new trials while the running ones stop
         self.runner.cancel_all(grace=5.0)
-        if self.runner.is_busy():
+        if self.trials_running():
             loop.exec()
-        self.runner.idle.disconnect(loop.quit)
+        self.runner.idle.disconnect(check)
+        self.study_controller.idle.disconnect(check)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._shown_once:
+            # "Reopen shows the last studies and offers to resume unfinished ones"; read once the
+            # window is up (a window that is never shown starts no database thread)
+            self._shown_once = True
+            self.study_panel.refresh_studies()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.runner.is_busy():
+        if self.trials_running():
             from PySide6.QtWidgets import QMessageBox
 
             answer = QMessageBox.question(
@@ -302,8 +467,10 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
             self.stop_all_trials()
+        self.study_controller.shutdown()
         self.results_panel.shutdown()
         self.db_writer.close()
+        self.db_jobs.close()
         if self._settings is not None:
             self._settings.setValue("window/geometry", self.saveGeometry())
         super().closeEvent(event)

@@ -199,6 +199,7 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
     t0 = time.perf_counter()
     status = "completed"
     done = 0
+    evaluated_at = -1
     module.train()
     for step in range(steps):
         if _Stop.requested:
@@ -238,12 +239,13 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
         best = min(best, loss_val)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < steps:
             last_metrics = _evaluate(task, module, out, step)
+            evaluated_at = step
         if done in ckpt_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if rank == 0:
                 path = _save_checkpoint(module, ckpt_dir, done, lr, cfg)
                 out.emit("checkpoint", step=done, path=str(path), lr=lr)
     seconds = time.perf_counter() - t0
-    if status != "diverged" and done:
+    if status != "diverged" and done and evaluated_at != done - 1:
         last_metrics = _evaluate(task, module, out, done - 1)
     if cfg.save_model and status == "completed" and rank == 0:
         folder = workdir / "model"

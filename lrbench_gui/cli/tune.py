@@ -1,0 +1,327 @@
+"""``lrbench tune`` (a study: search, run, rank, record) and ``lrbench range-test``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.protocol import Event
+from . import CliError, print_json
+from .policy import parse_set
+
+__all__ = ["add_parser", "run_study_blocking", "format_ranking"]
+
+
+def _split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, list[str]] = {"task": [], "tuner": [], "optim": []}
+    for item in items:
+        prefix, dot, rest = item.partition(".")
+        if not dot or prefix not in out:
+            raise CliError(f"--set {item!r}: prefix the key with task., tuner. or optim. (e.g. tuner.trials=12)")
+        out[prefix].append(rest)
+    return {k: parse_set(v) for k, v in out.items()}
+
+
+def _target(text: str | None) -> tuple[str | None, float | None]:
+    if not text:
+        return None, None
+    name, sep, value = text.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not sep or not name.strip() or not math.isfinite(number):
+        raise CliError(f"--target {text!r}: expected METRIC=VALUE, e.g. val_acc=0.95")
+    return name.strip(), number
+
+
+def _open_db(path: str | None) -> Any:
+    from ..core.db import DatabaseError, PolicyDB
+
+    try:
+        return PolicyDB(path)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
+
+
+def make_study(args: argparse.Namespace, db: Any) -> Any:
+    from ..core.registry import UnknownName
+    from ..core.study import Study, StudyConfig
+
+    if args.resume:
+        found = db.get(args.resume, "studies")
+        if found is None:
+            raise CliError(f"no study {args.resume!r} in {db.path} (lrbench db list shows the studies)")
+        config = StudyConfig.model_validate(found["extra"]["config"])
+    else:
+        sets = _split_sets(args.set)
+        metric, target = _target(args.target)
+        lr_range = None
+        if args.lr_range:
+            try:
+                lo, hi = (float(x) for x in args.lr_range.split(","))
+            except ValueError:
+                raise CliError(f"--lr-range {args.lr_range!r}: expected LOW,HIGH, e.g. 1e-4,1e-1") from None
+            lr_range = (lo, hi)
+        obj = {
+            "task": args.task, "task_params": sets["task"], "method": args.method, "tuner": args.tuner,
+            "tuner_params": sets["tuner"], "policies": [p.strip() for p in args.policies.split(",") if p.strip()],
+            "budget_steps": args.budget_steps, "trials": args.trials, "parallel": args.parallel,
+            "backend": args.backend, "ray_address": args.address, "batch_size": args.batch_size,
+            "optimizer": {**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
+            "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
+            "gpus_per_trial": args.gpus_per_trial, "name": args.name or "",
+        }
+        if metric:
+            obj["metric"] = metric
+        try:
+            config = StudyConfig.model_validate(obj)
+        except Exception as exc:  # pydantic's message names the field
+            raise CliError(f"study: {exc}".splitlines()[0] + "; " + " ".join(str(exc).splitlines()[1:3])) from None
+    try:
+        return Study(config, db=db)
+    except (UnknownName, ValueError) as exc:
+        raise CliError(str(exc)) from None
+
+
+class _Progress:
+    def __init__(self, study: Any, quiet: bool) -> None:
+        self.study = study
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+
+    def update(self) -> None:
+        if self.quiet:
+            return
+        s = self.study
+        best = s.best()
+        best_text = f"best {s.objective.metric} {best['value']:.4g}" if best else "no result yet"
+        done = len(s.results)
+        text = f"study {s.config.study_id}: {done} trials done, {len(s.running)} running; {best_text}"
+        if self.tty:
+            sys.stderr.write("\r" + text[:150].ljust(100))
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if not self.quiet and self.tty:
+            sys.stderr.write("\n")
+
+
+def run_study_blocking(study: Any, progress: _Progress | None = None, on_event: Any = None) -> None:
+    """Drive a study to its end with local subprocesses (or Ray), on this thread."""
+    cfg = study.config
+    study.save("running")
+
+    def event(trial_id: str, ev: Event) -> bool:
+        if on_event is not None:
+            on_event(trial_id, ev)
+        return study.on_event(trial_id, ev)
+
+    def finished(trial_id: str, record: dict) -> None:
+        study.on_finished(trial_id, record)
+        study.save("running")
+        if progress:
+            progress.update()
+
+    if cfg.backend == "ray":
+        from ..core.ray_backend import RayScheduler
+
+        sched: Any = RayScheduler(cfg, on_event=event, on_finished=finished, feeder=study.next_trials)
+    else:
+        from ..core.runner import LocalScheduler
+
+        sched = LocalScheduler(cfg.parallel, on_event=event, on_finished=finished, feeder=study.next_trials)
+    try:
+        sched.run()
+    except KeyboardInterrupt:
+        study.stop()
+        sched.cancel_all()
+        sched.run()
+        study.save("stopped")
+        raise
+    study.save("finished" if study.tuner.done() else "stopped")
+
+
+def format_ranking(study: Any, limit: int = 20) -> str:
+    from ..core.spec import parse_spec, spec_label
+
+    rows = study.ranking()[:limit]
+    cost = study.config.method == "cost"
+    head = ["#", "trial", "policy", "status", study.objective.metric, "steps", "seconds"]
+    if cost:
+        head.insert(5, "to target")
+    lines = []
+    for i, r in enumerate(rows, 1):
+        try:
+            label = spec_label(parse_spec(r["policy"], study.registry))
+        except Exception:  # a spec of a plugin no longer installed
+            label = r["family"]
+        value = "-" if r["value"] is None else f"{r['value']:.4g}"
+        line = [str(i), r["trial"].split("-", 2)[-1], label[:38], r["status"], value, str(r["steps"]),
+                f"{r['seconds']:.1f}"]
+        if cost:
+            line.insert(5, "-" if r["cost_to_target"] is None else str(r["cost_to_target"]))
+        lines.append(line)
+    widths = [max(len(x) for x in col) for col in zip(head, *lines)] if lines else [len(h) for h in head]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    out += ["  ".join(x.ljust(w) for x, w in zip(line, widths)) for line in lines]
+    return "\n".join(out)
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    db = _open_db(args.db)
+    study = make_study(args, db)
+    replayed = study.resume() if args.resume else 0
+    if replayed:
+        print(f"resuming study {study.config.study_id}: {replayed} finished trials replayed", file=sys.stderr)
+    progress = _Progress(study, args.json)
+    try:
+        run_study_blocking(study, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"stopped; resume with: lrbench tune --resume {study.config.study_id}", file=sys.stderr)
+        return 130
+    progress.close()
+    best = study.best()
+    if args.save_best and best is not None:
+        Path(args.save_best).write_text(json.dumps(best["policy"], indent=2))
+    if args.json:
+        print_json({"study": study.config.study_id, "summary": study.summary(), "ranking": study.ranking()})
+        return 0
+    print(format_ranking(study))
+    s = study.summary()
+    print(f"\nstudy {study.config.study_id}: {s['trials']} trials, {s['compute_steps']} steps of compute; "
+          f"recorded in {db.path}")
+    if "best_single" in s:
+        bs, bc = s.get("best_single"), s.get("best_composition")
+        if bs and bc:
+            verdict = "better" if study.objective.better(bc["value"], bs["value"]) else "not better"
+            print(f"best composition {bc['value']:.4g} vs best single policy {bs['value']:.4g}: {verdict}")
+    if best is not None:
+        where = args.save_best or "best.json"
+        if not args.save_best:
+            print(f"export the best: lrbench tune ... --save-best {where}, then "
+                  f"lrbench policy export --spec {where} --to hf --steps {study.config.budget_steps}")
+        else:
+            print(f"best policy saved to {where}; export it: lrbench policy export --spec {where} --to hf "
+                  f"--steps {study.config.budget_steps}")
+    return 0
+
+
+def _cmd_range_test(args: argparse.Namespace) -> int:
+    from ..core.study import Study, StudyConfig
+
+    db = _open_db(args.db)
+    sets = _split_sets(args.set)
+    tuner_params = {"start_lr": args.start_lr, "end_lr": args.end_lr, "mode": args.mode, **sets["tuner"]}
+    try:
+        config = StudyConfig(
+            task=args.task, task_params=sets["task"], method="single", tuner="range-test",
+            tuner_params=tuner_params, policies=["fixed"], budget_steps=args.steps, trials=1,
+            batch_size=args.batch_size, optimizer={**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
+            seed=args.seed, eval_every=args.steps, name=f"range test on {args.task}",
+        )
+        study = Study(config, db=db)
+    except Exception as exc:
+        raise CliError(str(exc).splitlines()[0]) from None
+    run_study_blocking(study, _Progress(study, args.json))
+    summary = study.tuner.summary_json()
+    if args.output:
+        _plot_range(study, summary, args.output)
+    if args.json:
+        print_json({"study": study.config.study_id, **summary})
+        return 0
+    for name, info in (summary.get("suggestions") or {}).items():
+        lr = info.get("lr") if isinstance(info, dict) else info
+        note = info.get("why", "") if isinstance(info, dict) else ""
+        print(f"{name:>10}: {lr:.3g}  {note}" if isinstance(lr, (int, float)) else f"{name:>10}: none  {note}")
+    if summary.get("chosen"):
+        print(f"\nchosen: {summary['chosen']}: {summary.get('chosen_lr', float('nan')):.3g}")
+    if summary.get("why"):
+        print(summary["why"])
+    if args.output:
+        print(f"plot written to {args.output}")
+    return 0
+
+
+def _plot_range(study: Any, summary: dict[str, Any], output: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (result,) = study.results.values()
+    lrs = dict(result.lrs)
+    pts = [(lrs[s], v) for s, v in result.losses if s in lrs and lrs[s] > 0]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if pts:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9ca3af", linewidth=1, label="loss")
+    smooth = summary.get("curve") or {}
+    if smooth.get("lr"):
+        ax.plot(smooth["lr"], smooth["loss"], color="#1f77b4", linewidth=2, label="smoothed loss")
+    colors = {"steepest": "#d62728", "valley": "#2ca02c", "min_div_10": "#ff7f0e"}
+    for name, info in (summary.get("suggestions") or {}).items():
+        lr = info.get("lr") if isinstance(info, dict) else info
+        if isinstance(lr, (int, float)) and lr > 0:
+            ax.axvline(lr, linestyle="--", color=colors.get(name, "#6b7280"), label=f"{name} {lr:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(f"LR range test on {study.config.task}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+
+
+def _common(p: argparse.ArgumentParser, task_required: bool = True) -> None:
+    p.add_argument("--task", required=task_required)
+    p.add_argument("--set", action="append", default=[], metavar="task.K=V|tuner.K=V|optim.K=V")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--db", metavar="PATH", help="the database file (default: $LRBENCH_DB or the data folder)")
+    p.add_argument("--json", action="store_true")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="run a study: search LR policies with a tuner, rank them, record them")
+    _common(p, task_required=False)
+    p.add_argument("--method", choices=["single", "compose", "cost"], default="single")
+    p.add_argument("--tuner", default="random", help="grid, random, bayes, halving, range-test, value-range...")
+    p.add_argument("--policies", default="cosine", help="comma-separated policy families to search")
+    p.add_argument("--budget-steps", type=int, default=300, help="steps of one full trial")
+    p.add_argument("--trials", type=int, default=16, help="trials (full-length equivalents) the tuner may use")
+    p.add_argument("--parallel", type=int, default=1, help="trials side by side (CPU workers or GPUs)")
+    p.add_argument("--target", metavar="METRIC=VALUE", help="the cost method's goal, e.g. val_acc=0.95")
+    p.add_argument("--lr-range", metavar="LOW,HIGH", help="narrow every LR dimension of the search")
+    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--name", help="a name for the study")
+    p.add_argument("--resume", metavar="STUDY_ID", help="resume an interrupted study from the database")
+    p.add_argument("--save-best", metavar="FILE", help="write the best policy's spec to FILE")
+    p.set_defaults(func=_cmd_tune_checked)
+
+    q = sub.add_parser("range-test", help="one run with a growing LR; suggests LRs and plots loss against LR")
+    _common(q)
+    q.add_argument("--steps", type=int, default=200)
+    q.add_argument("--start-lr", type=float, default=1e-6)
+    q.add_argument("--end-lr", type=float, default=1.0)
+    q.add_argument("--mode", choices=["exp", "linear"], default="exp")
+    q.add_argument("-o", "--output", metavar="PNG", help="write the loss-against-LR plot")
+    q.set_defaults(func=_cmd_range_test)
+
+
+def _cmd_tune_checked(args: argparse.Namespace) -> int:
+    if not args.task and not args.resume:
+        raise CliError("--task NAME is required (or --resume STUDY_ID)")
+    return _cmd_tune(args)

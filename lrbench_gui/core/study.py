@@ -1,0 +1,376 @@
+"""Studies: a tuner's search, run as trials, recorded in the database, resumable.
+
+A :class:`Study` is an event-driven state machine so that every driver shares it: the CLI's
+blocking :class:`~lrbench_gui.core.runner.LocalScheduler`, the GUI's QProcess runner and the Ray
+backend all do the same three things::
+
+    configs = study.next_trials(free_slots)    # ask the tuner, build trial files
+    keep = study.on_event(trial_id, event)      # intermediate values; False: stop that trial
+    study.on_finished(trial_id, record)         # tell the tuner, store the trial
+
+The three LRBench++ methods are study kinds: ``single`` (search policy families and their
+parameters; rank by the final metric), ``compose`` (the same families plus compositions of
+them; the best composition is compared with the best single policy) and ``cost`` (given a target
+for the metric, rank by the cost to reach it). Range tests are the ``range-test`` and
+``value-range`` tuners under any method.
+
+Resume: the study record and its finished trials are in the database. A resumed study replays
+them into a fresh tuner (same seed: the tuner asks the same keys) and runs only the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .params import validate_params
+from .protocol import Event
+from .registry import Registry
+from .trial import TrialConfig, load_trial, validate_trial
+from .tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
+
+__all__ = ["StudyConfig", "Study", "result_from_record", "METHODS"]
+
+METHODS = ("single", "compose", "cost")
+
+
+class StudyConfig(BaseModel):
+    """Everything a study needs; stored in the study record's ``extra.config``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    study_id: str = Field(default_factory=lambda: "s-" + uuid.uuid4().hex[:10])
+    name: str = ""
+    task: str
+    task_params: dict[str, Any] = Field(default_factory=dict)
+    method: Literal["single", "compose", "cost"] = "single"
+    tuner: str = "random"
+    tuner_params: dict[str, Any] = Field(default_factory=dict)
+    policies: list[str] = Field(default_factory=lambda: ["cosine"])
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    lr_range: tuple[float, float] | None = None
+    metric: str | None = None  # default: the task's metric
+    mode: Literal["min", "max"] | None = None
+    target: float | None = None  # the cost method's goal for the metric
+    budget_steps: int = Field(300, ge=1)
+    trials: int = Field(16, ge=1)
+    parallel: int = Field(1, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    gpus_per_trial: float = Field(0, ge=0)
+    cpus_per_trial: float = Field(1, gt=0)
+    batch_size: int = Field(32, ge=1)
+    optimizer: dict[str, Any] = Field(default_factory=dict)
+    eval_every: int = Field(0, ge=0)
+    seed: int = 0
+    threads: int = Field(1, ge=0)
+    device: str = "auto"
+    trial_backend: Literal["torch", "deepspeed"] = "torch"
+
+
+def result_from_record(key: str, record: dict[str, Any], objective: Objective) -> TrialResult:
+    """A finished trial's database record as its tuner wants it."""
+    from .db_curves import unpack
+
+    metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    value = metrics.get(objective.metric)
+    if record.get("status") not in ("completed",) or value is None or not math.isfinite(value):
+        value = None
+
+    def curve(name: str) -> list[tuple[int, float]]:
+        c = (record.get("curves") or {}).get(name)
+        if not c:
+            return []
+        if "encoding" in c:
+            steps, values = unpack(c)
+        else:
+            steps, values = c["steps"], c["values"]
+        return [(int(s), float(v)) for s, v in zip(steps, values)]
+
+    return TrialResult(
+        key=key,
+        status=str(record.get("status")),
+        value=value,
+        metrics=metrics,
+        cost={k: v for k, v in (record.get("cost") or {}).items() if isinstance(v, (int, float))},
+        evals=curve(f"eval/{objective.metric}"),
+        losses=curve("loss"),
+        lrs=curve("lr"),
+    )
+
+
+class Study:
+    """One study's state: its tuner, what runs, what finished, where it is stored."""
+
+    def __init__(self, config: StudyConfig, registry: Registry | None = None, db: Any = None) -> None:
+        from ..plugins import get_registry
+
+        self.config = config
+        self.registry = registry or get_registry()
+        self.db = db
+        task_cls = self.registry.task(config.task)
+        validate_params(task_cls.Params, config.task_params)
+        metric = config.metric or task_cls.metric
+        mode = config.mode or (task_cls.metric_mode if metric == task_cls.metric else "min")
+        self.objective = Objective(metric, mode, config.target)
+        if config.method == "cost" and config.target is None:
+            raise ValueError("the cost method needs a target: e.g. --target val_acc=0.95")
+        self.tuner = self._make_tuner()
+        self.requests: dict[str, TrialRequest] = {}  # trial_id -> request
+        self.results: dict[str, TrialResult] = {}  # trial_id -> result
+        self.records: dict[str, dict[str, Any]] = {}
+        self.running: set[str] = set()
+        self.pruned: set[str] = set()
+        self.replayed = 0
+        self.stopped = False
+        self.on_stored: Callable[[dict[str, Any]], None] | None = None
+
+    def _make_tuner(self) -> Tuner:
+        from . import space as spaces
+
+        cfg = self.config
+        space = spaces.policy_space(cfg.policies, registry=self.registry, overrides=cfg.overrides,
+                                    lr_range=cfg.lr_range)
+        if cfg.method == "compose":
+            # the single policies, "warmup then A", and "A then B" for every ordered pair A != B,
+            # so the best composition is compared with the best single policy in one search
+            kw = {"registry": self.registry, "overrides": cfg.overrides, "lr_range": cfg.lr_range}
+            space = space + spaces.compose_space(cfg.policies, None, **kw)
+            if len(cfg.policies) > 1:
+                pairs = spaces.compose_space(cfg.policies, cfg.policies, **kw)
+                space = space + spaces.SearchSpace(
+                    tuple(f for f in pairs.families if len(set(f.recipe["segments"])) == 2))
+        self.space = space
+        cls = self.registry.tuner(cfg.tuner)
+        params = validate_params(cls.Params, cfg.tuner_params)
+        # the tuner ranks by what the method optimizes: the metric, or the cost to reach the target
+        objective = Objective("cost_to_target", "min") if cfg.method == "cost" else self.objective
+        return cls(params, space, objective, StudyBudget(cfg.budget_steps, cfg.trials), cfg.seed)
+
+    # Identity and storage.
+
+    def trial_id(self, key: str) -> str:
+        return f"{self.config.study_id}-{key}"
+
+    def study_record(self, status: str) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "id": cfg.study_id,
+            "name": cfg.name or f"{cfg.method} {cfg.tuner} on {cfg.task}",
+            "task": cfg.task,
+            "task_params": cfg.task_params,
+            "tuner": {"name": cfg.tuner, "params": cfg.tuner_params},
+            "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
+            "budget": {"steps": cfg.budget_steps},
+            "status": status,
+            "extra": {
+                "config": cfg.model_dump(mode="json"),
+                "summary": _jsonable(self.summary()),
+            },
+        }
+
+    def save(self, status: str) -> None:
+        if self.db is not None:
+            self.db.add_study(self.study_record(status), replace=True)
+
+    # Resume.
+
+    def resume(self) -> int:
+        """Replay the finished trials stored for this study; returns how many were replayed."""
+        if self.db is None:
+            return 0
+        stored = {t["id"]: t for t in self.db.trials(study=self.config.study_id)
+                  if t.get("status") in ("completed", "diverged", "failed", "stopped")}
+        n = 0
+        while not self.tuner.done():
+            req = self.tuner.ask()
+            if req is None:
+                break
+            tid = self.trial_id(req.key)
+            if tid not in stored:
+                self._pending_replay = req  # the first one to run for real
+                break
+            self.requests[tid] = req
+            self._finish(tid, stored[tid], store=False)
+            n += 1
+        self.replayed = n
+        return n
+
+    # The loop's three steps.
+
+    def next_trials(self, free_slots: int) -> list[TrialConfig]:
+        """Up to ``free_slots`` new trials from the tuner (fewer when it must wait)."""
+        out: list[TrialConfig] = []
+        while len(out) < free_slots and not self.stopped:
+            req = getattr(self, "_pending_replay", None)
+            if req is not None:
+                self._pending_replay = None
+            elif self.tuner.done():
+                break
+            else:
+                req = self.tuner.ask()
+            if req is None:
+                break
+            cfg = self.trial_config(req)
+            self.requests[cfg.trial_id] = req
+            self.running.add(cfg.trial_id)
+            out.append(cfg)
+        return out
+
+    def trial_config(self, req: TrialRequest) -> TrialConfig:
+        cfg = self.config
+        eval_every = req.eval_every or cfg.eval_every or max(1, req.steps // 10)
+        obj = {
+            "trial_id": self.trial_id(req.key),
+            "study_id": cfg.study_id,
+            "task": cfg.task,
+            "task_params": {**cfg.task_params, **req.task_params},
+            "policy": req.policy,
+            "optimizer": cfg.optimizer,
+            "budget": {"steps": req.steps},
+            "batch_size": cfg.batch_size,
+            "eval_every": eval_every,
+            "seed": cfg.seed,
+            "threads": cfg.threads,
+            "device": cfg.device,
+            "backend": cfg.trial_backend,
+        }
+        if "diverge_factor" in req.tags:
+            obj["diverge_factor"] = float(req.tags["diverge_factor"])
+        return validate_trial(load_trial(obj), self.registry)
+
+    def on_event(self, trial_id: str, event: Event) -> bool:
+        """Forward the objective's intermediate values; False means "stop this trial"."""
+        req = self.requests.get(trial_id)
+        if req is None or event.type != "eval":
+            return True
+        value = (event.get("metrics") or {}).get(self.objective.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return True
+        if self.config.method == "cost":
+            return True  # cost-to-target needs the whole curve
+        keep = self.tuner.report(req.key, int(event["step"]), float(value))
+        if not keep:
+            self.pruned.add(trial_id)
+        return keep
+
+    def on_finished(self, trial_id: str, record: dict[str, Any]) -> None:
+        self.running.discard(trial_id)
+        if trial_id in self.pruned:
+            record = {**record, "tags": sorted(set(record.get("tags") or []) | {"pruned"})}
+        self._finish(trial_id, record, store=True)
+
+    def _finish(self, trial_id: str, record: dict[str, Any], store: bool) -> None:
+        req = self.requests[trial_id]
+        result = result_from_record(req.key, record, self.objective)
+        if trial_id in self.pruned or "pruned" in (record.get("tags") or []):
+            result.status = "pruned"
+        extra = dict(record.get("extra") or {})
+        extra.update({"family": req.family, "point": _jsonable(req.point), "tuner_tags": _jsonable(req.tags)})
+        if self.config.method == "cost":
+            steps_to = self.cost_to_target(result)
+            extra["cost_to_target"] = steps_to
+            told = TrialResult(**{**result.__dict__, "value": float(steps_to) if steps_to is not None else None})
+            told.metrics = {**result.metrics, "cost_to_target": steps_to if steps_to is not None else math.inf}
+        else:
+            told = result
+        record = {**record, "extra": extra}
+        self.results[trial_id] = result
+        self.records[trial_id] = record
+        self.tuner.tell(told)
+        if store and self.db is not None:
+            stored = self.db.add_trial(record, replace=True)
+            if self.on_stored:
+                self.on_stored(stored)
+
+    def cost_to_target(self, result: TrialResult) -> int | None:
+        """Steps until the metric first reached the target (None: never)."""
+        for step, value in result.evals:
+            if self.objective.reached(value):
+                return step + 1
+        return None
+
+    @property
+    def finished(self) -> bool:
+        return (self.stopped or self.tuner.done()) and not self.running and not getattr(self, "_pending_replay", None)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    # Results.
+
+    def ranking(self) -> list[dict[str, Any]]:
+        """Trials best first: by the metric (single, compose) or by the cost to the target (cost)."""
+        rows = []
+        for tid, res in self.results.items():
+            req = self.requests[tid]
+            rec = self.records[tid]
+            cost = res.cost
+            row = {
+                "trial": tid, "family": req.family or rec["policy"].get("name", "composition"),
+                "policy": rec["policy"], "status": res.status, "value": res.value,
+                "metric": self.objective.metric, "steps": int(cost.get("steps", 0) or 0),
+                "seconds": float(cost.get("seconds", 0) or 0), "tokens": int(cost.get("tokens", 0) or 0),
+                "composed": "sequence" in rec["policy"], "rung": req.tags.get("rung"),
+            }
+            if self.config.method == "cost":
+                row["cost_to_target"] = self.cost_to_target(res)
+            rows.append(row)
+
+        def key(row: dict[str, Any]) -> tuple:
+            if self.config.method == "cost":
+                c = row["cost_to_target"]
+                return (c is None, c if c is not None else 0, _sort_value(row["value"], self.objective.mode))
+            return (row["value"] is None, _sort_value(row["value"], self.objective.mode), -row["steps"])
+
+        return sorted(rows, key=key)
+
+    def best(self) -> dict[str, Any] | None:
+        ranked = [r for r in self.ranking() if r["value"] is not None]
+        if self.config.method == "cost":
+            ranked = [r for r in ranked if r.get("cost_to_target") is not None] or ranked
+        return ranked[0] if ranked else None
+
+    def compute_steps(self) -> int:
+        return sum(int(r.cost.get("steps", 0) or 0) for r in self.results.values())
+
+    def summary(self) -> dict[str, Any]:
+        best = self.best() if self.results else None
+        out: dict[str, Any] = {
+            "trials": len(self.results), "replayed": self.replayed, "compute_steps": self.compute_steps(),
+            "best": None if best is None else {k: best[k] for k in ("trial", "family", "policy", "value")},
+            "tuner": self.tuner.summary_json(),
+        }
+        if self.config.method == "compose" and self.results:
+            ranked = [r for r in self.ranking() if r["value"] is not None]
+            single = next((r for r in ranked if not r["composed"]), None)
+            composed = next((r for r in ranked if r["composed"]), None)
+            out["best_single"] = single and {"trial": single["trial"], "value": single["value"]}
+            out["best_composition"] = composed and {"trial": composed["trial"], "value": composed["value"]}
+        return out
+
+
+def _sort_value(value: float | None, mode: str) -> float:
+    if value is None:
+        return math.inf
+    return value if mode == "min" else -value
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
