@@ -10,6 +10,7 @@ a Tune stopper.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue as pyqueue
 import sys
@@ -24,6 +25,10 @@ from .recorder import TrialRecorder
 from .trial import TrialConfig
 
 __all__ = ["RayScheduler", "ray_trial"]
+
+#: the schedulers running in this (driver) process, by number: Tune pickles its searcher, stopper
+#: and callbacks, so they carry only this number and find their scheduler here
+_DRIVERS: dict[int, "RayScheduler"] = {}
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child before exec
@@ -176,8 +181,6 @@ class RayScheduler:
     def run(self) -> dict[str, dict[str, Any]]:
         import ray
         from ray import tune
-        from ray.tune import Callback
-        from ray.tune.search import Searcher
         from ray.util.queue import Queue
 
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -189,36 +192,24 @@ class RayScheduler:
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
                 self.started_ray = True
         events = Queue()
-        owner = self
-
-        class _Searcher(Searcher):
-            def suggest(self, trial_id: str):
-                return owner._suggest(trial_id)
-
-            def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
-                owner._complete(events, trial_id, error)
-
-        class _Drain(Callback):
-            def on_step_begin(self, iteration, trials, **info) -> None:
-                owner._drain(events)
-
-        def stopper(tune_id: str, result: dict) -> bool:
-            owner._drain(events)
-            return owner.cancelled or owner.tune_ids.get(tune_id) in owner.to_stop
-
+        self.events = events
+        key = id(self)
+        _DRIVERS[key] = self
+        searcher, drain, stopper = _Searcher(key), _Drain(key), _Stopper(key)
         resources = {"cpu": self.cfg.cpus_per_trial, "gpu": self.cfg.gpus_per_trial}
         trainable = tune.with_resources(tune.with_parameters(ray_trial, events=events), resources)
         self.workdir.mkdir(parents=True, exist_ok=True)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=_Searcher(), num_samples=-1,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                         max_concurrent_trials=self.cfg.parallel),
             run_config=tune.RunConfig(name=f"lrbench-{self.cfg.study_id}", storage_path=str(self.workdir),
-                                      callbacks=[_Drain()], stop=stopper, verbose=0),
+                                      callbacks=[drain], stop=stopper, verbose=0),
         )
         try:
             tuner.fit()
         finally:
+            _DRIVERS.pop(key, None)
             events.shutdown()
             if self.started_ray:
                 ray.shutdown()
@@ -226,3 +217,72 @@ class RayScheduler:
 
     def cancel_all(self) -> None:
         self.cancelled = True
+
+
+def _driver(key: int) -> RayScheduler | None:
+    return _DRIVERS.get(key)
+
+
+@functools.lru_cache(maxsize=1)
+def _tune_classes() -> tuple[type, type, type]:
+    from ray.tune import Callback
+    from ray.tune.search import Searcher
+    from ray.tune.stopper import Stopper
+
+    class Searcher_(Searcher):
+        """Asks the study's tuner (through the scheduler's feeder) for each new Tune trial."""
+
+        def __init__(self, key: int) -> None:
+            super().__init__()
+            self.key = key
+
+        def suggest(self, trial_id: str):
+            driver = _driver(self.key)
+            return Searcher.FINISHED if driver is None else driver._suggest(trial_id)
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            driver = _driver(self.key)
+            if driver is not None:
+                driver._complete(driver.events, trial_id, error)
+
+    class Drain_(Callback):
+        """Every loop of Tune's controller: hand the queued events to the app's callbacks."""
+
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def on_step_begin(self, iteration, trials, **info) -> None:
+            driver = _driver(self.key)
+            if driver is not None:
+                driver._drain(driver.events)
+
+    class Stopper_(Stopper):
+        """Stops a trial its tuner pruned, or every trial when the study is cancelled."""
+
+        def __init__(self, key: int) -> None:
+            self.key = key
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            driver = _driver(self.key)
+            if driver is None:
+                return True
+            driver._drain(driver.events)
+            return driver.cancelled or driver.tune_ids.get(trial_id) in driver.to_stop
+
+        def stop_all(self) -> bool:
+            driver = _driver(self.key)
+            return driver is None or driver.cancelled
+
+    return Searcher_, Drain_, Stopper_
+
+
+def _Searcher(key: int):  # noqa: N802 - builds Tune classes lazily, so importing this module needs no Ray
+    return _tune_classes()[0](key)
+
+
+def _Drain(key: int):  # noqa: N802
+    return _tune_classes()[1](key)
+
+
+def _Stopper(key: int):  # noqa: N802
+    return _tune_classes()[2](key)
