@@ -238,13 +238,15 @@ def _cmd_range_test(args: argparse.Namespace) -> int:
         print_json({"study": study.config.study_id, **summary})
         return 0
     for name, info in (summary.get("suggestions") or {}).items():
-        lr = info.get("lr") if isinstance(info, dict) else info
-        note = info.get("why", "") if isinstance(info, dict) else ""
-        print(f"{name:>10}: {lr:.3g}  {note}" if isinstance(lr, (int, float)) else f"{name:>10}: none  {note}")
+        lr = info.get("lr") if isinstance(info, dict) else None
+        rule = info.get("rule", "") if isinstance(info, dict) else "could not be computed"
+        print(f"{name:>9}: {lr:.3g}   {rule}" if isinstance(lr, (int, float)) else f"{name:>9}: -   {rule}")
     if summary.get("chosen"):
-        print(f"\nchosen: {summary['chosen']}: {summary.get('chosen_lr', float('nan')):.3g}")
+        print(f"\nchosen: {summary['chosen']}, lr = {summary['lr']:.3g}")
     if summary.get("why"):
         print(summary["why"])
+    for warning in summary.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.output:
         print(f"plot written to {args.output}")
     return 0
@@ -264,8 +266,8 @@ def _plot_range(study: Any, summary: dict[str, Any], output: str) -> None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9ca3af", linewidth=1, label="loss")
     smooth = summary.get("curve") or {}
     if smooth.get("lr"):
-        ax.plot(smooth["lr"], smooth["loss"], color="#1f77b4", linewidth=2, label="smoothed loss")
-    colors = {"steepest": "#d62728", "valley": "#2ca02c", "min_div_10": "#ff7f0e"}
+        ax.plot(smooth["lr"], smooth["smoothed"], color="#1f77b4", linewidth=2, label="smoothed loss")
+    colors = {"steepest": "#d62728", "valley": "#2ca02c", "minimum": "#ff7f0e"}
     for name, info in (summary.get("suggestions") or {}).items():
         lr = info.get("lr") if isinstance(info, dict) else info
         if isinstance(lr, (int, float)) and lr > 0:

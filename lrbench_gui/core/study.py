@@ -127,6 +127,9 @@ class Study:
         self.pruned: set[str] = set()
         self.replayed = 0
         self.stopped = False
+        self._replay_queue: list[TrialRequest] = []
+        self._ask_count = 0
+        self.asked_at: dict[str, int] = {}
         self.on_stored: Callable[[dict[str, Any]], None] | None = None
 
     def _make_tuner(self) -> Tuner:
@@ -180,25 +183,52 @@ class Study:
     # Resume.
 
     def resume(self) -> int:
-        """Replay the finished trials stored for this study; returns how many were replayed."""
+        """Replay the finished trials stored for this study; returns how many were replayed.
+
+        The original run interleaved asks and tells (several trials at once); each stored trial
+        knows its ask order and how many results its tuner had been told when it was asked, and
+        its finish order. Replaying asks in ask order, telling results in finish order up to each
+        ask's count, gives a deterministic tuner the same requests and keys. A request that had
+        not finished (it was running when the app closed) is queued to run for real.
+        """
         if self.db is None:
             return 0
-        stored = {t["id"]: t for t in self.db.trials(study=self.config.study_id)
-                  if t.get("status") in ("completed", "diverged", "failed", "stopped")}
-        n = 0
-        while not self.tuner.done():
-            req = self.tuner.ask()
-            if req is None:
+        stored = [t for t in self.db.trials(study=self.config.study_id)
+                  if t.get("status") in ("completed", "diverged", "failed", "stopped")]
+        by_id = {t["id"]: t for t in stored}
+        order = lambda t, k: (t.get("extra") or {}).get(k, 0)  # noqa: E731
+        asks = sorted(stored, key=lambda t: order(t, "ask_index"))
+        tells = sorted(stored, key=lambda t: order(t, "finish_index"))
+        told = 0
+
+        def tell_until(count: int) -> None:
+            nonlocal told
+            while told < count and told < len(tells):
+                tid = tells[told]["id"]
+                if tid not in self.requests:
+                    return  # finished before it was asked: the order is broken; stop replaying here
+                self._finish(tid, tells[told], store=False)
+                told += 1
+
+        replayed_asks = 0
+        for trial in asks:
+            tell_until(int((trial.get("extra") or {}).get("tuner_tags", {}).get("asked_after_tells", told)))
+            while not self.tuner.done():
+                req = self.tuner.ask()
+                if req is None:
+                    break
+                tid = self.trial_id(req.key)
+                self.requests[tid] = req
+                self._ask_count += 1
+                if tid in by_id:
+                    replayed_asks += 1
+                    break
+                self._replay_queue.append(req)  # it was running when the study stopped: run it again
+            if replayed_asks == len(asks):
                 break
-            tid = self.trial_id(req.key)
-            if tid not in stored:
-                self._pending_replay = req  # the first one to run for real
-                break
-            self.requests[tid] = req
-            self._finish(tid, stored[tid], store=False)
-            n += 1
-        self.replayed = n
-        return n
+        tell_until(len(tells))
+        self.replayed = told
+        return told
 
     # The loop's three steps.
 
@@ -206,17 +236,18 @@ class Study:
         """Up to ``free_slots`` new trials from the tuner (fewer when it must wait)."""
         out: list[TrialConfig] = []
         while len(out) < free_slots and not self.stopped:
-            req = getattr(self, "_pending_replay", None)
-            if req is not None:
-                self._pending_replay = None
+            if self._replay_queue:
+                req = self._replay_queue.pop(0)
             elif self.tuner.done():
                 break
             else:
                 req = self.tuner.ask()
-            if req is None:
-                break
+                if req is None:
+                    break
+                self._ask_count += 1
             cfg = self.trial_config(req)
             self.requests[cfg.trial_id] = req
+            self.asked_at[cfg.trial_id] = self._ask_count - 1
             self.running.add(cfg.trial_id)
             out.append(cfg)
         return out
@@ -241,6 +272,8 @@ class Study:
         }
         if "diverge_factor" in req.tags:
             obj["diverge_factor"] = float(req.tags["diverge_factor"])
+        if "log_every" in req.tags:
+            obj["log_every"] = int(req.tags["log_every"])
         return validate_trial(load_trial(obj), self.registry)
 
     def on_event(self, trial_id: str, event: Event) -> bool:
@@ -271,6 +304,9 @@ class Study:
             result.status = "pruned"
         extra = dict(record.get("extra") or {})
         extra.update({"family": req.family, "point": _jsonable(req.point), "tuner_tags": _jsonable(req.tags)})
+        if store:
+            extra["ask_index"] = self.asked_at.get(trial_id, len(self.results))
+            extra["finish_index"] = len(self.results)
         if self.config.method == "cost":
             steps_to = self.cost_to_target(result)
             extra["cost_to_target"] = steps_to
@@ -278,10 +314,17 @@ class Study:
             told.metrics = {**result.metrics, "cost_to_target": steps_to if steps_to is not None else math.inf}
         else:
             told = result
+        self.tuner.tell(told)
+        if req.tags.get("kind") == "range_test":
+            # the test's answer belongs to its trial: the database's LR-range query reads it there
+            summary = self.tuner.summary_json()
+            record = {**record, "kind": "range_test", "metrics": {
+                **record.get("metrics", {}),
+                **{k: summary[k] for k in ("lr", "lr_min", "lr_max") if isinstance(summary.get(k), float)}}}
+            extra["range_test"] = _jsonable({k: v for k, v in summary.items() if k != "curve"})
         record = {**record, "extra": extra}
         self.results[trial_id] = result
         self.records[trial_id] = record
-        self.tuner.tell(told)
         if store and self.db is not None:
             stored = self.db.add_trial(record, replace=True)
             if self.on_stored:
@@ -296,7 +339,7 @@ class Study:
 
     @property
     def finished(self) -> bool:
-        return (self.stopped or self.tuner.done()) and not self.running and not getattr(self, "_pending_replay", None)
+        return (self.stopped or self.tuner.done()) and not self.running and not self._replay_queue
 
     def stop(self) -> None:
         self.stopped = True

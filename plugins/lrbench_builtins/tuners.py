@@ -1,0 +1,572 @@
+"""The built-in tuners: grid, random, bayes (Optuna), halving (successive halving / ASHA), and the
+two LR tests, range-test (Smith's LR range test) and value-range (LRBench's value range test).
+
+Every tuner follows :mod:`lrbench_gui.core.tuner`: the study asks, runs, reports and tells; a
+tuner never runs anything. Keys are stable (``g0003``, ``r0012``, ``b0007``, ``h012.r1``,
+``range-test``, ``v03``) and, given the seed and the same tells in the same order, so are the
+requests. docs/tuning.md describes each one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import warnings
+from typing import Any, Literal
+
+from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.range_analysis import analyze_range_test
+from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
+from lrbench_gui.hookspecs import hookimpl
+
+from ._tuner_common import SearchTuner, coerce_params, finite
+from .finder import RangeExp
+
+
+def _trials(requested: int, budget_trials: int) -> int:
+    return requested if requested > 0 else max(1, budget_trials)
+
+
+class GridTuner(SearchTuner):
+    name = "grid"
+    version = "1"
+    summary = "Every family x a grid of each dimension (log-spaced for LRs), each at the full budget"
+
+    class Params(Params):
+        points: int = param(5, "Grid points per dimension (geometric for log-scale ones); a choice uses all its values.", ge=1, le=50)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan: list[tuple[str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for family in self.space.families:
+            for point in family.grid(self.params.points):
+                # the same spec twice (a cyclic pair sorted into one already there) runs once
+                spec = json.dumps(family.build(point, self.budget.steps), sort_keys=True)
+                if spec not in seen:
+                    seen.add(spec)
+                    self.plan.append((family.name, point))
+        self._next = 0
+
+    def ask(self) -> TrialRequest | None:
+        if self.done():
+            return None
+        family, point = self.plan[self._next]
+        key = f"g{self._next:04d}"
+        self._next += 1
+        return self._request(key, family, point, self.budget.steps)
+
+    def done(self) -> bool:
+        return self._next >= len(self.plan) or self.target_reached
+
+    def summary_json(self) -> dict[str, Any]:
+        return {**super().summary_json(), "grid_size": len(self.plan), "points": self.params.points}
+
+
+class RandomTuner(SearchTuner):
+    name = "random"
+    version = "1"
+    summary = "Random points (log-uniform for LRs) across the families, each at the full budget"
+
+    class Params(Params):
+        trials: int = param(0, "Trials to run; 0: the study's trial budget.", ge=0, le=100_000)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.n = _trials(self.params.trials, self.budget.trials)
+        self._rng = random.Random(self.seed)
+        self._next = 0
+
+    def ask(self) -> TrialRequest | None:
+        if self.done():
+            return None
+        family = self._rng.choice(self.space.families)
+        point = family.sample(self._rng)
+        key = f"r{self._next:04d}"
+        self._next += 1
+        return self._request(key, family.name, point, self.budget.steps)
+
+    def done(self) -> bool:
+        return self._next >= self.n or self.target_reached
+
+
+class BayesTuner(SearchTuner):
+    """Optuna's ask/tell, with the family as a categorical. A dimension that has the same name
+    and range in every family that has it (``lr`` of cosine and of fixed) is one Optuna parameter,
+    so the model learns where good LRs lie from every family's trials (optimal peak LRs of
+    different schedules are rarely far apart); other dimensions are ``<family>:<dim>``,
+    conditional on the family (TPE is multivariate and grouped for that). The random start
+    visits the families in turn.
+
+    What Optuna is told: a completed trial's value; a diverged trial (or one that completed
+    without a finite value) a penalty, the worst value told so far plus the spread between the
+    best and the worst (so a too-high LR teaches TPE where not to go), or a failure while no
+    finite value exists yet; a trial stopped by :meth:`report` (or told ``pruned``) is pruned; a
+    failed trial (a crash) or one the user stopped is a failure, which Optuna ignores.
+    """
+
+    name = "bayes"
+    version = "1"
+    summary = "Bayesian optimization with Optuna (TPE or GP), optionally pruning by intermediate values"
+
+    class Params(Params):
+        trials: int = param(0, "Trials to run; 0: the study's trial budget.", ge=0, le=100_000)
+        sampler: Literal["tpe", "gp"] = param("tpe", "tpe: Optuna's TPESampler (multivariate, grouped); gp: its GPSampler.")
+        startup_trials: int = param(
+            0, "Random trials before the model is used (visiting the families in turn); 0: a quarter of the "
+            "trials, between 3 and 10, but at least 2 per family.", ge=0, le=1000)
+        pruner: Literal["none", "median"] = param(
+            "none",
+            "median: stop a trial whose intermediate value is worse than the median of earlier trials at "
+            "the same step. Off by default: a decaying schedule looks worse mid-run than it ends.",
+        )
+        prune_after: float = param(0.25, "Never prune before this fraction of a trial's steps.", ge=0, le=1)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._optuna = optuna
+        p = self.params
+        self.n = _trials(p.trials, self.budget.trials)
+        families = len(self.space.families)
+        startup = p.startup_trials or min(max(10, 2 * families), max(3, self.n // 4, 2 * families))
+        startup = min(startup, self.n)
+        self.startup = startup
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if p.sampler == "gp":
+                sampler = optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=startup,
+                                                    warn_independent_sampling=False)
+            else:
+                sampler = optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=startup,
+                                                     multivariate=True, group=True)
+        if p.pruner == "median":
+            pruner = optuna.pruners.MedianPruner(
+                n_startup_trials=5, n_warmup_steps=int(p.prune_after * self.budget.steps)
+            )
+        else:
+            pruner = optuna.pruners.NopPruner()
+        direction = "minimize" if self.objective.mode == "min" else "maximize"
+        self.study = optuna.create_study(sampler=sampler, pruner=pruner, direction=direction)
+        self._trials: dict[str, Any] = {}
+        self._reported: dict[str, set[int]] = {}
+        self._pruned: set[str] = set()
+        self._names = self._param_names()
+        if families > 1:  # the random start visits the families in turn, so TPE sees each of them
+            for i in range(startup):
+                self.study.enqueue_trial({"family": self.space.families[i % families].name})
+
+    def _param_names(self) -> dict[tuple[str, str], str]:
+        """Optuna's name of each (family, dimension): the dimension's own name when every family
+        that has it gives it the same range, else ``family:dim``."""
+        forms: dict[str, set[str]] = {}
+        for f in self.space.families:
+            for d in f.dims:
+                forms.setdefault(d.name, set()).add(json.dumps(d.to_json(), sort_keys=True))
+        return {
+            (f.name, d.name): d.name if len(forms[d.name]) == 1 else f"{f.name}:{d.name}"
+            for f in self.space.families for d in f.dims
+        }
+
+    def ask(self) -> TrialRequest | None:
+        if self.done():
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self._optuna.exceptions.ExperimentalWarning)
+            trial = self.study.ask()
+            families = self.space.names
+            family = trial.suggest_categorical("family", families) if len(families) > 1 else families[0]
+            point: dict[str, Any] = {}
+            for d in self.space.family(family).dims:
+                name = self._names[(family, d.name)]
+                if d.kind == "choice":
+                    point[d.name] = trial.suggest_categorical(name, list(d.choices))
+                elif d.kind == "int":
+                    point[d.name] = trial.suggest_int(name, int(d.low), int(d.high), log=d.log)
+                else:
+                    point[d.name] = trial.suggest_float(name, d.low, d.high, log=d.log)
+        key = f"b{trial.number:04d}"
+        self._trials[key] = trial
+        self._reported[key] = set()
+        return self._request(key, family, point, self.budget.steps)
+
+    def done(self) -> bool:
+        return len(self.requests) >= self.n or self.target_reached
+
+    def report(self, key: str, step: int, value: float) -> bool:
+        trial = self._trials.get(key)
+        if trial is None or key in self.results or self.params.pruner == "none":
+            return True
+        if not finite(value) or step in self._reported[key]:
+            return True  # a non-finite loss is the trainer's to call diverged
+        self._reported[key].add(int(step))
+        trial.report(float(value), int(step))
+        if trial.should_prune():
+            self._pruned.add(key)
+            return False
+        return True
+
+    def _penalty(self) -> float | None:
+        values = [t.value for t in self.study.get_trials(deepcopy=False)
+                  if t.state == self._optuna.trial.TrialState.COMPLETE and t.value is not None]
+        if not values:
+            return None
+        best, worst = (min(values), max(values)) if self.objective.mode == "min" else (max(values), min(values))
+        spread = abs(worst - best) or abs(worst) * 0.1 or 1.0
+        return worst + spread if self.objective.mode == "min" else worst - spread
+
+    def _told(self, result: TrialResult) -> None:
+        TrialState = self._optuna.trial.TrialState
+        trial = self._trials[result.key]
+        if self.params.pruner != "none":  # a replayed trial: give the pruner its curve
+            for step, value in result.evals:
+                if finite(value) and int(step) not in self._reported[result.key]:
+                    self._reported[result.key].add(int(step))
+                    trial.report(float(value), int(step))
+        if result.key in self._pruned or result.status == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        elif result.status == "completed" and finite(result.value):
+            self.study.tell(trial, float(result.value))
+        elif result.status in ("diverged", "completed") and (penalty := self._penalty()) is not None:
+            trial.set_user_attr("penalty", True)
+            self.study.tell(trial, penalty)
+        else:
+            self.study.tell(trial, state=TrialState.FAIL)
+
+    def summary_json(self) -> dict[str, Any]:
+        return {**super().summary_json(), "sampler": self.params.sampler, "pruned": len(self._pruned)}
+
+
+class HalvingTuner(SearchTuner):
+    """Successive halving, asynchronous by default (ASHA, Li et al. 2020).
+
+    ``n`` configurations start on the bottom rung. Rung ``r`` runs ``steps * min_fraction *
+    eta**r`` steps (the top rung the study's full ``steps``). A policy's curve depends on its run
+    length, so a rung's trial is a fresh run of that many steps with the schedule fitted to it
+    (derived parameters follow the length), not a continuation of the rung below.
+
+    async: ``ask`` promotes a configuration to the next rung as soon as it is in the top
+    ``1/eta`` of the results at its rung, else starts a new bottom-rung configuration, else
+    returns None. Once a rung can receive no more results, its final top ``1/eta`` (at least one)
+    is promoted too, so the synchronous survivors always run on. sync: a rung is promoted only
+    when it is complete.
+    """
+
+    name = "halving"
+    version = "1"
+    summary = "Successive halving / ASHA: many short runs, the best 1/eta re-run at eta times the budget"
+
+    class Params(Params):
+        n: int = param(0, "Configurations on the bottom rung; 0: as many as cost about the study's trial budget.", ge=0, le=100_000)
+        eta: int = param(3, "Keep the top 1/eta of a rung; the next rung runs eta times longer.", ge=2, le=10)
+        min_fraction: float = param(1 / 9, "Budget of the bottom rung, as a fraction of the study's steps.", gt=0, le=1)
+        sampler: Literal["random", "grid"] = param("random", "How the configurations are drawn.")
+        points: int = param(5, "Grid points per dimension (sampler: grid).", ge=1, le=50)
+        mode: Literal["async", "sync"] = param("async", "async (ASHA): promote as soon as possible; sync: rung by rung.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        p = self.params
+        steps = self.budget.steps
+        top = max(0, int(math.floor(math.log(1.0 / p.min_fraction) / math.log(p.eta) + 1e-9)))
+        budgets: list[int] = []
+        for r in range(top + 1):
+            b = steps if r == top else max(1, int(round(steps * p.min_fraction * p.eta**r)))
+            if budgets and b <= budgets[-1]:
+                continue
+            budgets.append(min(b, steps))
+        if budgets[-1] != steps:
+            budgets.append(steps)
+        self.rung_steps = budgets
+        cost_per_config = sum(b / steps * p.eta ** (-r) for r, b in enumerate(budgets))
+        rng = random.Random(self.seed)
+        if p.sampler == "grid":
+            configs = [(f.name, pt) for f in self.space.families for pt in f.grid(p.points)]
+            if p.n:
+                configs = configs[: p.n]
+        else:
+            n = p.n or max(p.eta, int(self.budget.trials / cost_per_config))
+            configs = []
+            for _ in range(n):
+                family = rng.choice(self.space.families)
+                configs.append((family.name, family.sample(rng)))
+        self.configs = configs
+        self._next = 0
+        self._by_rung: list[dict[int, str]] = [{} for _ in budgets]  # rung -> config -> key
+        self._promoted: list[set[int]] = [set() for _ in budgets]
+
+    def _key(self, config: int, rung: int) -> str:
+        return f"h{config:03d}.r{rung}"
+
+    def _ask(self, config: int, rung: int) -> TrialRequest:
+        family, point = self.configs[config]
+        self._by_rung[rung][config] = self._key(config, rung)
+        steps = self.rung_steps[rung]
+        return self._request(self._key(config, rung), family, point, steps,
+                             rung=rung, config=config, rung_steps=steps, budget_fraction=steps / self.budget.steps)
+
+    def _complete(self, rung: int) -> bool:
+        """Whether ``rung`` can receive no more results."""
+        keys = self._by_rung[rung].values()
+        if any(k not in self.results for k in keys):
+            return False
+        if rung == 0:
+            return self._next >= len(self.configs)
+        return self._complete(rung - 1) and self._candidate(rung - 1) is None
+
+    def _candidate(self, rung: int) -> int | None:
+        """The best configuration of ``rung`` due for promotion, if any."""
+        if rung >= len(self.rung_steps) - 1:
+            return None
+        told = {c: k for c, k in self._by_rung[rung].items() if k in self.results}
+        complete = self._complete(rung)
+        if self.params.mode == "sync" and not complete:
+            return None
+        quota = len(told) // self.params.eta
+        if complete and told:
+            quota = max(1, quota)
+        ranked = self.ranked(list(told.values()))[:quota]
+        for key in ranked:
+            config = next(c for c, k in told.items() if k == key)
+            if config not in self._promoted[rung] and self.score(self.results[key]) is not None:
+                return config
+        return None
+
+    def ask(self) -> TrialRequest | None:
+        if self.target_reached:
+            return None
+        for rung in range(len(self.rung_steps) - 2, -1, -1):
+            config = self._candidate(rung)
+            if config is not None:
+                self._promoted[rung].add(config)
+                return self._ask(config, rung + 1)
+        if self._next < len(self.configs):
+            self._next += 1
+            return self._ask(self._next - 1, 0)
+        return None
+
+    def done(self) -> bool:
+        if self.target_reached:
+            return True
+        if self._next < len(self.configs) or self.running():
+            return False
+        return all(self._candidate(r) is None for r in range(len(self.rung_steps) - 1))
+
+    def _counts(self, key: str) -> bool:
+        return int(self.requests[key].tags["rung"]) == len(self.rung_steps) - 1
+
+    def summary_json(self) -> dict[str, Any]:
+        out = super().summary_json()
+        top = len(self.rung_steps) - 1
+        if out["best"] is None:  # nothing finished the top rung: the best of the highest rung reached
+            for rung in range(top, -1, -1):
+                pool = [k for k in self._by_rung[rung].values() if self.score(self.results.get(k)) is not None]
+                if pool:
+                    out["best"] = {**self._trial_json(self.ranked(pool)[0]), "partial": True}
+                    break
+        full = len(self.configs) * self.budget.steps
+        out.update(
+            rungs=[
+                {"rung": r, "steps": s, "trials": len(self._by_rung[r]),
+                 "told": sum(1 for k in self._by_rung[r].values() if k in self.results),
+                 "promoted": len(self._promoted[r]) if r < top else 0}
+                for r, s in enumerate(self.rung_steps)
+            ],
+            configs=len(self.configs),
+            eta=self.params.eta,
+            grid_equivalent_steps=full,
+            fraction_of_grid=out["steps_asked"] / max(1, full),
+        )
+        return out
+
+
+class RangeTestTuner(Tuner):
+    """One trial whose LR grows from start_lr to end_lr (the ``range_exp`` policy), then the
+    (LR, loss) curve's suggestions (see :mod:`lrbench_gui.core.range_analysis`).
+
+    The request carries ``tags``: ``kind: "range_test"``, ``diverge_factor`` (for the trial file:
+    a range test is meant to diverge, so it stops only far past the turn) and ``log_every: 1``
+    (the analysis wants the loss of every step).
+    """
+
+    name = "range-test"
+    version = "1"
+    summary = "LR range test: one run with the LR growing from start_lr to end_lr, then suggested LRs"
+
+    class Params(Params):
+        start_lr: float = param(1e-6, "First LR of the test.", gt=0, log=True, search=(1e-8, 1e-3))
+        end_lr: float = param(1.0, "Last LR of the test.", gt=0, log=True, search=(1e-2, 10.0))
+        mode: Literal["exp", "linear"] = param("exp", "Growth of the LR: exp (equal ratios, the usual) or linear.")
+        steps: int = param(0, "Steps of the test; 0: the study's steps.", ge=0, unit="steps")
+        choose: Literal["valley", "steepest", "minimum"] = param(
+            "valley", "Which suggestion becomes the answer: valley (fastai's default), steepest, or minimum/10."
+        )
+        beta: float = param(0.98, "Smoothing of the loss (exponential moving average).", ge=0, lt=1)
+        diverge: float = param(4.0, "The analysis ends where the smoothed loss exceeds this x its minimum.", gt=1)
+        stop_factor: float = param(
+            10.0, "The trial stops when its raw loss exceeds this x max(first, best) (the trial's diverge_factor).", gt=1
+        )
+
+    def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
+                 seed: int = 0) -> None:
+        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
+        p = self.params
+        if p.start_lr >= p.end_lr:
+            raise ValueError(f"range-test: start_lr ({p.start_lr}) must be below end_lr ({p.end_lr})")
+        self.steps = p.steps or self.budget.steps
+        self.request: TrialRequest | None = None
+        self.result: TrialResult | None = None
+        self.analysis: dict[str, Any] | None = None
+
+    def ask(self) -> TrialRequest | None:
+        if self.request is not None:
+            return None
+        p = self.params
+        point = {"start_lr": p.start_lr, "end_lr": p.end_lr, "mode": p.mode}
+        self.request = TrialRequest(
+            key="range-test",
+            policy={"name": RangeExp.name, "params": point},
+            steps=self.steps,
+            family=RangeExp.name,
+            point=point,
+            tags={"kind": "range_test", "diverge_factor": p.stop_factor, "log_every": 1, "asked_after_tells": 0},
+        )
+        return self.request
+
+    def done(self) -> bool:
+        return self.request is not None
+
+    def tell(self, result: TrialResult) -> None:
+        if self.request is None or result.key != self.request.key:
+            raise KeyError(f"range-test: result for {result.key!r}, which was never asked")
+        self.result = result
+        p = self.params
+        lr_by_step = {int(s): float(v) for s, v in result.lrs}
+        policy = RangeExp(RangeExp.Params(start_lr=p.start_lr, end_lr=p.end_lr, mode=p.mode), self.steps)
+        pairs = sorted((int(s), float(v)) for s, v in result.losses)
+        lrs = [lr_by_step.get(s, policy.lr_at(s)) for s, _ in pairs]
+        self.analysis = analyze_range_test(lrs, [v for _, v in pairs], beta=p.beta, diverge=p.diverge, choose=p.choose)
+
+    def summary_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tuner": self.name, "status": self.result.status if self.result else None}
+        if self.analysis is None:
+            return {**out, "suggestions": None, "chosen": None, "lr": None, "why": "the test has not finished"}
+        a = self.analysis
+        out.update(a)
+        if a["lr_range"]:
+            out["lr_min"], out["lr_max"] = a["lr_range"]
+        return out
+
+
+class ValueRangeTuner(Tuner):
+    """LRBench's value range test: short runs of the ``fixed`` policy at LRs on a log grid.
+
+    An LR *trains well* when its trial completed with a finite value within ``tolerance``
+    (relative, of the best value's magnitude) of the best, and its training loss fell: the mean
+    of the last 10 % of the logged losses is at most ``loss_ratio`` times the mean of the first
+    5 % (skipped when no losses came back). The answer is the run of neighbouring grid LRs that
+    train well around the best one: ``lr_range: [lowest, highest]``.
+    """
+
+    name = "value-range"
+    version = "1"
+    summary = "LRBench value range test: short fixed-LR runs over a log grid, then the range that trains well"
+
+    class Params(Params):
+        low: float = param(1e-5, "Lowest LR of the grid.", gt=0, log=True, search=(1e-8, 1e-2))
+        high: float = param(1.0, "Highest LR of the grid.", gt=0, log=True, search=(1e-3, 10.0))
+        points: int = param(7, "LRs on the grid (geometric).", ge=2, le=100)
+        fraction: float = param(0.2, "Steps of each run, as a fraction of the study's steps.", gt=0, le=1)
+        tolerance: float = param(0.1, "An LR trains well within this relative distance of the best value.", ge=0)
+        loss_ratio: float = param(1.0, "... and when its final training loss is at most this x its first.", gt=0)
+
+    def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
+                 seed: int = 0) -> None:
+        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
+        p = self.params
+        if p.low >= p.high:
+            raise ValueError(f"value-range: low ({p.low}) must be below high ({p.high})")
+        ratio = math.log(p.high / p.low)
+        self.lrs = [p.low * math.exp(ratio * i / (p.points - 1)) for i in range(p.points)]
+        self.lrs[-1] = p.high
+        self.steps = max(1, int(round(p.fraction * self.budget.steps)))
+        self.requests: dict[str, TrialRequest] = {}
+        self.results: dict[str, TrialResult] = {}
+
+    def ask(self) -> TrialRequest | None:
+        if self.done():
+            return None
+        i = len(self.requests)
+        lr = self.lrs[i]
+        key = f"v{i:02d}"
+        self.requests[key] = TrialRequest(
+            key=key, policy={"name": "fixed", "params": {"lr": lr}}, steps=self.steps, family="fixed",
+            point={"lr": lr}, tags={"kind": "value_range", "lr": lr, "asked_after_tells": len(self.results)},
+        )
+        return self.requests[key]
+
+    def done(self) -> bool:
+        return len(self.requests) >= len(self.lrs)
+
+    def tell(self, result: TrialResult) -> None:
+        if result.key not in self.requests:
+            raise KeyError(f"value-range: result for {result.key!r}, which was never asked")
+        self.results[result.key] = result
+
+    def _loss_fell(self, result: TrialResult) -> bool | None:
+        losses = [float(v) for _, v in sorted(result.losses) if finite(v)]
+        if len(losses) < 2:
+            return None
+        head = losses[: max(1, len(losses) // 20)]
+        tail = losses[-max(1, len(losses) // 10):]
+        return sum(tail) / len(tail) <= self.params.loss_ratio * (sum(head) / len(head))
+
+    def summary_json(self) -> dict[str, Any]:
+        p = self.params
+        sign = 1.0 if self.objective.mode == "min" else -1.0
+        rows = []
+        for i, lr in enumerate(self.lrs):
+            res = self.results.get(f"v{i:02d}")
+            value = res.value if res is not None and res.status == "completed" and finite(res.value) else None
+            rows.append({"lr": lr, "status": res.status if res else "pending", "value": value,
+                         "loss_fell": self._loss_fell(res) if res else None, "good": False})
+        scored = [r for r in rows if r["value"] is not None]
+        out: dict[str, Any] = {"tuner": self.name, "steps_per_trial": self.steps, "lr_range": None, "best_lr": None,
+                               "per_lr": rows, "steps_asked": self.steps * len(self.requests)}
+        if not scored:
+            out["why"] = "no LR completed with a value"
+            return out
+        best = min(scored, key=lambda r: sign * r["value"])
+        margin = p.tolerance * abs(best["value"])
+        for r in scored:
+            r["good"] = sign * (r["value"] - best["value"]) <= margin and r["loss_fell"] is not False
+        i_best = rows.index(best)
+        lo = hi = i_best
+        while lo > 0 and rows[lo - 1]["good"]:
+            lo -= 1
+        while hi < len(rows) - 1 and rows[hi + 1]["good"]:
+            hi += 1
+        out.update(
+            best_lr=best["lr"],
+            lr_range=[rows[lo]["lr"], rows[hi]["lr"]],
+            lr_min=rows[lo]["lr"],
+            lr_max=rows[hi]["lr"],
+            why=(f"the best {self.objective.metric} ({best['value']:.4g}) was at LR {best['lr']:.3g}; the neighbouring "
+                 f"LRs within {p.tolerance:.0%} of it whose training loss fell span {rows[lo]['lr']:.3g} to "
+                 f"{rows[hi]['lr']:.3g}"),
+        )
+        if not best["good"]:
+            out["why"] += " (the best LR's own training loss did not fall: the runs may be too short)"
+        return out
+
+
+TUNERS = [GridTuner, RandomTuner, BayesTuner, HalvingTuner, RangeTestTuner, ValueRangeTuner]
+
+
+@hookimpl
+def register_tuners(register):
+    for cls in TUNERS:
+        register(cls)
