@@ -273,9 +273,7 @@ def test_trial_table_marks_early_stopped_trials():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not __import__("os").environ.get("LRBENCH_TEST_RAY"), reason="set LRBENCH_TEST_RAY=1 (starts a local Ray, ~30 s)")
 def test_a_ray_study_streams_into_the_same_views(qtbot, settings, lrbench_env):
-    pytest.importorskip("ray")
     win = open_window(qtbot, settings)
     ctl, live = win.study_controller, win.live_panel
     ctl.start(StudyConfig(task="digits-mlp", tuner="random", policies=["cosine"], lr_range=(1e-3, 1e-2),

@@ -65,9 +65,9 @@ def test_cost_effective_tuning_ranks_by_steps_to_the_target(lrbench_env):
 
 def test_halving_spends_less_than_a_grid_and_stops_nothing_it_needs(lrbench_env):
     db = PolicyDB(lrbench_env["db"])
-    s = study(db, tuner="halving", tuner_params={"n": 6}, policies=["fixed", "cosine"], budget_steps=90)
+    s = study(db, tuner="halving", tuner_params={"n": 4}, policies=["fixed", "cosine"], budget_steps=90)
     run_study_blocking(s)
-    assert s.compute_steps() < 6 * 90
+    assert s.compute_steps() < 4 * 90
     assert s.best() is not None and s.best()["steps"] == 90  # the winner ran the full budget
 
 
