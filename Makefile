@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[train,deepspeed,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,deepspeed,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +26,11 @@ test: install
 
 lint: install
 	$(BIN)/lint-imports
+
+# A one-folder build of the app in dist/lrbench-gui/ (see packaging/README.md).
+package: install
+	$(BIN)/python -m pip install --quiet "pyinstaller>=6.3"
+	PYTHON=$(abspath $(BIN))/python bash packaging/build.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,7 +70,6 @@ class LivePlot(QWidget):
         self.loss_plot = pg.PlotWidget()
         for plot, label in ((self.lr_plot, "learning rate"), (self.loss_plot, "loss")):
             plot.setBackground("w")
-            plot.showGrid(x=True, y=True, alpha=0.25)
             plot.setLabel("left", label)
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
@@ -101,6 +101,8 @@ class LivePlot(QWidget):
             pg.SignalProxy(p.scene().sigMouseMoved, rateLimit=30, slot=lambda ev, p=p: self._mouse(p, ev[0]))
             for p in (self.lr_plot, self.loss_plot)
         ]
+        self._base_interval = redraw_ms
+        self._last_tick = 0.0
         self.timer = QTimer(self)
         self.timer.setInterval(redraw_ms)
         self.timer.timeout.connect(self.redraw)
@@ -111,7 +113,7 @@ class LivePlot(QWidget):
             return self.series[trial_id].color
         color = color or PALETTE[len(self.series) % len(PALETTE)]
         s = _Series(label, color)
-        pen = pg.mkPen(color, width=2)
+        pen = pg.mkPen(color, width=1)  # a 1-pixel pen paints several times faster than a wide one
         s.curves["lr"] = self.lr_plot.plot([], [], pen=pen, name=label)
         faint = pg.mkColor(color)
         faint.setAlpha(70)
@@ -150,21 +152,41 @@ class LivePlot(QWidget):
         return {"step": s.steps[: s.n].copy(), "lr": s.lrs[: s.n].copy(), "loss": s.losses[: s.n].copy(),
                 "loss_smooth": s.smooth[: s.n].copy()}
 
+    #: at most this many points per curve reach pyqtgraph; more cannot show on a screen anyway
+    MAX_DRAWN = 1500
+
     def redraw(self) -> None:
+        """Push new points to the curves, and adapt the redraw period to what painting costs: when
+        the last period ran late (the paints of many trials' curves took the time), the timer backs
+        off up to 250 ms so the event loop stays responsive, and speeds up again once they finish."""
+        now = time.perf_counter()
+        late_ms = (now - self._last_tick) * 1000.0 - self.timer.interval() if self._last_tick else 0.0
+        self._last_tick = now
+        interval = self.timer.interval()
+        if late_ms > 15 and interval < 250:
+            self.timer.setInterval(min(250, interval * 2))
+        elif late_ms < 4 and interval > self._base_interval:
+            self.timer.setInterval(max(self._base_interval, interval // 2))
         for s in self.series.values():
             if not s.dirty:
                 continue
             s.dirty = False
-            x = s.steps[: s.n]
-            s.curves["lr"].setData(x, s.lrs[: s.n])
-            finite = np.isfinite(s.losses[: s.n])
-            s.curves["raw"].setData(x[finite], s.losses[: s.n][finite])
-            ok = np.isfinite(s.smooth[: s.n])
-            s.curves["smooth"].setData(x[ok], s.smooth[: s.n][ok])
+            k = max(1, s.n // self.MAX_DRAWN)
+            sl = slice(0, s.n, k)
+            x = s.steps[sl]
+            s.curves["lr"].setData(x, s.lrs[sl])
+            if s.curves["raw"].isVisible():
+                loss = s.losses[sl]
+                finite = np.isfinite(loss)
+                s.curves["raw"].setData(x[finite], loss[finite])
+            smooth = s.smooth[sl]
+            ok = np.isfinite(smooth)
+            s.curves["smooth"].setData(x[ok], smooth[ok])
 
     def _toggle_raw(self, on: bool) -> None:
         for s in self.series.values():
             s.curves["raw"].setVisible(on)
+            s.dirty = True
 
     def _mouse(self, plot: pg.PlotWidget, pos) -> None:
         if not self.series or not plot.sceneBoundingRect().contains(pos):
