@@ -51,7 +51,10 @@ def trainer_command(config: TrialConfig, trial_file: Path) -> list[str]:
             launcher, "--num_gpus", str(config.deepspeed.num_gpus), "--master_port", str(_free_port()),
             "--module", "lrbench_gui.trainer", str(trial_file),
         ]
-    return [sys.executable, "-m", "lrbench_gui.trainer", str(trial_file)]
+    # LRBENCH_PYTHON: the interpreter of an environment with torch, for an app that runs without
+    # one (the frozen desktop build; see packaging/README.md)
+    python = os.environ.get("LRBENCH_PYTHON") or sys.executable
+    return [python, "-m", "lrbench_gui.trainer", str(trial_file)]
 
 
 def trial_env(config: TrialConfig, gpus: str | None = None) -> dict[str, str]:
