@@ -196,7 +196,7 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
     best = math.inf
     first_loss: float | None = None
     last_metrics: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     status = "completed"
     done = 0
     evaluated_at = -1
@@ -231,7 +231,7 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
             first_loss = loss_val
         if step % cfg.log_every == 0 or step == steps - 1 or not math.isfinite(loss_val):
             out.emit("step", step=step, lr=lr, loss=loss_val, tokens=tokens, samples=samples,
-                     time=round(time.perf_counter() - t0, 6))
+                     time=round(time.perf_counter() - t0, 6), cpu=round(time.process_time() - c0, 6))
         if not math.isfinite(loss_val) or loss_val > cfg.diverge_factor * max(best, first_loss):
             status = "diverged"
             out.log(f"step {step}: loss {loss_val} diverged (best {best:.4g}, first {first_loss:.4g})")
