@@ -6,7 +6,9 @@ For each task (``digits-mlp``; ``tinylm-pretrain`` in the full mode):
    the full budget, run once as a real study (subprocess trials, 2 side by side, 1 thread each).
    Its best final ``val_loss`` is the oracle; its compute (steps run) is the denominator of every
    compute fraction below.
-2. **Tuners** (``random``, ``bayes``, ``halving``), several seeds each, as real studies
+2. **Tuners** (``random``; ``bayes`` with ``startup_trials`` = one per family, with its defaults,
+   with the median pruner, with the GP sampler; ``halving`` async and sync), each given the whole
+   full-budget trials that fit in 25 % of the grid's compute, several seeds each, as real studies
    (:class:`~lrbench_gui.core.study.Study`: its ``next_trials`` / ``on_event`` / ``on_finished``
    loop, 2 trials asked at a time like ``parallel=2``) whose LRs are searched in the grid's range
    and **snapped to the nearest grid LR** when run, so every full-budget point they ask is a grid
@@ -18,7 +20,7 @@ For each task (``digits-mlp``; ``tinylm-pretrain`` in the full mode):
    every study; the study's seed only seeds the tuner.
 3. **Plain Optuna anchor**: ``TPESampler(seed)`` + ``MedianPruner()`` with their defaults, family
    categorical, LR log-uniform in the grid's range snapped to it, ``trial.report`` of the eval
-   curve and ``should_prune``; it runs until it has spent 25 % of the grid's compute (a trial
+   curve and ``should_prune``; it runs until it has spent the tuners' budget in steps (a trial
    still running at that point is cut and counts as failed).
 4. **range-test**: one real ``range-test`` study (the tuner's defaults, the task's full budget);
    its chosen LR and each suggestion against the grid's best ``fixed`` LR: ``max(a/b, b/a)``.
@@ -27,7 +29,7 @@ For each task (``digits-mlp``; ``tinylm-pretrain`` in the full mode):
 Goals (the issue's): ``halving`` and ``bayes`` within 1 % of the oracle at no more than 25 % of
 the grid's compute and ahead of plain Optuna at equal compute; the range test within 3x.
 
-Usage: python bench/tuning.py [--quick] [--tasks digits-mlp,tinylm-pretrain] [--seeds N]
+Usage: python bench/tuning.py [--quick] [--tasks digits-mlp,tinylm-pretrain] [--seeds N] [--cache DIR]
 The last line of output is one JSON object with all figures.
 """
 
@@ -125,10 +127,11 @@ class Executor:
         self.real_steps = 0
         self.real_seconds = 0.0
 
-    def canonical(self, cfg: Any) -> Any:
-        """The config actually run: the LR snapped to the grid, the benchmark's trial seed."""
+    def canonical(self, cfg: Any, snap_lr: bool = True) -> Any:
+        """The config actually run: the LR snapped to the grid (searches only), the benchmark's
+        trial seed."""
         policy = json.loads(json.dumps(cfg.policy))
-        if policy.get("name") in self.setup.families:
+        if snap_lr and policy.get("name") in self.setup.families:
             for name in LR_PARAMS:
                 if name in policy.get("params", {}):
                     policy["params"][name] = snap(float(policy["params"][name]), self.setup.lrs)
@@ -186,7 +189,8 @@ def final_value(rec: dict[str, Any], metric: str) -> float | None:
 
 
 def drive(study: Any, ex: Executor) -> None:
-    """A study's loop with the memoized executor: ask ``PARALLEL``, run or recall, replay, tell."""
+    """A study's loop with the memoized executor: ask ``PARALLEL``, run or recall, replay, tell.
+    The LR tests run the LRs they ask for; the searches' LRs are snapped to the grid."""
     from lrbench_gui.core.protocol import Event
 
     metric = study.objective.metric
@@ -196,7 +200,8 @@ def drive(study: Any, ex: Executor) -> None:
             if study.running:
                 raise RuntimeError("study waits on trials that were never told")
             break
-        runs = [ex.canonical(c) for c in cfgs]
+        snap_lr = study.config.tuner not in ("range-test", "value-range")
+        runs = [ex.canonical(c, snap_lr) for c in cfgs]
         ex.ensure(runs)
         for cfg, run in zip(cfgs, runs):
             rec = json.loads(json.dumps(ex.record(run)))
@@ -230,7 +235,7 @@ def make_study(setup: Setup, tuner: str, tuner_params: dict[str, Any], trials: i
     return Study(cfg)
 
 
-def best_of(study: Any, ex: Executor) -> tuple[float | None, dict[str, Any] | None]:
+def best_of(study: Any) -> tuple[float | None, dict[str, Any] | None]:
     """The best full-budget value the study found, and what it was (family, snapped LR). A
     partial rung (halving) never counts, whatever ``Study.best()`` ranks first."""
     full = study.config.budget_steps
@@ -252,6 +257,7 @@ def optuna_anchor(setup: Setup, ex: Executor, budget: int, seed: int, metric: st
 
     from lrbench_gui.core.space import policy_space
     from lrbench_gui.core.study import Study
+    from lrbench_gui.core.tuner import TrialRequest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = policy_space(setup.families, overrides=setup.overrides, lr_range=(setup.lr_low, setup.lr_high))
@@ -260,7 +266,6 @@ def optuna_anchor(setup: Setup, ex: Executor, budget: int, seed: int, metric: st
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),
                                 pruner=optuna.pruners.MedianPruner())
     spent, best, best_point, n, pruned = 0, math.inf, None, 0, 0
-    from lrbench_gui.core.tuner import TrialRequest
 
     while spent < budget:
         t = study.ask()
@@ -347,7 +352,7 @@ def _run_task(setup: Setup, ex: Executor, t_task: float) -> dict[str, Any]:
     t0 = time.perf_counter()
     drive(grid, ex)
     grid_seconds = time.perf_counter() - t0
-    oracle, oracle_point = best_of(grid, ex)
+    oracle, oracle_point = best_of(grid)
     if oracle is None:
         raise RuntimeError(f"{setup.task}: no grid trial completed")
     grid_steps = grid.compute_steps()
@@ -381,7 +386,7 @@ def _run_task(setup: Setup, ex: Executor, t_task: float) -> dict[str, Any]:
         for seed in setup.seeds:
             study = make_study(setup, tuner, params, trials, seed)
             drive(study, ex)
-            value, point = best_of(study, ex)
+            value, point = best_of(study)
             sb = study.best()
             partial += int(sb is not None and study.requests[sb["trial"]].steps < setup.steps)
             gaps.append(None if value is None else value / oracle - 1)
@@ -453,10 +458,10 @@ def _run_task(setup: Setup, ex: Executor, t_task: float) -> dict[str, Any]:
     }
 
 
-def fmt(x: Any, pct: bool = False) -> str:
+def fmt(x: Any, pct: bool = False, g: bool = False) -> str:
     if x is None:
         return "-"
-    return f"{100 * x:+.2f}%" if pct else f"{x:.3f}"
+    return f"{100 * x:+.2f}%" if pct else (f"{x:.3g}" if g else f"{x:.3f}")
 
 
 def print_table(task: str, r: dict[str, Any]) -> None:
@@ -483,10 +488,11 @@ def print_table(task: str, r: dict[str, Any]) -> None:
     rt = r["range_test"]
     sug = ", ".join(f"{k} {v['lr']:.3g} ({v['ratio']:.2f}x)" for k, v in rt["suggestions"].items()
                     if v["lr"] and v["ratio"])
-    print(f"range-test: chosen {rt['chosen']} lr {fmt(rt['lr'])} vs grid best fixed lr {fmt(rt['grid_best_fixed_lr'])}: "
-          f"{fmt(rt['ratio'])}x (goal <= 3x: {rt['goal_within_3x']}); suggestions: {sug}")
+    print(f"range-test: chosen {rt['chosen']} lr {fmt(rt['lr'], g=True)} vs grid best fixed lr "
+          f"{fmt(rt['grid_best_fixed_lr'], g=True)}: {fmt(rt['ratio'], g=True)}x (goal <= 3x: {rt['goal_within_3x']}); suggestions: {sug}")
     vr = r["value_range"]
-    print(f"value-range: best lr {fmt(vr['best_lr'])} ({fmt(vr['ratio'])}x), range {vr['lr_range']}, "
+    print(f"value-range: best lr {fmt(vr['best_lr'], g=True)} ({fmt(vr['ratio'], g=True)}x), range "
+          f"{[float(f'{x:.3g}') for x in vr['lr_range'] or []]}, "
           f"compute {fmt(vr['compute_fraction'])}")
     print(f"{r['real_trials']} real trials, {r['seconds']:.0f} s")
 
