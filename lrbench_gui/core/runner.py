@@ -28,7 +28,7 @@ from .protocol import Event, parse_line
 from .recorder import TrialRecorder
 from .trial import TrialConfig, write_trial
 
-__all__ = ["TrialProcess", "LocalScheduler", "trainer_command", "GRACE_SECONDS"]
+__all__ = ["TrialProcess", "LocalScheduler", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS"]
 
 GRACE_SECONDS = 10.0
 
@@ -55,6 +55,15 @@ def trainer_command(config: TrialConfig, trial_file: Path) -> list[str]:
     # one (the frozen desktop build; see packaging/README.md)
     python = os.environ.get("LRBENCH_PYTHON") or sys.executable
     return [python, "-m", "lrbench_gui.trainer", str(trial_file)]
+
+
+def prepare_trial(config: TrialConfig, workdir: Path) -> tuple[TrialConfig, list[str]]:
+    """Make the trial's folder, default its output there, write its trial file; return the
+    config as written and the command that runs it (shared by the CLI's and the GUI's runners)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config.output_dir is None:
+        config = config.model_copy(update={"output_dir": str(workdir)})
+    return config, trainer_command(config, write_trial(config, workdir / "trial.json"))
 
 
 def trial_env(config: TrialConfig, gpus: str | None = None) -> dict[str, str]:
@@ -97,13 +106,10 @@ class TrialProcess:
         return self.config.trial_id
 
     def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.config.output_dir is None:
-            self.config = self.config.model_copy(update={"output_dir": str(self.workdir)})
-            self.recorder.config = self.config
-        trial_file = write_trial(self.config, self.workdir / "trial.json")
+        self.config, command = prepare_trial(self.config, self.workdir)
+        self.recorder.config = self.config
         self.proc = subprocess.Popen(
-            trainer_command(self.config, trial_file),
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,

@@ -19,8 +19,8 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 from ..core.paths import data_dir
 from ..core.protocol import parse_line
 from ..core.recorder import TrialRecorder
-from ..core.runner import GRACE_SECONDS, trainer_command, trial_env
-from ..core.trial import TrialConfig, write_trial
+from ..core.runner import GRACE_SECONDS, prepare_trial, trial_env
+from ..core.trial import TrialConfig
 
 __all__ = ["TrialRunner", "QtTrial"]
 
@@ -61,11 +61,9 @@ class QtTrial(QObject):
         return self.config.trial_id
 
     def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.config.output_dir is None:
-            self.config = self.config.model_copy(update={"output_dir": str(self.workdir)})
-            self.recorder.config = self.config
-        cmd = self.program or trainer_command(self.config, write_trial(self.config, self.workdir / "trial.json"))
+        self.config, command = prepare_trial(self.config, self.workdir)
+        self.recorder.config = self.config
+        cmd = self.program or command
         env = QProcessEnvironment()
         for key, value in trial_env(self.config, self.gpus).items():
             env.insert(key, value)
