@@ -312,6 +312,8 @@ def _bad_values(row: ParamInfo) -> list[Any]:
         return ["no-such-choice", 3]
     if row.kind == "int_list":
         return ["1,2", ["x"]]
+    if row.kind == "float_list":
+        return ["0.5", ["x"]]
     return [{"not": "a string"}]
 
 

@@ -17,7 +17,7 @@ from .. import __version__
 __all__ = ["main", "CliError", "print_json", "SUBCOMMAND_MODULES"]
 
 #: Sub-command modules of this package, each with ``add_parser(subparsers)``.
-SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "db"]
+SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "db", "methods"]
 
 
 class CliError(Exception):

@@ -65,7 +65,7 @@ class ParamInfo:
     """One parameter, flattened for forms, tables and search spaces."""
 
     name: str
-    kind: str  # "float" | "int" | "bool" | "choice" | "int_list" | "str"
+    kind: str  # "float" | "int" | "bool" | "choice" | "int_list" | "float_list" | "str"
     default: Any
     description: str
     minimum: float | None = None
@@ -131,9 +131,11 @@ def _kind_of(annotation: Any) -> tuple[str, tuple[str, ...]]:
         return "float", ()
     if origin in (list, tuple) and typing.get_args(annotation)[:1] == (int,):
         return "int_list", ()
+    if origin in (list, tuple) and typing.get_args(annotation)[:1] == (float,):
+        return "float_list", ()
     if annotation is str:
         return "str", ()
-    raise TypeError(f"unsupported parameter type {annotation!r}: use float, int, bool, Literal[...], list[int] or str")
+    raise TypeError(f"unsupported parameter type {annotation!r}: use float, int, bool, Literal[...], list[int], list[float] or str")
 
 
 def describe(model: type[BaseModel]) -> list[ParamInfo]:

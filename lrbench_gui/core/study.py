@@ -37,6 +37,9 @@ __all__ = ["StudyConfig", "Study", "result_from_record", "METHODS"]
 
 METHODS = ("single", "compose", "cost")
 
+#: the trial-file fields a tuner's request may set (``TrialRequest.trial``)
+_TRIAL_OVERRIDES = {"seed", "checkpoint_steps", "checkpoint_every", "save_model", "merge", "batch_size", "eval_every"}
+
 
 class StudyConfig(BaseModel):
     """Everything a study needs; stored in the study record's ``extra.config``."""
@@ -100,6 +103,7 @@ def result_from_record(key: str, record: dict[str, Any], objective: Objective) -
         evals=curve(f"eval/{objective.metric}"),
         losses=curve("loss"),
         lrs=curve("lr"),
+        checkpoints=[str(c) for c in (record.get("extra") or {}).get("checkpoints") or [] if c],
     )
 
 
@@ -274,6 +278,10 @@ class Study:
             obj["diverge_factor"] = float(req.tags["diverge_factor"])
         if "log_every" in req.tags:
             obj["log_every"] = int(req.tags["log_every"])
+        unknown = set(req.trial) - _TRIAL_OVERRIDES
+        if unknown:
+            raise ValueError(f"tuner {cfg.tuner}: a request may not set {', '.join(sorted(unknown))} of a trial")
+        obj.update(req.trial)
         return validate_trial(load_trial(obj), self.registry)
 
     def on_event(self, trial_id: str, event: Event) -> bool:

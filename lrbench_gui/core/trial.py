@@ -19,7 +19,7 @@ from .params import ParamError, validate_params
 from .registry import Registry, UnknownName
 from .spec import SpecError, parse_spec
 
-__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "TrialError", "load_trial", "write_trial"]
+__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial", "write_trial"]
 
 
 class _Strict(BaseModel):
@@ -36,9 +36,10 @@ class Optimizer(_Strict):
 
 
 class Budget(_Strict):
-    """Exactly one of steps, epochs or tokens."""
+    """Exactly one of steps, epochs or tokens. ``steps: 0`` trains nothing: the trial only
+    evaluates the task's model (with ``merge``: the merged model) and may save it."""
 
-    steps: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=0)
     epochs: float | None = Field(None, gt=0)
     tokens: int | None = Field(None, ge=1)
 
@@ -56,6 +57,15 @@ class DeepSpeedOptions(_Strict):
     native_scheduler: bool = Field(
         False, description="use DeepSpeed's own scheduler when the policy has an exact one"
     )
+
+
+class MergeSpec(_Strict):
+    """Start from a weighted average of two checkpoints of the same model (arXiv 2403.19390):
+    ``theta = weight * later + (1 - weight) * earlier``, each a trainer ``.safetensors`` checkpoint."""
+
+    later: str
+    earlier: str
+    weight: float = Field(ge=0, le=1, description="lambda: the later checkpoint's share")
 
 
 class TrialConfig(_Strict):
@@ -81,6 +91,7 @@ class TrialConfig(_Strict):
     threads: int = Field(1, ge=0, description="torch CPU threads (0: torch's default; 1 is fastest for small models, and trials run side by side)")
     diverge_factor: float = Field(4.0, gt=1, description="stop as diverged when the loss exceeds this x its best")
     log_every: int = Field(1, ge=1)
+    merge: MergeSpec | None = None
 
 
 class TrialError(ValueError):

@@ -61,6 +61,9 @@ class TrialRequest:
     task_params: dict[str, Any] = field(default_factory=dict)  # overrides of the study's task params
     eval_every: int = 0  # 0: the study's default
     tags: dict[str, Any] = field(default_factory=dict)  # e.g. {"rung": 1}
+    #: fields of the trial file to set for this trial: seed, checkpoint_steps, checkpoint_every,
+    #: save_model, merge, batch_size (the study's values otherwise)
+    trial: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,6 +79,8 @@ class TrialResult:
     evals: list[tuple[int, float]] = field(default_factory=list)
     losses: list[tuple[int, float]] = field(default_factory=list)
     lrs: list[tuple[int, float]] = field(default_factory=list)
+    #: files the trial wrote: its checkpoints (``.safetensors``) and saved model folder, in order
+    checkpoints: list[str] = field(default_factory=list)
 
 
 class Tuner(abc.ABC):

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from ..core.params import ParamError, ParamInfo, Params, describe, validate_params
 
-__all__ = ["ParamForm", "FloatEdit", "format_float", "parse_int_list"]
+__all__ = ["ParamForm", "FloatEdit", "format_float", "parse_int_list", "parse_float_list"]
 
 _INT_LIMIT = 2**31 - 1
 ERROR_COLOR = "#c62828"
@@ -57,6 +57,22 @@ def format_float(value: float) -> str:
         mantissa, exponent = text.split("e")
         text = f"{mantissa}e{int(exponent)}"
     return text
+
+
+def parse_float_list(text: str) -> list[float]:
+    """``"0.25, 0.5"`` or ``"[0.25 0.5]"`` -> ``[0.25, 0.5]``; ``ValueError`` naming the bad item."""
+    out = []
+    for token in re.split(r"[,;\s]+", text.strip().strip("[]()")):
+        if not token:
+            continue
+        try:
+            value = float(token)
+        except ValueError:
+            raise ValueError(f"{token!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{token!r} is not a finite number")
+        out.append(value)
+    return out
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -176,6 +192,8 @@ class _Field:
             return w.currentText()
         if info.kind == "int_list":
             return parse_int_list(w.text())
+        if info.kind == "float_list":
+            return parse_float_list(w.text())
         return w.text()
 
     def write(self, value: Any) -> None:
@@ -193,6 +211,8 @@ class _Field:
                 w.setCurrentIndex(max(i, 0))
             elif info.kind == "int_list":
                 w.setText(", ".join(str(int(v)) for v in (value or [])))
+            elif info.kind == "float_list":
+                w.setText(", ".join(format_float(v) for v in (value or [])))
             else:
                 w.setText("" if value is None else str(value))
         finally:
@@ -221,8 +241,8 @@ def _tooltip(info: ParamInfo) -> str:
     default = info.default
     if info.kind == "float" and isinstance(default, (int, float)):
         default = format_float(default)
-    elif info.kind == "int_list":
-        default = ", ".join(str(v) for v in default)
+    elif info.kind in ("int_list", "float_list"):
+        default = ", ".join(format(v, "g") for v in default)
     facts.append(f"default: {default}")
     lines.append("<span style='color:#6b7280'>" + " · ".join(facts) + "</span>")
     return "<br>".join(lines)
@@ -341,9 +361,9 @@ class ParamForm(QWidget):
             editor = QComboBox(self._body)
             editor.addItems(list(info.choices))
             editor.currentIndexChanged.connect(self._edited)
-        elif info.kind == "int_list":
+        elif info.kind in ("int_list", "float_list"):
             editor = QLineEdit(self._body)
-            editor.setPlaceholderText("e.g. 10, 20, 30")
+            editor.setPlaceholderText("e.g. 10, 20, 30" if info.kind == "int_list" else "e.g. 0.25, 0.5")
             editor.textEdited.connect(self._edited)
         else:
             editor = QLineEdit(self._body)

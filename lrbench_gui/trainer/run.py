@@ -170,8 +170,10 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
     workdir = Path(cfg.output_dir) if cfg.output_dir else Path.cwd()
     ctx = TaskContext(cfg.seed, device, cfg.batch_size, rank, world, workdir, out.log)
     model = task.setup(ctx)
+    if cfg.merge is not None:
+        _merge_into(model, cfg, out)
     steps = resolve_steps(cfg, task, world)
-    schedule = build_schedule(parse_spec(cfg.policy, reg), steps, reg)
+    schedule = build_schedule(parse_spec(cfg.policy, reg), max(1, steps), reg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = _optimizer(cfg, trainable, schedule.lr_at(0))
     if cfg.backend == "deepspeed":
@@ -245,8 +247,8 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
                 path = _save_checkpoint(module, ckpt_dir, done, lr, cfg)
                 out.emit("checkpoint", step=done, path=str(path), lr=lr)
     seconds = time.perf_counter() - t0
-    if status != "diverged" and done and evaluated_at != done - 1:
-        last_metrics = _evaluate(task, module, out, done - 1)
+    if status != "diverged" and ((done and evaluated_at != done - 1) or steps == 0):
+        last_metrics = _evaluate(task, module, out, max(0, done - 1))
     if cfg.save_model and status == "completed" and rank == 0:
         folder = workdir / "model"
         task.save_model(module, folder)
@@ -259,6 +261,30 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
     )
     out.log(f"trial {cfg.trial_id}: {status} after {done} steps in {seconds:.1f} s")
     return status
+
+
+def _merge_into(model: Any, cfg: TrialConfig, out: Emitter) -> None:
+    """Set the model's weights to ``weight * later + (1 - weight) * earlier`` (same architecture)."""
+    import torch
+    from safetensors.torch import load_model
+
+    m = cfg.merge
+    assert m is not None
+    states = []
+    for path in (m.later, m.earlier):
+        if not Path(path).is_file():
+            raise TrialError(f"merge: checkpoint {path} does not exist (it is written by a trial with checkpoints)")
+        try:
+            load_model(model, path)
+        except RuntimeError as exc:
+            raise TrialError(f"merge: {path} does not fit this task's model (set the same sizes as the run "
+                             f"that wrote it): {str(exc).splitlines()[0]}") from None
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    later, earlier = states
+    merged = {k: (m.weight * v + (1.0 - m.weight) * earlier[k]).to(v.dtype) if torch.is_floating_point(v) else v
+              for k, v in later.items()}
+    model.load_state_dict(merged)
+    out.log(f"merged {m.weight:.4g} x {Path(m.later).name} + {1 - m.weight:.4g} x {Path(m.earlier).name}")
 
 
 def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, float]:

@@ -31,6 +31,11 @@ class TinyLMParams(Params):
         "share of arithmetic, the number range and the grammar's rates.", ge=0, le=100_000)
     replay_versions: list[int] = param(
         [], "Other corpus versions mixed into training in equal shares with `version` (replay).")
+    version_schedule: list[int] = param(
+        [], "Versions trained on one after another, version_steps batches each (the main path of a "
+        "path-switching study: the data of each release in turn); empty: version and replay_versions throughout.")
+    version_steps: int = param(0, "Batches per entry of version_schedule (the last one runs to the end).", ge=0,
+                               unit="steps")
     val_versions: list[int] = param(
         [], "Versions validated on (equal weights, one val_loss_v<N> each); empty: the training versions.")
     corpus_seed: int = param(
@@ -61,14 +66,18 @@ class TinyLMParams(Params):
             raise ValueError(f"the head size d_model/n_heads ({self.d_model // self.n_heads}) must be even (RoPE)")
         if self.n_kv_heads and self.n_heads % self.n_kv_heads:
             raise ValueError(f"n_heads ({self.n_heads}) must be divisible by n_kv_heads ({self.n_kv_heads})")
-        if any(v < 0 for v in [*self.replay_versions, *self.val_versions]):
+        if any(v < 0 for v in [*self.replay_versions, *self.val_versions, *self.version_schedule]):
             raise ValueError("corpus versions must be >= 0")
+        if self.version_schedule and not self.version_steps:
+            raise ValueError("version_schedule needs version_steps (batches per version)")
         return self
 
     def ffn_size(self) -> int:
         return self.intermediate_size or -(-8 * self.d_model // 3 // 32) * 32
 
     def train_versions(self) -> list[int]:
+        if self.version_schedule:
+            return list(dict.fromkeys(self.version_schedule))
         return list(dict.fromkeys([self.version, *self.replay_versions]))
 
 
@@ -199,10 +208,17 @@ class TinyLMPretrain(Task):
 
         p = self.params
         size = p.context + 1
-        versions = p.train_versions()
-        per_version = max(1, -(-max(self.batch_size, _CHUNK_TOKENS // size) // len(versions)))
         chunk = self.rank
+        drawn = 0
+
+        def current() -> list[int]:
+            if not p.version_schedule:
+                return p.train_versions()
+            return [p.version_schedule[min(drawn // p.version_steps, len(p.version_schedule) - 1)]]
+
         while True:
+            versions = current()
+            per_version = max(1, -(-max(self.batch_size, _CHUNK_TOKENS // size) // len(versions)))
             windows = np.concatenate([
                 _corpus.generate((p.corpus_seed, _TRAIN_STREAM, self.ctx.seed, chunk), v, per_version * size)
                 .reshape(per_version, size)
@@ -211,6 +227,9 @@ class TinyLMPretrain(Task):
             order = self.rng.permutation(len(windows))
             for i in range(0, len(order) - self.batch_size + 1, self.batch_size):
                 yield torch.from_numpy(windows[order[i : i + self.batch_size]].astype(np.int64))
+                drawn += 1
+                if p.version_schedule and current() != versions:
+                    break  # the next version's data starts at this boundary
             chunk += self.world
 
     def _file_batches(self) -> Iterator[Any]:
