@@ -71,11 +71,15 @@ class MergeTuner(Tuner):
 
     def _optuna(self) -> Any:
         if self._study is None:
+            import warnings
+
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            sampler = optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=len(self.initial),
-                                                deterministic_objective=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=len(self.initial),
+                                                    deterministic_objective=True)
             self._study = optuna.create_study(direction="minimize" if self.objective.mode == "min" else "maximize",
                                               sampler=sampler)
             for lam in self.initial:

@@ -40,7 +40,7 @@ class PathSwitchTuner(Tuner):
 
     class Params(Params):
         versions: int = param(4, "Versions released (data chunks).", ge=2, le=32)
-        chunk_steps: int = param(640, "Optimizer steps of one data chunk.", ge=10, unit="steps")
+        chunk_steps: int = param(640, "Optimizer steps of one data chunk.", ge=2, unit="steps")
         lr: float = param(7e-3, "The maximal LR: the main path's constant LR and every decay's start.", gt=0,
                           log=True)
         min_lr_ratio: float = param(0.1, "Every decay ends at this fraction of lr.", ge=0, lt=1)
@@ -140,11 +140,11 @@ class PathSwitchTuner(Tuner):
 
     def _checkpoint(self, key: str, step: int | None = None) -> str | None:
         res = self.results.get(key)
-        if res is None or res.status != "completed":
+        if res is None:
             return None
         files = [c for c in res.checkpoints if c.endswith(".safetensors")]
-        if step is None:
-            return files[-1] if files else None
+        if step is None:  # the run's last weights: only a run that completed has them
+            return files[-1] if files and res.status == "completed" else None
         return next((c for c in files if c.endswith(f"step-{step:07d}.safetensors")), None)
 
     def _plan(self) -> None:
