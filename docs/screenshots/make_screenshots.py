@@ -1,11 +1,14 @@
 """Render the docs' screenshots of the window: ``policies.png``, ``plugins.png``, and, from a
 real run of the demo study (about a minute on a CPU), ``study.png``, ``live.png`` and
-``results.png``.
+``results.png``; then the Methods panel's three views, ``methods-horizon.png``,
+``methods-path-switch.png`` and ``methods-merge.png``, from the summaries of real horizon,
+path-switch and merge studies saved in ``tests/data/methods`` (running those studies takes far
+longer than the demo: their records are written into the throwaway database instead).
 
 Run under a real X server so fonts and styles are what users see::
 
     xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb \\
-        python docs/screenshots/make_screenshots.py [--out docs/screenshots] [--no-study]
+        python docs/screenshots/make_screenshots.py [--out docs/screenshots] [--no-study] [--methods-only]
 
 It uses a throwaway data folder and a plugins folder holding one example third-party plugin
 and one that fails to import, so the Plugins panel shows both cases.
@@ -14,6 +17,7 @@ and one that fails to import, so the Plugins panel shows both cases.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -140,11 +144,65 @@ def study_shots(window, app, out: Path) -> bool:
     return grab(window, app, "Results", out / "results.png")
 
 
+#: the tuner parameters of the studies whose summaries are in tests/data/methods
+METHOD_STUDIES = {
+    "horizon": ("horizon: LR* at 40, 80 and 160 steps, 640 predicted",
+                {"horizons": [40, 80, 160], "lr_min": 0.003, "lr_max": 0.012, "points": 3, "seeds": 1, "widen": 1,
+                 "target_steps": 640, "check": True}),
+    "path-switch": ("path switching: 3 versions of 40 steps",
+                    {"versions": 3, "chunk_steps": 40, "lr": 0.007, "fractions": [0.25, 0.5], "branch_data": "both"}),
+    "merge": ("merge: the last two checkpoints of a 120-step run", {"alpha": 0.0, "evaluations": 6, "grid": 11}),
+}
+
+
+def method_records() -> list[dict]:
+    """Study records (as ``Study.study_record`` writes them) of the saved method summaries."""
+    from lrbench_gui.core.study import StudyConfig
+
+    data = Path(__file__).resolve().parents[2] / "tests" / "data" / "methods"
+    records = []
+    for kind, (name, params) in METHOD_STUDIES.items():
+        summary = json.loads((data / f"{kind}.json").read_text())
+        if kind == "merge":
+            params = {**params, "later": summary["later"], "earlier": summary["earlier"]}
+        config = StudyConfig(name=name, task="tinylm-pretrain", task_params={"val_tokens": 4096}, tuner=kind,
+                             tuner_params=params, policies=["fixed"], trials=1, parallel=2)
+        records.append({
+            "id": config.study_id, "name": name, "task": config.task, "task_params": config.task_params,
+            "tuner": {"name": kind, "params": params}, "objective": {"metric": "val_loss", "mode": "min"},
+            "budget": {"steps": config.budget_steps}, "status": "finished",
+            "extra": {"config": config.model_dump(mode="json"), "summary": {"tuner": summary}},
+        })
+    return records
+
+
+def methods_shots(window, app, out: Path) -> bool:
+    """Write the method studies into the window's database, then render each one's view."""
+    records = method_records()
+    jobs = window.db_jobs
+    jobs.submit(lambda db: [db.add_study(r, replace=True) for r in records])
+    wait_for(app, jobs.drained, 10)
+    panel = window.methods_panel
+    window.show_panel("Methods")
+    if wait_for(app, panel.studiesLoaded, 10) is None:
+        print("the Methods panel did not list the studies", file=sys.stderr)
+        return False
+    for record in records:
+        kind = record["tuner"]["name"]
+        if not panel.select_study(record["id"]):
+            print(f"the {kind} study is not listed in the Methods panel", file=sys.stderr)
+            return False
+        if not grab(window, app, "Methods", out / f"methods-{kind}.png"):
+            return False
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--size", default="1360x860", help="window size WxH")
     parser.add_argument("--no-study", action="store_true", help="skip the demo study and its three screenshots")
+    parser.add_argument("--methods-only", action="store_true", help="only the Methods panel's three screenshots")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 
@@ -193,7 +251,7 @@ def main() -> int:
     settle(app, 100)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    shots = {"policies.png": "Policies", "plugins.png": "Plugins"}
+    shots = {} if args.methods_only else {"policies.png": "Policies", "plugins.png": "Plugins"}
     for filename, name in shots.items():
         window.show_panel(name)
         settle(app, 250)
@@ -202,7 +260,8 @@ def main() -> int:
             print(f"could not write {target}", file=sys.stderr)
             return 1
         print(target)
-    if not args.no_study and not study_shots(window, app, args.out):
+    ok = args.no_study or args.methods_only or study_shots(window, app, args.out)
+    if not (ok and methods_shots(window, app, args.out)):
         window.confirm_close = lambda: True
         window.close()
         return 1

@@ -1,8 +1,9 @@
 """The main window: a sidebar of panels that reads as the workflow, Policies first, Plugins last.
 
 Policies -> Run (one trial) -> Study (design a study, or run the demo) -> Live (the running study)
--> Results (the database) -> Plugins. More panels slot in with :meth:`MainWindow.add_panel`, which
-by default inserts before the Plugins panel so that it stays last.
+-> Results (the database) -> Methods (the horizon, path-switch and merge studies) -> Plugins. More
+panels slot in with :meth:`MainWindow.add_panel`, which by default inserts before the Plugins panel
+so that it stays last.
 
 The window owns the trial runner (QProcess per trial), the study controller that drives studies
 with it, and two database workers: ``db_writer`` for the Run panel's trials and ``db_jobs`` for
@@ -96,6 +97,7 @@ class MainWindow(QMainWindow):
         from .trial_runner import TrialRunner
 
         from .live_panel import LivePanel
+        from .methods_panel import MethodsPanel, methods_icon
         from .settings_dialog import AppSettings
         from .study_controller import DatabaseJobs, StudyController
         from .study_panel import StudyPanel
@@ -114,6 +116,7 @@ class MainWindow(QMainWindow):
         self.study_panel = StudyPanel(registry, self.study_controller, self.db_jobs, defaults=self._study_defaults)
         self.live_panel = LivePanel(self.study_controller, self.db_jobs, registry)
         self.results_panel = DatabasePanel(self.db_path)
+        self.methods_panel = MethodsPanel(registry, self.study_controller, self.db_jobs)
         self._results_timer = QTimer(self)
         self._results_timer.setSingleShot(True)
         self._results_timer.setInterval(300)
@@ -135,6 +138,7 @@ class MainWindow(QMainWindow):
         self.add_panel("Study", self.study_panel, icon=icon("study"))
         self.add_panel("Live", self.live_panel, icon=icon("live"))
         self.add_panel("Results", self.results_panel, icon=icon("results"))
+        self.add_panel("Methods", self.methods_panel, icon=methods_icon())
         self.add_panel("Plugins", self.plugin_panel, index=-1, icon=icon("plugins"))
         self.show_panel("Policies")
         self._update_status()
@@ -309,6 +313,7 @@ class MainWindow(QMainWindow):
         self.study_controller.set_registry(registry)
         self.study_panel.set_registry(registry)
         self.live_panel.registry = registry
+        self.methods_panel.set_registry(registry)
         if self.plugin_panel.registry is not registry:
             self.plugin_panel.set_registry(registry)
         self._update_status()
@@ -405,6 +410,8 @@ class MainWindow(QMainWindow):
         if self.current_panel() == "Results":
             self.stack.setCurrentWidget(self.results_panel)
         self.study_panel.refresh_studies()
+        if self.methods_panel.isVisible():
+            self.methods_panel.refresh()
 
     def _connect_writer(self) -> None:
         self.db_writer.written.connect(lambda _tid: self._results_timer.start())
