@@ -46,7 +46,11 @@ class HorizonTuner(Tuner):
                            "at that end.", ge=0, le=10)
         policy: Literal["cosine", "linear", "constant_warmup"] = param(
             "cosine", "Schedule of every trial (peak LR swept): cosine or linear decay to min_lr_ratio x LR.")
-        warmup: float = param(0.05, "Warmup, as a fraction of each trial's steps.", ge=0, lt=1)
+        warmup: float = param(0.05, "Warmup, as a fraction of each trial's steps (when warmup_steps is 0).", ge=0,
+                              lt=1)
+        warmup_steps: int = param(0, "Warmup in steps, the same at every horizon (0: the fraction warmup); "
+                                  "a fraction gives the shortest runs too short a warmup for high LRs.", ge=0,
+                                  unit="steps")
         min_lr_ratio: float = param(0.1, "The decay's final LR as a fraction of the peak.", ge=0, lt=1)
         window: int = param(5, "Grid points (around the best) the quadratic fit uses.", ge=3, le=15)
         target_steps: int = param(0, "A longer run to predict the LR for (steps; 0: none, only the fit).", ge=0,
@@ -84,7 +88,7 @@ class HorizonTuner(Tuner):
 
     def _policy(self, lr: float, steps: int) -> dict[str, Any]:
         p = self.params
-        warm = int(round(p.warmup * steps))
+        warm = min(p.warmup_steps, steps - 1) if p.warmup_steps else int(round(p.warmup * steps))
         if p.policy == "constant_warmup":
             return {"name": "constant_warmup", "params": {"lr": lr, "warmup_steps": warm}}
         return {"name": p.policy, "params": {"lr": lr, "min_lr": lr * p.min_lr_ratio, "warmup_steps": warm}}

@@ -1,0 +1,59 @@
+"""What bench/horizon.py, bench/path_switch.py and bench/merge.py share: run one study of a
+tuner plugin to its end with real trial subprocesses (2 side by side, 1 thread each) in a
+throw-away data folder, and give back its summary and wall time."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PARALLEL = 2
+#: AdamW as in ../shared/MINIATURES.md: betas 0.9/0.95, weight decay 0.1 (clipping 1.0 is the trainer's default)
+OPTIMIZER = {"name": "adamw", "weight_decay": 0.1, "betas": [0.9, 0.95]}
+
+
+def workdir(prefix: str) -> Path:
+    """A fresh data folder for the bench's database and trials (kept only with LRBENCH_KEEP=1)."""
+    d = Path(tempfile.mkdtemp(prefix=f"lrbench-{prefix}-"))
+    os.environ["LRBENCH_DATA_DIR"] = str(d)
+    os.environ["LRBENCH_DB"] = str(d / "policies.json")
+    return d
+
+
+def run_study(name: str, tuner: str, tuner_params: dict[str, Any], *, task_params: dict[str, Any],
+              batch_size: int, seed: int = 0, budget_steps: int = 1, log: bool = True) -> tuple[Any, dict, float]:
+    from lrbench_gui.cli.tune import run_study_blocking
+    from lrbench_gui.core.db import PolicyDB
+    from lrbench_gui.core.study import Study, StudyConfig
+
+    config = StudyConfig(
+        name=name, task="tinylm-pretrain", task_params=task_params, tuner=tuner, tuner_params=tuner_params,
+        policies=["fixed"], budget_steps=budget_steps, trials=1, parallel=PARALLEL, batch_size=batch_size,
+        optimizer=OPTIMIZER, seed=seed, threads=1, eval_every=10**8,  # evaluate at the end only
+    )
+    study = Study(config, db=PolicyDB())
+    t0 = time.perf_counter()
+
+    class Progress:
+        def update(self) -> None:
+            if log:
+                print(f"  [{name}] {len(study.results)} trials done, {len(study.running)} running, "
+                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+        def close(self) -> None:
+            pass
+
+    run_study_blocking(study, Progress())
+    return study, study.tuner.summary_json(), time.perf_counter() - t0
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
