@@ -246,14 +246,23 @@ class HorizonTuner(Tuner):
         tps = self._tokens_per_step()
         anchor = max(fit_horizons) if fit_horizons else None
         anchor_row = next((r for r in rows if r["steps"] == anchor), None)
+        # the target's prediction uses every horizon (the held-out one too, once it has been checked)
+        law_all, anchor_all = law, anchor_row
+        if fit_horizons != stars and len(stars) >= 2:
+            fit_all = self._fit(stars)
+            if fit_all is not None:
+                law_all = fit_all["law"]
+                out["power_law_all"] = {**law_all.as_dict(), "horizons": stars}
+                anchor_all = next((r for r in rows if r["steps"] == max(stars)), anchor_row)
         if p.target_steps and tps:
             t_tokens = p.target_steps * tps
-            tgt: dict[str, Any] = {"steps": p.target_steps, "tokens": t_tokens}
-            if law is not None:
-                band = law.predict_band(t_tokens)
-                tgt.update(lr=law.predict(t_tokens), band=list(band) if band else None)
-            if anchor_row and anchor_row["lr_star"]:
-                tgt["zero_overhead_lr"] = zero_overhead(anchor_row["lr_star"], anchor_row["tokens"], t_tokens,
+            tgt: dict[str, Any] = {"steps": p.target_steps, "tokens": t_tokens,
+                                   "horizons": stars if law_all is not law else fit_horizons}
+            if law_all is not None:
+                band = law_all.predict_band(t_tokens)
+                tgt.update(lr=law_all.predict(t_tokens), band=list(band) if band else None)
+            if anchor_all and anchor_all["lr_star"]:
+                tgt["zero_overhead_lr"] = zero_overhead(anchor_all["lr_star"], anchor_all["tokens"], t_tokens,
                                                         p.beta_fixed)
             out["target"] = tgt
         if anchor_row and anchor_row["lr_star"]:
