@@ -13,14 +13,13 @@
    - received against sent events for every trial (no drops), and every trial ``completed``;
    - RSS (``VmRSS`` of ``/proc/self/status``) once a second: growth over the run and per event;
    - the GUI process's CPU time per 1,000 events;
-   - the live plot's own costs: ``LivePlot.redraw`` (setData) and each pyqtgraph view's
-     ``paintEvent``, timed by wrappers installed in this process only.
+   - the live plot's own costs: ``LivePlot.redraw`` (one timer tick: one plot's curves brought up
+     to date) and each pyqtgraph view's ``paintEvent``, timed by wrappers installed in this
+     process only, and the redraw period the plot paced itself to.
 
    Baselines in the same run: the event loop idle (2 s), and ``reader``, run first: the same
    trials and rate through the same runner and parser with no plot, for a shorter time; the
-   figures' ratios are live / reader. ``--tuned-plot`` runs the live phase with the plot changes
-   proposed for ``live_plot.py`` (no grid, 1-px pens, curves decimated to at most 1,500 points)
-   applied by a subclass here, to compare with the plot as it is.
+   figures' ratios are live / reader.
 2. Cold start. ``python -m lrbench_gui.qt.app --screenshot PNG`` (QT_QPA_PLATFORM=offscreen, a
    fresh data folder) run K times: the time to the window shown (a probe that wraps
    ``MainWindow.show`` and runs the same module) and to the process's exit (which includes the
@@ -32,7 +31,7 @@ Targets (issue 6): lag p99 < 50 ms, no drops, bounded memory, cold start to a sh
 and no torch. Exit status 1 when events were dropped, a trial did not complete or torch was
 imported; the timing targets are reported in ``targets`` (they depend on the machine's load).
 
-Usage: python bench/gui.py [--quick] [--tuned-plot] [--trials N] [--seconds S] [--rate R]
+Usage: python bench/gui.py [--quick] [--trials N] [--seconds S] [--rate R]
 (full: 16 trials x 60 s at 100 steps/s; --quick: 8 x 20 s). The last line is one JSON object.
 """
 
@@ -347,39 +346,6 @@ class Phase:
         }
 
 
-def tuned_plot_class(live_plot_cls):
-    """LivePlot with the proposed changes: no grid, 1-px pens, at most ~1,500 points per curve."""
-    import numpy as np
-    import pyqtgraph as pg
-
-    class TunedLivePlot(live_plot_cls):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            for plot in (self.lr_plot, self.loss_plot):
-                plot.showGrid(x=False, y=False)
-
-        def add_trial(self, trial_id: str, label: str, color: str | None = None) -> str:
-            color = super().add_trial(trial_id, label, color)
-            for name in ("lr", "smooth"):
-                self.series[trial_id].curves[name].setPen(pg.mkPen(color, width=1))
-            return color
-
-        def redraw(self) -> None:
-            for s in self.series.values():
-                if not s.dirty:
-                    continue
-                s.dirty = False
-                k = max(1, s.n // 1500)
-                x = s.steps[: s.n: k]
-                s.curves["lr"].setData(x, s.lrs[: s.n: k])
-                loss, smooth = s.losses[: s.n: k], s.smooth[: s.n: k]
-                finite, ok = np.isfinite(loss), np.isfinite(smooth)
-                s.curves["raw"].setData(x[finite], loss[finite])
-                s.curves["smooth"].setData(x[ok], smooth[ok])
-
-    return TunedLivePlot
-
-
 def instrument(live_plot_cls, view_cls) -> dict[str, list[float]]:
     """Time LivePlot.redraw (the setData pass) and every pyqtgraph view paint, in this process."""
     costs: dict[str, list[float]] = {"redraw": [], "paint": []}
@@ -398,7 +364,7 @@ def instrument(live_plot_cls, view_cls) -> dict[str, list[float]]:
     return costs
 
 
-def streaming(trials: int, seconds: float, rate: float, reader_seconds: float, tmp: Path, tuned: bool = False) -> dict:
+def streaming(trials: int, seconds: float, rate: float, reader_seconds: float, tmp: Path) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["LRBENCH_DATA_DIR"] = str(tmp / "data")
     from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
@@ -410,7 +376,7 @@ def streaming(trials: int, seconds: float, rate: float, reader_seconds: float, t
     from lrbench_gui.qt.live_plot import LivePlot
 
     app = create_app()
-    plot_cls = tuned_plot_class(LivePlot) if tuned else LivePlot
+    plot_cls = LivePlot
     frame_costs = instrument(plot_cls, pg.GraphicsView)
     window = QWidget()
     window.setWindowTitle("lrbench live view (bench)")
@@ -468,6 +434,7 @@ def streaming(trials: int, seconds: float, rate: float, reader_seconds: float, t
         "plot_paint_ms": {"p50": ms(pct(frame_costs["paint"], 50)), "p99": ms(pct(frame_costs["paint"], 99)),
                           "max": ms(max(frame_costs["paint"], default=math.nan))},
         "paint_share_of_wall": round(sum(frame_costs["paint"]) / wall, 3),
+        "redraw_period_ms_at_end": plot.timer.interval(),
     }
     out["live"]["load_after"] = load()
     lag_timer.stop()
@@ -483,14 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float)
     ap.add_argument("--rate", type=float, default=100.0, help="steps per second per trial")
     ap.add_argument("--cold-runs", type=int)
-    ap.add_argument("--tuned-plot", action="store_true", help="the live phase with the proposed plot changes")
     args = ap.parse_args(argv)
     trials = args.trials or (8 if args.quick else 16)
     seconds = args.seconds or (20.0 if args.quick else 60.0)
     reader_seconds = min(seconds, 10.0 if args.quick else 20.0)
     cold_runs = args.cold_runs or (3 if args.quick else 5)
 
-    figures: dict = {"mode": "quick" if args.quick else "full", "plot": "tuned" if args.tuned_plot else "as is",
+    figures: dict = {"mode": "quick" if args.quick else "full",
                      "python": sys.version.split()[0], "load_before": load()}
     with tempfile.TemporaryDirectory(prefix="lrbench-bench-gui-") as tmp_name:
         tmp = Path(tmp_name)
@@ -501,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
               f"torch imported: {c['torch_imported']}", flush=True)
         print(f"streaming: {trials} trials at {args.rate:g} steps/s, {reader_seconds:g} s with no plot, "
               f"then {seconds:g} s into the live plot ...", flush=True)
-        figures.update(streaming(trials, seconds, args.rate, reader_seconds, tmp, args.tuned_plot))
+        figures.update(streaming(trials, seconds, args.rate, reader_seconds, tmp))
 
     live, reader = figures["live"], figures["reader"]
     for name, f in (("reader", reader), ("live", live)):

@@ -678,7 +678,8 @@ class LivePanel(QWidget):
         hidden = faded and self.only_selected.isChecked()
         if faded:
             color.setAlpha(45)
-        width = 3 if selected else 2
+        # 1-pixel pens: a 2-pixel line is ~10x dearer to paint, and a study draws many at once
+        width = 2 if selected else 1
         s.curves["lr"].setPen(pg.mkPen(color, width=width))
         s.curves["smooth"].setPen(pg.mkPen(color, width=width))
         for name in ("lr", "smooth"):

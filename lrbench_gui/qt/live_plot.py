@@ -1,9 +1,18 @@
 """Live LR and loss curves of running trials.
 
-Steps are appended into preallocated numpy buffers (doubled when full) and the curves are redrawn
-on a ~40 ms timer, never per event, with pyqtgraph's peak downsampling and clip-to-view, so many
-trials streaming fast stay smooth. The loss plot shows the raw loss faintly and an exponential
-moving average on top.
+Steps are appended into preallocated numpy buffers (doubled when full); nothing is drawn per
+event. A timer pushes what changed to the curves, one plot a tick (the LR plot, then the loss
+plot), so no tick blocks the event loop with the paint of both, and paces itself by what the
+updates and paints cost (see :meth:`LivePlot.redraw`). Each curve is a bare
+``PlotCurveItem`` given at most about one point per pixel column: the buffers are min/max
+(peak) decimated in numpy into bins of a power-of-two size, so a spike still shows and the
+picture does not shimmer as points arrive. Curves that did not change or are hidden are left
+alone. The view ranges are computed here from the decimated data, with headroom, and set only
+when the data leaves them (or fills well under half of them): pyqtgraph's auto-range, which
+re-measures every curve and paints each plot twice a frame, stays off. Panning or zooming a plot
+stops the following on that axis; the plot's "A" button brings it back. The loss plot shows the
+raw loss faintly and an exponential moving average on top; log axes are applied to the data here
+(a ``PlotCurveItem`` has no log mode of its own).
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QRectF, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 __all__ = ["LivePlot", "PALETTE"]
@@ -25,6 +34,9 @@ PALETTE = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
 ]
+
+# which buffer each curve draws, and on which plot
+_CURVES = {"lr": ("lrs", "lr"), "raw": ("losses", "loss"), "smooth": ("smooth", "loss")}
 
 
 @dataclass
@@ -37,8 +49,10 @@ class _Series:
     smooth: np.ndarray = field(default_factory=lambda: np.empty(256, dtype=np.float64))
     n: int = 0
     ema: float = math.nan
-    dirty: bool = False
     curves: dict = field(default_factory=dict)
+    # per curve: the (points, log x, log y, bins) it was last drawn with, and its data bounds
+    drawn: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)
 
     def append(self, step: float, lr: float, loss: float, alpha: float) -> None:
         if self.n == len(self.steps):
@@ -53,7 +67,77 @@ class _Series:
             self.ema = loss if not math.isfinite(self.ema) else alpha * loss + (1 - alpha) * self.ema
         self.smooth[i] = self.ema
         self.n += 1
-        self.dirty = True
+
+
+def peak_decimate(x: np.ndarray, y: np.ndarray, n: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` points of ``x``, ``y`` as at most ``2 * bins`` points (plus a short tail):
+    runs of ``k`` points (``k`` the smallest power of two that makes at most ``bins`` runs, so
+    the runs do not move as points arrive) become their minimum then their maximum, at the run's
+    first x; the points after the last whole run are kept as they are. NaNs are ignored inside a
+    run (a run of NaNs stays NaN, so ``connect="finite"`` breaks the line there)."""
+    k = 1
+    while n > k * bins:
+        k *= 2
+    if k == 1:
+        return x[:n], y[:n]
+    m = n // k
+    whole = m * k
+    runs = y[:whole].reshape(m, k)
+    tail = n - whole
+    xs = np.empty(2 * m + tail)
+    ys = np.empty(2 * m + tail)
+    xs[0 : 2 * m : 2] = xs[1 : 2 * m : 2] = x[0:whole:k]
+    ys[0 : 2 * m : 2] = np.fmin.reduce(runs, axis=1)
+    ys[1 : 2 * m : 2] = np.fmax.reduce(runs, axis=1)
+    xs[2 * m :] = x[whole:n]
+    ys[2 * m :] = y[whole:n]
+    return xs, ys
+
+
+class _Curve(pg.PlotCurveItem):
+    """A ``PlotCurveItem`` told its data bounds by the plot (they come with the decimation), so
+    that Qt's many ``boundingRect`` calls after each ``setData`` or view change cost no pass
+    over the data (pyqtgraph's own one re-measures it with ``nanmin``/``nanmax`` each time)."""
+
+    bounds: tuple[float, float, float, float] | None = None
+
+    def set_points(self, x: np.ndarray, y: np.ndarray, bounds, finite: bool) -> None:
+        self.bounds = bounds
+        self.setData(x, y, connect="all" if finite else "finite", skipFiniteCheck=finite)
+
+    def dataBounds(self, ax, frac=1.0, orthoRange=None):
+        if frac == 1.0 and orthoRange is None:
+            if self.bounds is None:
+                return (None, None)
+            return self.bounds[2 * ax], self.bounds[2 * ax + 1]
+        return super().dataBounds(ax, frac, orthoRange)
+
+    def boundingRect(self) -> QRectF:
+        if self._boundingRect is None:
+            if self.bounds is None:
+                return QRectF()
+            x0, x1, y0, y1 = self.bounds
+            vb = self.getViewBox()
+            px = py = 0.0
+            if vb is not None:  # two pixels of margin for the pen, in data units
+                (vx0, vx1), (vy0, vy1) = vb.viewRange()
+                px = 2.0 * (vx1 - vx0) / max(1.0, vb.width())
+                py = 2.0 * (vy1 - vy0) / max(1.0, vb.height())
+            self._boundingRect = QRectF(x0 - px, y0 - py, x1 - x0 + 2 * px, y1 - y0 + 2 * py)
+        return self._boundingRect
+
+
+class _PlotWidget(pg.PlotWidget):
+    """A ``PlotWidget`` that adds up the time its paints take (the live view paces itself by it)."""
+
+    paint_s = 0.0
+
+    def paintEvent(self, ev) -> None:  # noqa: N802 - Qt's name
+        t0 = time.perf_counter()
+        try:
+            super().paintEvent(ev)
+        finally:
+            self.paint_s += time.perf_counter() - t0
 
 
 class LivePlot(QWidget):
@@ -62,18 +146,31 @@ class LivePlot(QWidget):
     # the mouse moved over a plot: (text describing the nearest points)
     hovered = Signal(str)
 
+    #: at most this many points per curve reach pyqtgraph (and at most about one per 1.5 pixel
+    #: columns: a third of the plot's width in bins, a minimum and a maximum each)
+    MAX_DRAWN = 1500
+
     def __init__(self, parent: QWidget | None = None, *, redraw_ms: int = 40, smoothing: float = 0.1) -> None:
         super().__init__(parent)
         self.series: dict[str, _Series] = {}
         self.alpha = smoothing
-        self.lr_plot = pg.PlotWidget()
-        self.loss_plot = pg.PlotWidget()
-        for plot, label in ((self.lr_plot, "learning rate"), (self.loss_plot, "loss")):
+        self.lr_plot = _PlotWidget()
+        self.loss_plot = _PlotWidget()
+        self._plots = {"lr": self.lr_plot, "loss": self.loss_plot}
+        # following the data (the view ranges set here) on x (shared: the plots are x-linked)
+        # and on each plot's y; a pan or zoom by hand stops it, the "A" button restarts it
+        self._follow = {"x": True, "lr": True, "loss": True}
+        for key, plot, label in (("lr", self.lr_plot, "learning rate"), ("loss", self.loss_plot, "loss")):
             plot.setBackground("w")
             plot.setLabel("left", label)
-            plot.setClipToView(True)
-            plot.setDownsampling(auto=True, mode="peak")
-            plot.getPlotItem().setMenuEnabled(True)
+            item = plot.getPlotItem()
+            item.setMenuEnabled(True)
+            vb = item.getViewBox()
+            vb.disableAutoRange()
+            vb.sigRangeChangedManually.connect(lambda mask, key=key: self._manual_range(key, mask))
+            # log axes from the plot's own context menu as well as from the check boxes here
+            item.ctrl.logXCheck.toggled.connect(self._log_changed)
+            item.ctrl.logYCheck.toggled.connect(self._log_changed)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setXLink(self.lr_plot)
         self.legend = self.lr_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
@@ -103,6 +200,9 @@ class LivePlot(QWidget):
         ]
         self._base_interval = redraw_ms
         self._last_tick = 0.0
+        self._turn = 0
+        self._update_s = 0.0
+        self._cost: float | None = None
         self.timer = QTimer(self)
         self.timer.setInterval(redraw_ms)
         self.timer.timeout.connect(self.redraw)
@@ -114,12 +214,14 @@ class LivePlot(QWidget):
         color = color or PALETTE[len(self.series) % len(PALETTE)]
         s = _Series(label, color)
         pen = pg.mkPen(color, width=1)  # a 1-pixel pen paints several times faster than a wide one
-        s.curves["lr"] = self.lr_plot.plot([], [], pen=pen, name=label)
         faint = pg.mkColor(color)
         faint.setAlpha(70)
-        s.curves["raw"] = self.loss_plot.plot([], [], pen=pg.mkPen(faint, width=1))
+        for name, curve_pen in (("lr", pen), ("raw", pg.mkPen(faint, width=1)), ("smooth", pen)):
+            curve = _Curve(pen=curve_pen, antialias=False, connect="finite")
+            s.curves[name] = curve
+            self._plots[_CURVES[name][1]].addItem(curve)
+        self.legend.addItem(s.curves["lr"], label)
         s.curves["raw"].setVisible(self.raw.isChecked())
-        s.curves["smooth"] = self.loss_plot.plot([], [], pen=pen)
         self.series[trial_id] = s
         return color
 
@@ -134,14 +236,14 @@ class LivePlot(QWidget):
         s = self.series.pop(trial_id, None)
         if s is None:
             return
-        self.lr_plot.removeItem(s.curves["lr"])
         self.legend.removeItem(s.curves["lr"])
-        self.loss_plot.removeItem(s.curves["raw"])
-        self.loss_plot.removeItem(s.curves["smooth"])
+        for name, curve in s.curves.items():
+            self._plots[_CURVES[name][1]].removeItem(curve)
 
     def clear(self) -> None:
         for trial_id in list(self.series):
             self.remove_trial(trial_id)
+        self._follow = dict.fromkeys(self._follow, True)
 
     def points(self, trial_id: str) -> int:
         s = self.series.get(trial_id)
@@ -152,46 +254,146 @@ class LivePlot(QWidget):
         return {"step": s.steps[: s.n].copy(), "lr": s.lrs[: s.n].copy(), "loss": s.losses[: s.n].copy(),
                 "loss_smooth": s.smooth[: s.n].copy()}
 
-    #: at most this many points per curve reach pyqtgraph; more cannot show on a screen anyway
-    MAX_DRAWN = 1500
+    #: the share of the GUI thread's time the live view may take (curve updates plus paints)
+    DUTY = 0.15
+    #: the longest redraw period (ms) it may back off to
+    SLOWEST_MS = 250
 
     def redraw(self) -> None:
-        """Push new points to the curves, and adapt the redraw period to what painting costs: when
-        the last period ran late (the paints of many trials' curves took the time), the timer backs
-        off up to 250 ms so the event loop stays responsive, and speeds up again once they finish."""
+        """One tick of the redraw timer: bring one plot's curves and ranges up to date (the LR plot
+        and the loss plot take turns), and adapt the period to what drawing costs. The period is at
+        least what keeps the updates and paints of the last ticks under ``DUTY`` of the time (many
+        trials, or a loaded machine where they take longer, draw less often); after a stall (a tick
+        over 50 ms late) it doubles, up to ``SLOWEST_MS``, and comes back down over the next
+        ticks. So the event loop stays responsive whatever the number of curves."""
         now = time.perf_counter()
-        late_ms = (now - self._last_tick) * 1000.0 - self.timer.interval() if self._last_tick else 0.0
-        self._last_tick = now
         interval = self.timer.interval()
-        if late_ms > 15 and interval < 250:
-            self.timer.setInterval(min(250, interval * 2))
-        elif late_ms < 4 and interval > self._base_interval:
-            self.timer.setInterval(max(self._base_interval, interval // 2))
+        late_ms = (now - self._last_tick) * 1000.0 - interval if self._last_tick else 0.0
+        self._last_tick = now
+        # what the last tick cost: its curve update and the paints since (of the plot it updated)
+        cost = self._update_s + self.lr_plot.paint_s + self.loss_plot.paint_s
+        self.lr_plot.paint_s = self.loss_plot.paint_s = 0.0
+        self._cost = cost if self._cost is None else 0.7 * self._cost + 0.3 * cost
+        floor = min(self.SLOWEST_MS, max(self._base_interval, int(self._cost * 1000.0 / self.DUTY)))
+        if late_ms > 50:  # a stall: the loop had more to do than this period allows
+            interval = min(self.SLOWEST_MS, interval * 2)
+        else:  # back down towards the floor
+            interval = (interval + floor) // 2
+        self.timer.setInterval(max(floor, interval))
+        key = ("lr", "loss")[self._turn]
+        self._turn ^= 1
+        t0 = time.perf_counter()
+        self.update_plot(key)
+        self._update_s = time.perf_counter() - t0
+
+    def redraw_all(self) -> None:
+        """Both plots up to date now (exports, tests, a change of log mode)."""
+        self.update_plot("lr")
+        self.update_plot("loss")
+
+    def _bins(self, plot: pg.PlotWidget) -> int:
+        return max(100, min(self.MAX_DRAWN // 2, plot.width() // 3))
+
+    def update_plot(self, key: str) -> None:
+        """Push new points to the visible curves of one plot (``lr`` or ``loss``), then its ranges."""
+        plot = self._plots[key]
+        item = plot.getPlotItem()
+        log_x, log_y = item.ctrl.logXCheck.isChecked(), item.ctrl.logYCheck.isChecked()
+        bins = self._bins(plot)
+        names = [name for name, (_, on) in _CURVES.items() if on == key]
         for s in self.series.values():
-            if not s.dirty:
-                continue
-            s.dirty = False
-            k = max(1, s.n // self.MAX_DRAWN)
-            sl = slice(0, s.n, k)
-            x = s.steps[sl]
-            s.curves["lr"].setData(x, s.lrs[sl])
-            if s.curves["raw"].isVisible():
-                loss = s.losses[sl]
-                finite = np.isfinite(loss)
-                s.curves["raw"].setData(x[finite], loss[finite])
-            smooth = s.smooth[sl]
-            ok = np.isfinite(smooth)
-            s.curves["smooth"].setData(x[ok], smooth[ok])
+            for name in names:
+                curve = s.curves[name]
+                if not curve.isVisible():
+                    continue
+                state = (s.n, log_x, log_y, bins)
+                if s.drawn.get(name) == state:
+                    continue
+                s.drawn[name] = state
+                x, y = peak_decimate(s.steps, getattr(s, _CURVES[name][0]), s.n, bins)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    if log_x:
+                        x = np.log10(x)
+                    if log_y:
+                        y = np.log10(y)
+                ok = np.isfinite(x) & np.isfinite(y)
+                finite = bool(ok.all())
+                if not finite:
+                    x, y = x.copy(), y.copy()  # NaN both where either is not finite: a gap
+                    x[~ok] = y[~ok] = np.nan
+                xs, ys = (x, y) if finite else (x[ok], y[ok])
+                bounds = (float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())) if len(xs) else None
+                s.bounds[name] = bounds
+                curve.set_points(x, y, bounds, finite)
+        self._fit(key)
+
+    def _fit(self, key: str) -> None:
+        """Set the plot's view ranges to its visible data when the data left them (or fills well
+        under half of them), with headroom so that they change seldom; not on an axis moved by
+        hand. The x range (shared by the linked plots) is set on the LR plot's turn."""
+        vb = self._plots[key].getPlotItem().getViewBox()
+        auto_x, auto_y = vb.autoRangeEnabled()
+        if auto_x or auto_y:  # the "A" button (or a log switch): follow the data again
+            if auto_x:
+                self._follow["x"] = True
+            if auto_y:
+                self._follow[key] = True
+            vb.disableAutoRange()
+        boxes = {k: [] for k in self._plots}
+        for s in self.series.values():
+            for name, b in s.bounds.items():
+                if b is not None and s.curves[name].isVisible():
+                    boxes[_CURVES[name][1]].append(b)
+        (vx0, vx1), (vy0, vy1) = vb.viewRange()
+        kw = {}
+        every = boxes["lr"] + boxes["loss"]
+        if key == "lr" and self._follow["x"] and every:
+            arr = np.asarray(every)
+            x0, x1 = arr[:, 0].min(), arr[:, 1].max()
+            span = x1 - x0
+            if x0 < vx0 or x1 > vx1 or span < 0.5 * (vx1 - vx0):
+                kw["xRange"] = (x0, x1 + max(span * 0.25, 1.0))
+        if self._follow[key] and boxes[key]:
+            arr = np.asarray(boxes[key])
+            y0, y1 = arr[:, 2].min(), arr[:, 3].max()
+            span = y1 - y0
+            if y0 < vy0 or y1 > vy1 or span < 0.5 * (vy1 - vy0):
+                pad = span * 0.08 if span > 0 else max(abs(y1) * 0.1, 1e-12)
+                kw["yRange"] = (y0 - pad, y1 + pad)
+        if kw:
+            vb.setRange(padding=0, update=True, disableAutoRange=True, **kw)
+
+    def _manual_range(self, key: str, mask) -> None:
+        mx, my = (bool(mask[0]), bool(mask[1])) if mask is not None else (True, True)
+        if mx:
+            self._follow["x"] = False
+        if my:
+            self._follow[key] = False
+
+    def _log_changed(self, *_) -> None:
+        for box, plot in ((self.log_lr, self.lr_plot), (self.log_loss, self.loss_plot)):
+            on = plot.getPlotItem().ctrl.logYCheck.isChecked()
+            if box.isChecked() != on:
+                box.blockSignals(True)
+                box.setChecked(on)
+                box.blockSignals(False)
+        for s in self.series.values():  # the old bounds are in the other scale
+            s.bounds.clear()
+        self._follow = dict.fromkeys(self._follow, True)
+        self.redraw_all()
 
     def _toggle_raw(self, on: bool) -> None:
         for s in self.series.values():
             s.curves["raw"].setVisible(on)
-            s.dirty = True
+        self.update_plot("loss")
 
     def _mouse(self, plot: pg.PlotWidget, pos) -> None:
         if not self.series or not plot.sceneBoundingRect().contains(pos):
             return
-        x = plot.getPlotItem().vb.mapSceneToView(pos).x()
+        item = plot.getPlotItem()
+        x = item.vb.mapSceneToView(pos).x()
+        if item.ctrl.logXCheck.isChecked():
+            x = 10.0 ** x
         parts = []
         for s in list(self.series.values())[:4]:
             if not s.n:
@@ -207,6 +409,7 @@ class LivePlot(QWidget):
         import pyqtgraph.exporters as exporters
 
         path = Path(path)
+        self.redraw_all()  # the curves as they are now, not as of the last tick
         exporter_cls = exporters.SVGExporter if path.suffix.lower() == ".svg" else exporters.ImageExporter
         exporter_cls(self.loss_plot.getPlotItem()).export(str(path.with_name(path.stem + "-loss" + path.suffix)))
         exporter_cls(self.lr_plot.getPlotItem()).export(str(path))
