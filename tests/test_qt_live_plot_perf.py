@@ -95,3 +95,22 @@ def test_log_axes_transform_the_data_and_manual_zoom_stops_following(qtbot):
         plot.append(ids[0], step, 1e-3, 1.0)
     plot.redraw_all()
     assert vb.viewRange()[1] == pytest.approx([-10, -9])  # the user's zoom is kept
+
+
+def test_plots_export_as_png_svg_and_csv(qtbot, tmp_path):
+    plot = LivePlot()
+    qtbot.addWidget(plot)
+    plot.resize(640, 480)
+    ids = _fill(plot, trials=2, steps=40)
+    plot.export_image(tmp_path / "curves.png")
+    plot.export_image(tmp_path / "curves.svg")
+    for name in ("curves.png", "curves-loss.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("curves.svg", "curves-loss.svg"):
+        text = (tmp_path / name).read_text()
+        assert text.lstrip().startswith("<?xml") and "<svg" in text and text.count("<path") + text.count("<polyline") > 2
+    assert not list(tmp_path.glob("*.tmp"))
+    plot.export_csv(tmp_path / "curves.csv")
+    rows = (tmp_path / "curves.csv").read_text().splitlines()
+    assert rows[0] == "trial,step,lr,loss,loss_smooth" and len(rows) == 1 + 2 * 40
+    assert {r.split(",")[0] for r in rows[1:]} == set(ids)

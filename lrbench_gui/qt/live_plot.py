@@ -410,9 +410,15 @@ class LivePlot(QWidget):
 
         path = Path(path)
         self.redraw_all()  # the curves as they are now, not as of the last tick
-        exporter_cls = exporters.SVGExporter if path.suffix.lower() == ".svg" else exporters.ImageExporter
-        exporter_cls(self.loss_plot.getPlotItem()).export(str(path.with_name(path.stem + "-loss" + path.suffix)))
-        exporter_cls(self.lr_plot.getPlotItem()).export(str(path))
+        loss_path = path.with_name(path.stem + "-loss" + path.suffix)
+        if path.suffix.lower() == ".svg":
+            # pyqtgraph's SVGExporter cannot parse the SVG this Qt writes (its coordinate fix-up
+            # fails); Qt's own generator renders the widget as vectors instead
+            _render_svg(self.loss_plot, loss_path)
+            _render_svg(self.lr_plot, path)
+            return path
+        exporters.ImageExporter(self.loss_plot.getPlotItem()).export(str(loss_path))
+        exporters.ImageExporter(self.lr_plot.getPlotItem()).export(str(path))
         return path
 
     def export_csv(self, path: str | Path) -> Path:
@@ -427,3 +433,22 @@ class LivePlot(QWidget):
                     w.writerow([trial_id, int(s.steps[i]), repr(s.lrs[i]), repr(s.losses[i]), repr(s.smooth[i])])
         tmp.replace(path)
         return path
+
+
+def _render_svg(widget: QWidget, path: Path) -> None:
+    """``widget`` drawn into an SVG file (written to a temporary name, then renamed)."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtSvg import QSvgGenerator
+
+    tmp = path.with_name(path.name + ".tmp")
+    gen = QSvgGenerator()
+    gen.setFileName(str(tmp))
+    gen.setSize(widget.size())
+    gen.setViewBox(widget.rect())
+    gen.setTitle("lrbench live plot")
+    painter = QPainter(gen)
+    try:
+        widget.render(painter)
+    finally:
+        painter.end()
+    tmp.replace(path)
