@@ -15,7 +15,7 @@ from lrbench_gui.core.params import Params, validate_params
 from lrbench_gui.core.space import SearchSpace, as_space
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
-__all__ = ["SearchTuner", "coerce_params", "finite"]
+__all__ = ["SearchTuner", "PlannedTuner", "coerce_params", "finite"]
 
 
 def finite(value: Any) -> bool:
@@ -143,3 +143,41 @@ class SearchTuner(Tuner):
             "full_trial_equivalents": asked / max(1, self.budget.steps),
             "target_reached": self.target_reached,
         }
+
+
+class PlannedTuner(Tuner):
+    """Base of the tuners that plan their trials rather than search a space (``horizon``,
+    ``path-switch``): requests wait in ``queue``; :meth:`_plan` may add more from what has been
+    told (it must be deterministic, for resume); the tuner is done when everything asked was told
+    and the plan adds nothing."""
+
+    def __init__(self, params: Any = None, space: Any = None, objective: Objective | None = None,
+                 budget: StudyBudget | None = None, seed: int = 0) -> None:
+        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
+        self.requests: dict[str, TrialRequest] = {}
+        self.results: dict[str, TrialResult] = {}
+        self.queue: list[TrialRequest] = []
+
+    def _plan(self) -> None:
+        """Queue the requests that the results told so far make possible (default: none)."""
+
+    def ask(self) -> TrialRequest | None:
+        if not self.queue:
+            self._plan()
+        if not self.queue:
+            return None
+        req = self.queue.pop(0)
+        req.tags["asked_after_tells"] = len(self.results)
+        self.requests[req.key] = req
+        return req
+
+    def tell(self, result: TrialResult) -> None:
+        if result.key not in self.requests:
+            raise KeyError(f"{self.name}: result for {result.key!r}, which was never asked")
+        self.results[result.key] = result
+
+    def done(self) -> bool:
+        if self.queue or len(self.results) < len(self.requests):
+            return False
+        self._plan()
+        return not self.queue

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 from lrbench_gui.core.horizon_fit import PAPER_BETA, bootstrap_power_law, lr_optimum, zero_overhead
 from lrbench_gui.core.params import Params, param
-from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
+from lrbench_gui.core.tuner import TrialRequest
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import coerce_params, finite
+from ._tuner_common import PlannedTuner, finite
 
 __all__ = ["HorizonTuner"]
 
@@ -28,7 +28,7 @@ def _lr_key(lr: float) -> str:
     return f"{lr:.4g}"
 
 
-class HorizonTuner(Tuner):
+class HorizonTuner(PlannedTuner):
     """Grid sweeps at several horizons, the per-horizon optimum, the power law, the prediction."""
 
     name = "horizon"
@@ -61,7 +61,7 @@ class HorizonTuner(Tuner):
 
     def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
                  seed: int = 0) -> None:
-        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
+        super().__init__(params, space, objective, budget, seed)
         p = self.params
         if p.lr_min >= p.lr_max:
             raise ValueError(f"horizon: lr_min ({p.lr_min}) must be below lr_max ({p.lr_max})")
@@ -75,9 +75,6 @@ class HorizonTuner(Tuner):
         grid[-1] = p.lr_max
         self.grid = {h: list(grid) for h in self.horizons}
         self.widened = {h: {"low": 0, "high": 0} for h in self.horizons}
-        self.requests: dict[str, TrialRequest] = {}
-        self.results: dict[str, TrialResult] = {}
-        self.queue: list[TrialRequest] = []
         self.check_lr: float | None = None
         # the initial sweep, longest horizons first (they set the study's length)
         for h in sorted(self.horizons, reverse=True):
@@ -105,27 +102,6 @@ class HorizonTuner(Tuner):
                 tags={"kind": f"horizon_{kind}", "horizon": steps, "lr": lr, "seed_index": s},
                 trial={"seed": self.seed + s},
             ))
-
-    def ask(self) -> TrialRequest | None:
-        if not self.queue:
-            self._plan()
-        if not self.queue:
-            return None
-        req = self.queue.pop(0)
-        req.tags["asked_after_tells"] = len(self.results)
-        self.requests[req.key] = req
-        return req
-
-    def tell(self, result: TrialResult) -> None:
-        if result.key not in self.requests:
-            raise KeyError(f"horizon: result for {result.key!r}, which was never asked")
-        self.results[result.key] = result
-
-    def done(self) -> bool:
-        if self.queue or len(self.results) < len(self.requests):
-            return False
-        self._plan()
-        return not self.queue
 
     def _settled(self, h: int) -> bool:
         keys = [k for k, r in self.requests.items() if r.tags.get("horizon") == h and r.tags["kind"] == "horizon_sweep"]

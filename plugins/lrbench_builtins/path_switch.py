@@ -25,15 +25,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from lrbench_gui.core.params import Params, param
-from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
+from lrbench_gui.core.tuner import TrialRequest
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import coerce_params, finite
+from ._tuner_common import PlannedTuner, finite
 
 __all__ = ["PathSwitchTuner"]
 
 
-class PathSwitchTuner(Tuner):
+class PathSwitchTuner(PlannedTuner):
     name = "path-switch"
     version = "1"
     summary = "LR path switching: a constant-LR main path with fast-decay branches per version, vs retraining"
@@ -59,14 +59,11 @@ class PathSwitchTuner(Tuner):
 
     def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
                  seed: int = 0) -> None:
-        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
+        super().__init__(params, space, objective, budget, seed)
         p = self.params
         if not p.fractions or any(not 0 < f <= 1 for f in p.fractions):
             raise ValueError("path-switch: fractions must lie in (0, 1]")
         self.mixes = ["replay", "newest"] if p.branch_data == "both" else [p.branch_data]
-        self.requests: dict[str, TrialRequest] = {}
-        self.results: dict[str, TrialResult] = {}
-        self.queue: list[TrialRequest] = []
         self._branched = False
         self._continued_upto = 0
         n, c = p.versions, p.chunk_steps
@@ -117,26 +114,6 @@ class PathSwitchTuner(Tuner):
         c = p.chunk_steps
         return self._request("cont-v0", "continued", 0, c, self._decay("cosine", c, p.warmup * c), self._data(0, "replay"),
                              trial={"checkpoint_steps": [c]})
-
-    # ask / tell
-
-    def ask(self) -> TrialRequest | None:
-        self._plan()
-        if not self.queue:
-            return None
-        req = self.queue.pop(0)
-        req.tags["asked_after_tells"] = len(self.results)
-        self.requests[req.key] = req
-        return req
-
-    def tell(self, result: TrialResult) -> None:
-        if result.key not in self.requests:
-            raise KeyError(f"path-switch: result for {result.key!r}, which was never asked")
-        self.results[result.key] = result
-
-    def done(self) -> bool:
-        self._plan()
-        return not self.queue and len(self.results) == len(self.requests)
 
     def _checkpoint(self, key: str, step: int | None = None) -> str | None:
         res = self.results.get(key)
