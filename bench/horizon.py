@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(plot).parent.mkdir(parents=True, exist_ok=True)
     plot_horizon(s, plot, title=f"tinylm-pretrain, {params['seeds']} seed(s): fit on the shorter horizons, "
                                 f"the longest held out")
+    if not args.quick:  # the Methods panel's screenshot shows this study (docs/screenshots/make_screenshots.py)
+        (ROOT / "docs" / "figures" / "horizon-summary.json").write_text(json.dumps(s, indent=1))
     law, hold = s.get("power_law") or {}, s.get("holdout") or {}
     print(f"\n{'steps':>6} {'tokens':>9} {'LR*':>9} {'fit':>9} {'bracketed':>9} {'best loss':>9}  loss by LR")
     for r in s["horizons"]:

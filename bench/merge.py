@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(plot).parent.mkdir(parents=True, exist_ok=True)
     plot_merge(first, plot, title="merging the last two checkpoints (seed 0): 21-point grid and the GP-BO's points")
 
+    if not args.quick:  # the Methods panel's screenshot shows the constant-LR run of seed 0
+        (ROOT / "docs" / "figures" / "merge-summary.json").write_text(json.dumps(results["constant"][0], indent=1))
     figures: dict = {"mode": "quick" if args.quick else "full", "steps": steps, "checkpoint_every": every,
                      "seeds": seeds, "minutes": round(minutes, 2), "load_before": load0, "load_after": load()}
     print(f"\n{'run':<9} {'seed':>4} {'best lambda':>11} {'BO best':>9} {'grid best':>9} {'BO vs grid':>10} "

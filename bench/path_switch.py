@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     Path(plot).parent.mkdir(parents=True, exist_ok=True)
     plot_path_switch(summaries[0], plot, title=f"tinylm-pretrain, 4 versions, chunks of {chunk} steps (seed 0)")
 
+    if not args.quick:  # the Methods panel's screenshot shows seed 0 (docs/screenshots/make_screenshots.py)
+        (ROOT / "docs" / "figures" / "path-switch-summary.json").write_text(json.dumps(summaries[0], indent=1))
     rows = {}
     for name in summaries[0]["methods"]:
         ms = [s["methods"][name] for s in summaries if name in s["methods"]]

@@ -2,7 +2,8 @@
 real run of the demo study (about a minute on a CPU), ``study.png``, ``live.png`` and
 ``results.png``; then the Methods panel's three views, ``methods-horizon.png``,
 ``methods-path-switch.png`` and ``methods-merge.png``, from the summaries of real horizon,
-path-switch and merge studies saved in ``tests/data/methods`` (running those studies takes far
+path-switch and merge studies: the benches' full runs saved in ``docs/figures/<kind>-summary.json``
+when present, else the small ones in ``tests/data/methods`` (running those studies takes far
 longer than the demo: their records are written into the throwaway database instead).
 
 Run under a real X server so fonts and styles are what users see::
@@ -155,14 +156,32 @@ METHOD_STUDIES = {
 }
 
 
+#: the benches' studies (bench/horizon.py, path_switch.py, merge.py full runs), whose summaries are
+#: saved as docs/figures/<kind>-summary.json: preferred when present
+BENCH_STUDIES = {
+    "horizon": ("horizon: 448-3584 steps, 7 LRs, 3 seeds (bench, full)",
+                {"horizons": [448, 896, 1792, 3584], "lr_min": 0.00175, "lr_max": 0.014, "points": 7, "seeds": 3,
+                 "warmup_steps": 45, "check": True, "target_steps": 14336}),
+    "path-switch": ("path switching: 4 versions of 640 steps (bench, full)",
+                    {"versions": 4, "chunk_steps": 640, "lr": 0.007, "fractions": [0.25, 0.5], "branch_data": "both"}),
+    "merge": ("merge: constant LR, steps 1408 and 1536 (bench, full)", {"alpha": 0.0, "evaluations": 6, "grid": 21}),
+}
+
+
 def method_records() -> list[dict]:
     """Study records (as ``Study.study_record`` writes them) of the saved method summaries."""
     from lrbench_gui.core.study import StudyConfig
 
     data = Path(__file__).resolve().parents[2] / "tests" / "data" / "methods"
+    figures = Path(__file__).resolve().parents[1] / "figures"
     records = []
     for kind, (name, params) in METHOD_STUDIES.items():
-        summary = json.loads((data / f"{kind}.json").read_text())
+        bench = figures / f"{kind}-summary.json"
+        if bench.is_file():
+            name, params = BENCH_STUDIES[kind]
+            summary = json.loads(bench.read_text())
+        else:
+            summary = json.loads((data / f"{kind}.json").read_text())
         if kind == "merge":
             params = {**params, "later": summary["later"], "earlier": summary["earlier"]}
         config = StudyConfig(name=name, task="tinylm-pretrain", task_params={"val_tokens": 4096}, tuner=kind,
