@@ -196,7 +196,7 @@ def test_path_switch_plans_the_main_path_branches_and_baselines():
     assert main.policy["name"] == "constant_warmup"
     assert main.task_params["version_schedule"] == [0, 1, 2, 3] and main.task_params["version_steps"] == 100
     assert main.trial["checkpoint_steps"] == [100, 200, 300, 400]
-    assert [r.steps for r in asked if r.key.startswith("scratch")] == [400, 300, 200, 100]
+    assert [r.steps for r in asked if r.key.startswith("scratch")] == [100, 400, 300, 200]
     branches = [r for r in asked if r.key.startswith("branch")]
     assert len(branches) == 2 * 2 * 4
     b = next(r for r in branches if r.key == "branch-v2-f0.25-replay")

@@ -158,11 +158,15 @@ class PlannedTuner(Tuner):
         self.results: dict[str, TrialResult] = {}
         self.queue: list[TrialRequest] = []
 
+    #: plan before every ask (True), or only when the queue is empty (False: planned requests wait
+    #: for the initial ones)
+    plan_eagerly = False
+
     def _plan(self) -> None:
         """Queue the requests that the results told so far make possible (default: none)."""
 
     def ask(self) -> TrialRequest | None:
-        if not self.queue:
+        if self.plan_eagerly or not self.queue:
             self._plan()
         if not self.queue:
             return None

@@ -37,6 +37,9 @@ class PathSwitchTuner(PlannedTuner):
     name = "path-switch"
     version = "1"
     summary = "LR path switching: a constant-LR main path with fast-decay branches per version, vs retraining"
+    # branches and the continued chain go as soon as what they start from exists: they are short
+    # and sequential, and would otherwise leave a slot idle at the end
+    plan_eagerly = True
 
     class Params(Params):
         versions: int = param(4, "Versions released (data chunks).", ge=2, le=32)
@@ -72,7 +75,8 @@ class PathSwitchTuner(PlannedTuner):
             {"version_schedule": list(range(n)), "version_steps": c, "val_versions": list(range(n))},
             eval_every=c, trial={"checkpoint_steps": [c * (v + 1) for v in range(n)]}))
         if p.scratch:
-            for v in reversed(range(n)):
+            # the first release first: the continued chain starts from it
+            for v in [0, *reversed(range(1, n))]:
                 # the first release also starts the continued chain: keep its last weights
                 keep = {"checkpoint_steps": [c]} if v == 0 and p.continued else None
                 self.queue.append(self._request(
@@ -153,7 +157,8 @@ class PathSwitchTuner(PlannedTuner):
                 self._continued_upto = v
                 if ckpt is None:
                     break  # the chain is broken: the summary says so
-                self.queue.append(self._request(
+                # ahead of everything queued: the chain is sequential, the rest can wait
+                self.queue.insert(0, self._request(
                     f"cont-v{v}", "continued", v, c, self._decay("cosine", c, p.warmup * c),
                     {**self._data(v, "newest"), "init_from": ckpt}, parent=prev, start=v * c,
                     trial={"checkpoint_steps": [c]}))
