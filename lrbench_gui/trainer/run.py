@@ -126,6 +126,16 @@ def _ds_engine(cfg: TrialConfig, model: Any, optimizer: Any, steps: int) -> Any:
     _ds_env()
     import deepspeed
 
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu" and os.environ.get("LRBENCH_DS_SHM") != "1":
+        # On a CPU host DeepSpeed compiles a shared-memory all-reduce op at its first use (one to
+        # two minutes); gloo's own all-reduce does the same job for trials this size, so skip it
+        # (LRBENCH_DS_SHM=1 builds and uses it)
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,
