@@ -23,16 +23,26 @@ def _cli(*argv: str, ok: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+def _trials(tmp_path: Path, trials: dict[str, dict]) -> dict[str, dict]:
+    """Run trial files through the trainer, side by side; each one's end event (with its events)."""
+    procs = {}
+    for name, fields in trials.items():
+        obj = {"trial_id": name, "task": "tinylm-pretrain", "task_params": dict(TINY), "batch_size": 4,
+               "policy": {"name": "fixed", "params": {"lr": 0.01}}, "output_dir": str(tmp_path / name), **fields}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(obj))
+        procs[name] = subprocess.Popen([sys.executable, "-m", "lrbench_gui.trainer", str(path)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ends = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        ends[name] = next(e for e in events if e["type"] == "end") | {"_events": events, "_stderr": err}
+    return ends
+
+
 def _trial(tmp_path: Path, name: str, **fields) -> dict:
-    """Run one trial file through the trainer; its end event."""
-    obj = {"trial_id": name, "task": "tinylm-pretrain", "task_params": dict(TINY), "batch_size": 4,
-           "policy": {"name": "fixed", "params": {"lr": 0.01}}, "output_dir": str(tmp_path / name), **fields}
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(obj))
-    out = subprocess.run([sys.executable, "-m", "lrbench_gui.trainer", str(path)], capture_output=True, text=True,
-                         timeout=300)
-    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
-    return next(e for e in events if e["type"] == "end") | {"_events": events, "_stderr": out.stderr}
+    return _trials(tmp_path, {name: fields})[name]
 
 
 def test_merged_trial_evaluates_the_weighted_average_of_two_checkpoints(tmp_path):
@@ -42,22 +52,22 @@ def test_merged_trial_evaluates_the_weighted_average_of_two_checkpoints(tmp_path
     earlier = tmp_path / "run" / "checkpoints" / "step-0000003.safetensors"
     assert later.is_file() and earlier.is_file()
 
-    def val(name: str, **fields) -> float:
-        e = _trial(tmp_path, name, budget={"steps": 0}, **fields)
-        assert e["status"] == "completed", e["_stderr"][-2000:]
-        assert e["cost"]["steps"] == 0
-        return e["metrics"]["val_loss"]
-
     m = {"later": str(later), "earlier": str(earlier)}
+    ends = _trials(tmp_path, {
+        "w1": {"budget": {"steps": 0}, "merge": {**m, "weight": 1.0}},
+        "w05": {"budget": {"steps": 0}, "merge": {**m, "weight": 0.5}, "save_model": True},
+        # a checkpoint that is not there: a failed trial that says what is missing
+        "bad": {"budget": {"steps": 0}, "merge": {**m, "earlier": str(tmp_path / "nope.safetensors"), "weight": 0.5}},
+    })
+    for name in ("w1", "w05"):
+        assert ends[name]["status"] == "completed", ends[name]["_stderr"][-2000:]
+        assert ends[name]["cost"]["steps"] == 0
     # lambda = 1 is the later checkpoint itself: the run's own last evaluation saw the same weights
     plain_later = end["metrics"]["val_loss"]
-    assert val("w1", merge={**m, "weight": 1.0}) == pytest.approx(plain_later, abs=1e-5)
-    half = _trial(tmp_path, "w05", budget={"steps": 0}, merge={**m, "weight": 0.5}, save_model=True)
-    assert half["metrics"]["val_loss"] != pytest.approx(plain_later, abs=1e-4)
+    assert ends["w1"]["metrics"]["val_loss"] == pytest.approx(plain_later, abs=1e-5)
+    assert ends["w05"]["metrics"]["val_loss"] != pytest.approx(plain_later, abs=1e-4)
     assert (tmp_path / "w05" / "model" / "config.json").is_file()
-    # a checkpoint that is not there: a failed trial that says what is missing
-    bad = _trial(tmp_path, "bad", budget={"steps": 0}, merge={**m, "earlier": str(tmp_path / "nope.safetensors"),
-                                                              "weight": 0.5})
+    bad = ends["bad"]
     assert bad["status"] == "failed"
     err = next(e for e in bad["_events"] if e["type"] == "error")
     assert "nope.safetensors does not exist" in err["message"]
@@ -111,10 +121,9 @@ def test_cli_horizon_path_switch_and_merge_end_to_end(lrbench_env, tmp_path):
     assert m["scratch"]["total_tokens"] == 18 * 4 * 16
     assert (tmp_path / "ps.png").stat().st_size > 10_000
 
-    # merging: a run with checkpoints, then its last pair merged by BO and written
-    out = _cli("run", "--task", "tinylm-pretrain", "--policy", "fixed", "--steps", "6", "--checkpoint-every", "3",
-               "--batch-size", "4", *SETS, "--json")
-    run_id = next(json.loads(line)["trial"] for line in out.stdout.splitlines() if '"end"' in line)
+    # merging: the path-switching study's main path has a checkpoint per chunk; its last pair,
+    # merged by BO and written
+    run_id = f"{ps['study']}-main"
     out = _cli("merge", "--trial", run_id, "--evaluations", "3", "--out", str(tmp_path / "merged"), "--json")
     mg = json.loads(out.stdout)
     assert [e["lambda"] for e in mg["evaluations"]] == [1.0, 0.0, 0.5]
