@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from lrbench_gui.cli.methods import LM_OPTIMIZER  # noqa: E402
+
 PARALLEL = 2
-#: AdamW as in ../shared/MINIATURES.md: betas 0.9/0.95, weight decay 0.1 (clipping 1.0 is the trainer's default)
-OPTIMIZER = {"name": "adamw", "weight_decay": 0.1, "betas": [0.9, 0.95]}
+#: AdamW as the CLI's methods train (clipping 1.0 is the trainer's default)
+OPTIMIZER = {"name": "adamw", **LM_OPTIMIZER}
 
 
 def workdir(prefix: str) -> Path:

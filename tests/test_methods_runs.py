@@ -74,7 +74,6 @@ def test_merged_trial_evaluates_the_weighted_average_of_two_checkpoints(tmp_path
 
 
 def test_version_schedule_switches_the_training_data_at_its_boundaries(monkeypatch, tmp_path):
-    pytest.importorskip("torch")
     import torch
 
     from lrbench_builtins import _corpus

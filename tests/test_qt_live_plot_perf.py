@@ -8,9 +8,7 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-
-from lrbench_gui.qt.live_plot import LivePlot, peak_decimate  # noqa: E402
+from lrbench_gui.qt.live_plot import LivePlot, peak_decimate
 
 
 def test_peak_decimate_keeps_extremes_and_bounds_the_points():

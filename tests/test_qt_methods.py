@@ -15,22 +15,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pytestqt")
+from PySide6.QtCore import QObject, Signal
 
-from PySide6.QtCore import QObject, Signal  # noqa: E402
-
-from lrbench_gui.core.db import PolicyDB  # noqa: E402
-from lrbench_gui.core.params import validate_params  # noqa: E402
-from lrbench_gui.core.spec import build_schedule  # noqa: E402
-from lrbench_gui.core.study import StudyConfig  # noqa: E402
-from lrbench_gui.qt.methods_panel import (  # noqa: E402
+from lrbench_gui.core.db import PolicyDB
+from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.spec import build_schedule
+from lrbench_gui.core.study import StudyConfig
+from lrbench_gui.qt.methods_panel import (
     HorizonView,
     MergeView,
     MethodsPanel,
     PathSwitchView,
 )
-from lrbench_gui.qt.study_controller import DatabaseJobs  # noqa: E402
+from lrbench_gui.qt.study_controller import DatabaseJobs
 
 DATA = Path(__file__).parent / "data" / "methods"
 #: the tuner parameters of the studies the fixtures come from

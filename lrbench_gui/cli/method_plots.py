@@ -20,6 +20,14 @@ def _plt() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, output: str, title: str) -> None:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(output)
+    plt.close(fig)
+
+
 def plot_horizon(summary: dict[str, Any], output: str, title: str = "") -> None:
     """Left: loss against LR per horizon (seed means, the quadratic, LR*). Right: LR* against
     tokens in log-log space, the power law with its band, the prediction and the zero-overhead rule."""
@@ -90,11 +98,7 @@ def plot_horizon(summary: dict[str, Any], output: str, title: str = "") -> None:
     bx.set_title("LR* against the horizon")
     bx.grid(True, which="both", alpha=0.3)
     bx.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
+    _save(plt, fig, output, title)
 
 
 _METHOD_COLORS = {"main": "#6b7280", "scratch": "#d62728", "continued": "#ff7f0e", "path_switch": "#2ca02c"}
@@ -162,11 +166,7 @@ def plot_path_switch(summary: dict[str, Any], output: str, title: str = "") -> N
     cx.set_xlabel("total steps (all versions); label: final val loss")
     cx.set_title("cost")
     cx.invert_yaxis()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
+    _save(plt, fig, output, title)
 
 
 def plot_merge(summaries: list[tuple[str, dict[str, Any]]], output: str, title: str = "") -> None:
@@ -194,8 +194,4 @@ def plot_merge(summaries: list[tuple[str, dict[str, Any]]], output: str, title: 
         ax.set_ylabel(f"held-out {s.get('metric', 'loss')}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
+    _save(plt, fig, output, title)

@@ -17,6 +17,9 @@ from .tune import _open_db, _Progress, _split_sets, run_study_blocking
 
 __all__ = ["add_parser"]
 
+#: AdamW as the LLM papers (and ../shared/MINIATURES.md) train: betas 0.9/0.95, weight decay 0.1
+LM_OPTIMIZER = {"weight_decay": 0.1, "betas": [0.9, 0.95]}
+
 
 def _floats(text: str, what: str) -> list[float]:
     try:
@@ -88,12 +91,13 @@ def _cmd_horizon(args: argparse.Namespace) -> int:
     from .method_plots import plot_horizon
 
     db = _open_db(args.db)
-    params: dict[str, Any] = {"horizons": _ints(args.horizons, "--horizons"), "lr_min": args.lr_min,
+    horizons = _ints(args.horizons, "--horizons")
+    params: dict[str, Any] = {"horizons": horizons, "lr_min": args.lr_min,
                               "lr_max": args.lr_max, "points": args.points, "seeds": args.seeds,
                               "widen": args.widen, "policy": args.policy, "warmup": args.warmup,
                               "target_steps": args.target_steps, "check": args.check}
-    study = _study(args, db, "horizon", params, f"horizon on {args.task}", max(_ints(args.horizons, "--horizons") or [1]),
-                   optimizer={"weight_decay": 0.1, "betas": [0.9, 0.95]})
+    study = _study(args, db, "horizon", params, f"horizon on {args.task}", max(horizons or [1]),
+                   optimizer=LM_OPTIMIZER)
     s = _drive(study, args)
     if args.output:
         plot_horizon(s, args.output, title=f"token-horizon LR transfer on {study.config.task}")
@@ -142,7 +146,7 @@ def _cmd_path_switch(args: argparse.Namespace) -> int:
               "scratch": not args.no_scratch, "continued": not args.no_continued,
               "branch_warmup": args.branch_warmup}
     study = _study(args, db, "path-switch", params, f"path switching on {args.task}", args.chunk_steps,
-                   optimizer={"weight_decay": 0.1, "betas": [0.9, 0.95]})
+                   optimizer=LM_OPTIMIZER)
     s = _drive(study, args)
     if args.output:
         plot_path_switch(s, args.output, title=f"LR path switching on {study.config.task}")

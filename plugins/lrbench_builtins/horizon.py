@@ -75,6 +75,7 @@ class HorizonTuner(PlannedTuner):
         grid[-1] = p.lr_max
         self.grid = {h: list(grid) for h in self.horizons}
         self.widened = {h: {"low": 0, "high": 0} for h in self.horizons}
+        self._fits: dict[tuple, Any] = {}  # see _fit
         self.check_lr: float | None = None
         # the initial sweep, longest horizons first (they set the study's length)
         for h in sorted(self.horizons, reverse=True):
@@ -118,21 +119,16 @@ class HorizonTuner(PlannedTuner):
             opt = lr_optimum(lrs, means, p.window)
             if opt.best_lr is None or opt.edge is None or self.widened[h][opt.edge] >= p.widen:
                 continue
-            if opt.edge == "high":
-                above = [lr for lr, m in zip(lrs, means) if lr > opt.best_lr]
-                if above:
-                    continue  # a higher LR was tried and diverged: the best sits at the cliff
-                new = max(lrs) * self.ratio
-            else:
-                new = min(lrs) / self.ratio
+            # (an edge is an end of every LR tried: a best LR under a diverged one has none)
+            new = max(lrs) * self.ratio if opt.edge == "high" else min(lrs) / self.ratio
             self.widened[h][opt.edge] += 1
             self.grid[h].append(new)
             self._enqueue(h, new)
         if p.check and self.check_lr is None and not self.queue:
             short = self.horizons[:-1]
             if all(self._settled(h) for h in short):
-                pred = self._fit(short)
-                lr = pred.get("law_lr") if pred else None
+                law = self._fit(short)
+                lr = law.predict(self._tokens(self.horizons[-1])) if law else None
                 if lr:
                     self.check_lr = lr
                     self._enqueue(self.horizons[-1], lr, kind="check")
@@ -165,19 +161,20 @@ class HorizonTuner(PlannedTuner):
         counted = [float(t) for t in counted if t]
         return max(counted) if counted else float(h)
 
-    def _fit(self, horizons: list[int]) -> dict[str, Any] | None:
-        data = []
-        for h in horizons:
-            by_lr = self._seed_values(h)
-            lrs = sorted(by_lr)
-            data.append((self._tokens(h), lrs, [by_lr[lr] for lr in lrs]))
-        law = bootstrap_power_law(data, self.params.window, seed=self.seed)
-        if law is None:
-            return None
-        out = {"law": law}
-        target = self.horizons[-1]
-        out["law_lr"] = law.predict(self._tokens(target))
-        return out
+    def _fit(self, horizons: list[int]) -> Any:
+        """The power law over ``horizons`` (a :class:`PowerLaw`, or None). The seed bootstrap
+        refits everything a few hundred times (about a quarter of a second), and a summary is
+        asked for after every trial, on the app's GUI thread too: a fit is kept until the results
+        of its horizons change."""
+        key = tuple((h, sum(len(v) for v in self._seed_values(h).values())) for h in horizons)
+        if key not in self._fits:
+            data = []
+            for h in horizons:
+                by_lr = self._seed_values(h)
+                lrs = sorted(by_lr)
+                data.append((self._tokens(h), lrs, [by_lr[lr] for lr in lrs]))
+            self._fits[key] = bootstrap_power_law(data, self.params.window, seed=self.seed)
+        return self._fits[key]
 
     def _tokens_per_step(self) -> float | None:
         rates = [float(r.cost["tokens"]) / float(r.cost["steps"]) for r in self.results.values()
@@ -212,8 +209,7 @@ class HorizonTuner(PlannedTuner):
                     f"horizon {r['steps']} steps: the best LR {r['best_lr']:.3g} is at the {r['edge'] or 'edge'} end of "
                     "the grid even after widening; its optimum is not bracketed")
         fit_horizons = stars[:-1] if p.check and len(stars) == len(self.horizons) else stars
-        fit = self._fit(fit_horizons) if len(fit_horizons) >= 2 else None
-        law = fit["law"] if fit else None
+        law = self._fit(fit_horizons) if len(fit_horizons) >= 2 else None
         if law is not None:
             out["power_law"] = {**law.as_dict(), "horizons": fit_horizons}
             if law.beta <= 0:
@@ -227,7 +223,7 @@ class HorizonTuner(PlannedTuner):
         if fit_horizons != stars and len(stars) >= 2:
             fit_all = self._fit(stars)
             if fit_all is not None:
-                law_all = fit_all["law"]
+                law_all = fit_all
                 out["power_law_all"] = {**law_all.as_dict(), "horizons": stars}
                 anchor_all = next((r for r in rows if r["steps"] == max(stars)), anchor_row)
         if p.target_steps and tps:

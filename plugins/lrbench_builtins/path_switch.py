@@ -183,12 +183,11 @@ class PathSwitchTuner(PlannedTuner):
             rel = [self._release(k) for k in keys]
             if any(r is None for r in rel):
                 return
-            extra_steps = sum(self._release(k)["steps"] for k in shared if self._release(k))
-            extra_tokens = sum(self._release(k)["tokens"] for k in shared if self._release(k))
+            paid = rel + [r for r in map(self._release, shared) if r is not None]  # the main path too
             methods[name] = {
                 "label": label, "releases": rel,
-                "total_steps": sum(r["steps"] for r in rel) + extra_steps,
-                "total_tokens": sum(r["tokens"] for r in rel) + extra_tokens,
+                "total_steps": sum(r["steps"] for r in paid),
+                "total_tokens": sum(r["tokens"] for r in paid),
                 "final_val_loss": rel[-1]["val_loss"] if rel else None,
                 "complete": all(r["status"] == "completed" for r in rel),
             }
