@@ -34,7 +34,7 @@ def run_study(name: str, tuner: str, tuner_params: dict[str, Any], *, task_param
               batch_size: int, seed: int = 0, budget_steps: int = 1, log: bool = True) -> tuple[Any, dict, float]:
     from lrbench_gui.cli.tune import run_study_blocking
     from lrbench_gui.core.db import PolicyDB
-    from lrbench_gui.core.study import Study, StudyConfig
+    from lrbench_gui.core.tuning.study import Study, StudyConfig
 
     config = StudyConfig(
         name=name, task="tinylm-pretrain", task_params=task_params, tuner=tuner, tuner_params=tuner_params,

@@ -34,9 +34,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lrbench_gui.core.db import PolicyDB  # noqa: E402
-from lrbench_gui.core.db_curves import unpack  # noqa: E402
-from lrbench_gui.core.db_query import recommend  # noqa: E402
-from lrbench_gui.core.db_sample import synthetic_study, synthetic_trial  # noqa: E402
+from lrbench_gui.core.db.curves import unpack  # noqa: E402
+from lrbench_gui.core.db.query import recommend  # noqa: E402
+from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial  # noqa: E402
 
 TASKS = 4
 STUDIES = 10

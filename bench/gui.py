@@ -57,7 +57,7 @@ EVAL_EVERY = 100
 # absolute schedule (a late step is sent at once, never skipped), each line flushed alone.
 EMITTER = r"""
 import math, os, sys, time
-from lrbench_gui.core.protocol import encode
+from lrbench_gui.core.runs.protocol import encode
 
 trial, rate, seconds, eval_every = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 steps = int(rate * seconds)
@@ -248,7 +248,7 @@ class Phase:
     def run(self, lag_sink: list) -> dict:
         from PySide6.QtCore import QEventLoop, QTimer
 
-        from lrbench_gui.core.trial import Budget, TrialConfig
+        from lrbench_gui.core.runs.trial import Budget, TrialConfig
         from lrbench_gui.qt.trial_runner import TrialRunner
 
         runner = TrialRunner(slots=self.n, workdir=self.workdir)

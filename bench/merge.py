@@ -32,8 +32,8 @@ LR = 7e-3
 
 def train_runs(steps: int, every: int, seed: int) -> dict[str, list[str]]:
     """The constant-LR and the cosine run of one seed, side by side; their checkpoint files."""
-    from lrbench_gui.core.runner import LocalScheduler
-    from lrbench_gui.core.trial import load_trial
+    from lrbench_gui.core.runs.runner import LocalScheduler
+    from lrbench_gui.core.runs.trial import load_trial
 
     warm = int(round(0.05 * steps))
     policies = {"constant": {"name": "constant_warmup", "params": {"lr": LR, "warmup_steps": warm}},

@@ -78,7 +78,7 @@ class Setup:
 
     @property
     def lrs(self) -> list[float]:
-        from lrbench_gui.core.space import Dim
+        from lrbench_gui.core.tuning.space import Dim
 
         return Dim("lr", "float", self.lr_low, self.lr_high, True).grid(self.n_lrs)
 
@@ -148,7 +148,7 @@ class Executor:
 
     def ensure(self, cfgs: list[Any]) -> None:
         """Run (``PARALLEL`` at a time) the configs not seen yet."""
-        from lrbench_gui.core.runner import LocalScheduler
+        from lrbench_gui.core.runs.runner import LocalScheduler
 
         todo: dict[str, Any] = {}
         for cfg in cfgs:
@@ -191,7 +191,7 @@ def final_value(rec: dict[str, Any], metric: str) -> float | None:
 def drive(study: Any, ex: Executor) -> None:
     """A study's loop with the memoized executor: ask ``PARALLEL``, run or recall, replay, tell.
     The LR tests run the LRs they ask for; the searches' LRs are snapped to the grid."""
-    from lrbench_gui.core.protocol import Event
+    from lrbench_gui.core.runs.protocol import Event
 
     metric = study.objective.metric
     while not study.finished:
@@ -224,7 +224,7 @@ def drive(study: Any, ex: Executor) -> None:
 
 def make_study(setup: Setup, tuner: str, tuner_params: dict[str, Any], trials: int, seed: int,
                policies: list[str] | None = None, steps: int | None = None) -> Any:
-    from lrbench_gui.core.study import Study, StudyConfig
+    from lrbench_gui.core.tuning.study import Study, StudyConfig
 
     cfg = StudyConfig(
         task=setup.task, task_params=setup.task_params, tuner=tuner, tuner_params=tuner_params,
@@ -255,8 +255,8 @@ def best_of(study: Any) -> tuple[float | None, dict[str, Any] | None]:
 def optuna_anchor(setup: Setup, ex: Executor, budget: int, seed: int, metric: str) -> dict[str, Any]:
     import optuna
 
-    from lrbench_gui.core.space import policy_space
-    from lrbench_gui.core.study import Study
+    from lrbench_gui.core.tuning.space import policy_space
+    from lrbench_gui.core.tuning.study import Study
     from lrbench_gui.core.tuner import TrialRequest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

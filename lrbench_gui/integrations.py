@@ -20,8 +20,8 @@ from typing import Any, Callable
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from .core.registry import Registry
-from .core.spec import Schedule, Spec, build_schedule, parse_spec
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import Schedule, Spec, build_schedule, parse_spec
 
 __all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler"]
 

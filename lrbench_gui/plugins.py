@@ -29,9 +29,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .core.paths import plugins_dir
-from .core.registry import PluginProblem, RegistrationError, Registry
+from lrbench_gui import hookspecs
+from lrbench_gui.core.paths import plugins_dir
+from lrbench_gui.core.registry import PluginProblem, RegistrationError, Registry
 
 __all__ = ["load_plugins", "get_registry", "reset_registry", "BUILTIN_PREFIX", "ENTRY_POINT_GROUP"]
 

@@ -29,12 +29,12 @@ import math
 import random
 from typing import Any
 
-from .core.params import ParamInfo, ParamError, describe, validate_params
-from .core.policy import Export, Policy
-from .core.registry import Registry
-from .core.spec import SpecError, build_schedule, parse_spec
-from .core.task import Task
-from .core.tuner import Tuner
+from lrbench_gui.core.params import ParamInfo, ParamError, describe, validate_params
+from lrbench_gui.core.policy import Export, Policy
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import SpecError, build_schedule, parse_spec
+from lrbench_gui.core.task import Task
+from lrbench_gui.core.tuner import Tuner
 
 __all__ = [
     "ContractError",

@@ -37,7 +37,7 @@ if [ -n "$src_python" ]; then
     "$src_python" - "$LRBENCH_DATA_DIR/policies.json" <<'PY' || fail "could not seed the database"
 import sys
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.db_sample import synthetic_study, synthetic_trial
+from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial
 with PolicyDB(sys.argv[1]) as db:
     db.add_study(synthetic_study())
     db.add_many("trials", [synthetic_trial(i, points=200) for i in range(9)])
@@ -82,7 +82,7 @@ if [ -n "$src_python" ]; then
     "$src_python" - "$work/trial.json" <<'PY'
 import sys
 from pathlib import Path
-from lrbench_gui.core.trial import Budget, TrialConfig, write_trial
+from lrbench_gui.core.runs.trial import Budget, TrialConfig, write_trial
 write_trial(TrialConfig(task="digits-mlp", policy={"name": "cosine", "params": {"lr": 0.01}},
                         budget=Budget(steps=20), device="cpu"), Path(sys.argv[1]))
 PY

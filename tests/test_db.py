@@ -9,7 +9,7 @@ import json
 import pytest
 from tinydb import TinyDB
 
-from lrbench_gui.core import db as dbmod
+from lrbench_gui.core.db import policy_db as dbmod
 from lrbench_gui.core.db import (
     SCHEMA_VERSION,
     DatabaseCorrupt,
@@ -19,10 +19,10 @@ from lrbench_gui.core.db import (
     PolicyDB,
     RecordInvalid,
 )
-from lrbench_gui.core.db_curves import unpack
-from lrbench_gui.core.db_sample import synthetic_range_test, synthetic_study, synthetic_trial
-from lrbench_gui.core.db_storage import list_backups
-from lrbench_gui.core.recipes import SEED_POLICIES
+from lrbench_gui.core.db.curves import unpack
+from lrbench_gui.core.db.sample import synthetic_range_test, synthetic_study, synthetic_trial
+from lrbench_gui.core.db.storage import list_backups
+from lrbench_gui.core.db.recipes import SEED_POLICIES
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_a_failed_batch_writes_nothing_and_forgets_its_changes(db):
 
 
 def test_batch_writes_the_file_once(db, monkeypatch):
-    from lrbench_gui.core import db_storage
+    from lrbench_gui.core.db import storage as db_storage
 
     writes = []
     real = db_storage.atomic_write_bytes
@@ -392,7 +392,7 @@ def test_lr_range_from_range_tests_and_good_trials(db):
 
 
 def test_backup_copies_and_keeps_the_newest(db, monkeypatch):
-    from lrbench_gui.core import db_storage
+    from lrbench_gui.core.db import storage as db_storage
 
     with pytest.raises(DatabaseError, match="no database file"):
         db.backup()
@@ -439,7 +439,7 @@ def test_format_doc_examples_are_right(tmp_path, db):
     """docs/format.md: its packing recipe and its minimal document work as written."""
     import numpy as np
 
-    from lrbench_gui.core.db_curves import normalize_curve
+    from lrbench_gui.core.db.curves import normalize_curve
 
     namespace: dict = {}
     exec(next(b for b in _doc_blocks("python") if "def pack" in b), namespace)  # our own docs

@@ -8,8 +8,8 @@ import pytest
 
 from lrbench_gui.cli import main
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.db_sample import synthetic_range_test, synthetic_study, synthetic_trial
-from lrbench_gui.core.recipes import SEED_POLICIES
+from lrbench_gui.core.db.sample import synthetic_range_test, synthetic_study, synthetic_trial
+from lrbench_gui.core.db.recipes import SEED_POLICIES
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from lrbench_gui.core import db_curves as dc
+from lrbench_gui.core.db import curves as dc
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ import zlib
 import pytest
 
 from lrbench_gui.cli import main as cli_main
-from lrbench_gui.core import db_format
+from lrbench_gui.core.db import document as db_format
 from lrbench_gui.core.db import ImportRefused, PolicyDB
-from lrbench_gui.core.db_sample import synthetic_study, synthetic_trial
+from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial
 
 
 @pytest.fixture

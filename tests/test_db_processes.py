@@ -16,7 +16,7 @@ import pytest
 
 from lrbench_gui.cli import main as cli_main
 from lrbench_gui.core.db import DatabaseLocked, PolicyDB
-from lrbench_gui.core.db_sample import synthetic_study, synthetic_trial
+from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 IMPORT_CHILD = r"""
 import os, sys
 db_path, export, point = sys.argv[1], sys.argv[2], sys.argv[3]
-from lrbench_gui.core import db as dbmod
+from lrbench_gui.core.db import policy_db as dbmod
 
 def stop(tag):
     print(tag, flush=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.db_format import normalize_record
-from lrbench_gui.core.recipes import SEED_POLICIES, resolve_recipe_spec
+from lrbench_gui.core.db.document import normalize_record
+from lrbench_gui.core.db.recipes import SEED_POLICIES, resolve_recipe_spec
 from lrbench_gui.core.spec import build_schedule, parse_spec
 
 EXPECTED = {

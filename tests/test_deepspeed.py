@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from lrbench_gui.core.runner import LocalScheduler
+from lrbench_gui.core.runs.runner import LocalScheduler
 from lrbench_gui.core.spec import sample
-from lrbench_gui.core.trial import load_trial
+from lrbench_gui.core.runs.trial import load_trial
 
 POLICY = {"name": "warmup_decay", "params": {"warmup_max_lr": 0.02, "warmup_num_steps": 10, "warmup_type": "linear"}}
 

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from lrbench_builtins import _corpus
-from lrbench_gui.core.runner import LocalScheduler
-from lrbench_gui.core.trial import load_trial
+from lrbench_builtins.tasks import _corpus
+from lrbench_gui.core.runs.runner import LocalScheduler
+from lrbench_gui.core.runs.trial import load_trial
 
 
 def _run(cfg):

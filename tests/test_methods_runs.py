@@ -76,8 +76,8 @@ def test_merged_trial_evaluates_the_weighted_average_of_two_checkpoints(tmp_path
 def test_version_schedule_switches_the_training_data_at_its_boundaries(monkeypatch, tmp_path):
     import torch
 
-    from lrbench_builtins import _corpus
-    from lrbench_builtins.tinylm import TinyLMParams, TinyLMPretrain
+    from lrbench_builtins.tasks import _corpus
+    from lrbench_builtins.tasks.tinylm import TinyLMParams, TinyLMPretrain
     from lrbench_gui.core.task import TaskContext
 
     seen: list[int] = []

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from lrbench_gui.core.horizon_fit import bootstrap_power_law, fit_power_law, lr_optimum, zero_overhead
+from lrbench_gui.core.tuning.horizon_fit import bootstrap_power_law, fit_power_law, lr_optimum, zero_overhead
 from lrbench_gui.core.tuner import TrialResult
 
 # --- the fits ---------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ def _drive(tuner, value, limit: int = 500):
 
 
 def _horizon(**params):
-    from lrbench_builtins.horizon import HorizonTuner
+    from lrbench_builtins.tuners.horizon import HorizonTuner
 
     base = {"horizons": [100, 200, 400, 800], "lr_min": 1e-3, "lr_max": 1.6e-2, "points": 5, "seeds": 2}
     return HorizonTuner({**base, **params}, seed=0)
@@ -169,7 +169,7 @@ def test_horizon_refuses_bad_grids():
 
 
 def _ps(**params):
-    from lrbench_builtins.path_switch import PathSwitchTuner
+    from lrbench_builtins.tuners.path_switch import PathSwitchTuner
 
     base = {"versions": 4, "chunk_steps": 100, "fractions": [0.25, 0.5], "branch_data": "both"}
     return PathSwitchTuner({**base, **params}, seed=5)
@@ -231,7 +231,7 @@ def test_path_switch_counts_the_cost_of_every_method():
 
 
 def test_path_switch_stops_branching_where_the_main_path_diverged():
-    from lrbench_builtins.path_switch import PathSwitchTuner
+    from lrbench_builtins.tuners.path_switch import PathSwitchTuner
 
     tuner = PathSwitchTuner({"versions": 3, "chunk_steps": 50, "scratch": False, "continued": False}, seed=0)
 
@@ -249,7 +249,7 @@ def test_path_switch_stops_branching_where_the_main_path_diverged():
 
 
 def _merge(**params):
-    from lrbench_builtins.merge import MergeTuner
+    from lrbench_builtins.tuners.merge import MergeTuner
 
     return MergeTuner({"later": "/c/step-0000768.safetensors", "earlier": "/c/step-0000704.safetensors", **params},
                       seed=0)
@@ -296,7 +296,7 @@ def test_merge_respects_alpha_and_a_failed_evaluation():
 
 
 def test_merge_refuses_missing_or_identical_checkpoints():
-    from lrbench_builtins.merge import MergeTuner
+    from lrbench_builtins.tuners.merge import MergeTuner
 
     with pytest.raises(ValueError, match="give the two checkpoints"):
         MergeTuner({"later": "a.safetensors"})

@@ -10,7 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.db_sample import synthetic_range_test, synthetic_study, synthetic_trial
+from lrbench_gui.core.db.sample import synthetic_range_test, synthetic_study, synthetic_trial
 from lrbench_gui.qt.db_panel import MAX_OVERLAY, DatabasePanel
 
 TIMEOUT = 20_000

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from lrbench_gui.core.db import PolicyDB
 from lrbench_gui.core.params import validate_params
 from lrbench_gui.core.spec import build_schedule
-from lrbench_gui.core.study import StudyConfig
+from lrbench_gui.core.tuning.study import StudyConfig
 from lrbench_gui.qt.methods_panel import (
     HorizonView,
     MergeView,
@@ -298,7 +298,7 @@ def test_panel_lists_the_method_studies_newest_first_and_shows_their_views(qtbot
 
 def _cli_config(monkeypatch, argv: list[str]) -> StudyConfig:
     """The StudyConfig the CLI builds from ``argv`` (the study is not run)."""
-    import lrbench_gui.core.study as study_module
+    import lrbench_gui.core.tuning.study as study_module
     from lrbench_gui.cli import main
 
     got: list[StudyConfig] = []

@@ -52,7 +52,7 @@ def test_cancel_and_bad_input(qtbot):
 def test_failed_trial_shows_its_log(qtbot, lrbench_env):
     (lrbench_env["plugins"] / "crashy.py").write_text(
         "from lrbench_gui.hookspecs import hookimpl\n"
-        "from lrbench_builtins.digits import DigitsMLP\n"
+        "from lrbench_builtins.tasks.digits import DigitsMLP\n"
         "class Crashy(DigitsMLP):\n"
         "    name = 'crashy'\n"
         "    def loss(self, model, batch):\n"

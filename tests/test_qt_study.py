@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from lrbench_gui.core.db import PolicyDB  # noqa: E402
-from lrbench_gui.core.study import StudyConfig  # noqa: E402
+from lrbench_gui.core.tuning.study import StudyConfig  # noqa: E402
 from lrbench_gui.qt.db_panel import DatabasePanel  # noqa: E402
 from lrbench_gui.qt.live_panel import STATUS_COLORS, TrialStateModel  # noqa: E402
 from lrbench_gui.qt.main_window import MainWindow  # noqa: E402
@@ -166,7 +166,7 @@ def test_closing_with_a_running_study_records_it_stopped_then_reopen_offers_resu
 def test_a_failed_trial_shows_its_log_one_click_away(qtbot, settings, lrbench_env):
     (lrbench_env["plugins"] / "crashy.py").write_text(
         "from lrbench_gui.hookspecs import hookimpl\n"
-        "from lrbench_builtins.digits import DigitsMLP\n"
+        "from lrbench_builtins.tasks.digits import DigitsMLP\n"
         "class Crashy(DigitsMLP):\n"
         "    name = 'crashy'\n"
         "    def loss(self, model, batch):\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from lrbench_gui.core.trial import load_trial
+from lrbench_gui.core.runs.trial import load_trial
 from lrbench_gui.qt.trial_runner import TrialRunner
 
 BASE = {"task": "digits-mlp", "policy": {"name": "cosine", "params": {"lr": 0.05}}, "budget": {"steps": 40}}

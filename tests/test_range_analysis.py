@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lrbench_gui.core.range_analysis import analyze_range_test, smooth_losses, valley_index
+from lrbench_gui.core.tuning.range_analysis import analyze_range_test, smooth_losses, valley_index
 
 STEPS = 600
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from lrbench_gui.core.space import Dim, SearchSpace, SpaceError, as_space, compose_space, policy_space
+from lrbench_gui.core.tuning.space import Dim, SearchSpace, SpaceError, as_space, compose_space, policy_space
 from lrbench_gui.core.spec import SequenceSpec, build_schedule, parse_spec
 
 

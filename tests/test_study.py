@@ -13,7 +13,7 @@ import pytest
 
 from lrbench_gui.cli.tune import run_study_blocking
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.study import Study, StudyConfig
+from lrbench_gui.core.tuning.study import Study, StudyConfig
 
 FAST = {"task": "digits-mlp", "budget_steps": 60, "batch_size": 32, "parallel": 2, "eval_every": 20}
 
@@ -77,7 +77,7 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(lrbench_env
     finished = []
     first.on_stored = lambda record: finished.append(record["id"])
 
-    from lrbench_gui.core.runner import LocalScheduler
+    from lrbench_gui.core.runs.runner import LocalScheduler
 
     def on_finished(trial_id, record):
         first.on_finished(trial_id, record)

@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from lrbench_builtins import _corpus, finetune  # noqa: E402
-from lrbench_builtins.finetune import CausalLMFinetune, render_prompt  # noqa: E402
-from lrbench_builtins.tinylm import TinyLMPretrain  # noqa: E402
+from lrbench_builtins.tasks import _corpus, finetune  # noqa: E402
+from lrbench_builtins.tasks.finetune import CausalLMFinetune, render_prompt  # noqa: E402
+from lrbench_builtins.tasks.tinylm import TinyLMPretrain  # noqa: E402
 from lrbench_gui.core.params import validate_params  # noqa: E402
 from lrbench_gui.core.registry import Registry  # noqa: E402
 from lrbench_gui.core.task import TaskContext  # noqa: E402
@@ -99,7 +99,7 @@ def logits_of(model, ids):
 
 def test_registers_through_its_hook_and_passes_the_task_contract():
     reg = Registry()
-    finetune.register_tasks(lambda cls: reg.add("task", cls, "builtin-tasks-finetune", "lrbench_builtins.finetune"))
+    finetune.register_tasks(lambda cls: reg.add("task", cls, "builtin-tasks-finetune", "lrbench_builtins.tasks.finetune"))
     assert reg.items["task"]["causal-lm-finetune"].obj is CausalLMFinetune
     check_task(CausalLMFinetune)
 

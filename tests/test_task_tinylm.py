@@ -14,8 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from lrbench_builtins import _corpus, tinylm  # noqa: E402
-from lrbench_builtins.tinylm import TinyLMPretrain  # noqa: E402
+from lrbench_builtins.tasks import _corpus, tinylm  # noqa: E402
+from lrbench_builtins.tasks.tinylm import TinyLMPretrain  # noqa: E402
 from lrbench_gui.core.params import ParamError, validate_params  # noqa: E402
 from lrbench_gui.core.registry import Registry  # noqa: E402
 from lrbench_gui.core.task import TaskContext  # noqa: E402
@@ -62,7 +62,7 @@ def trained():
 
 def test_registers_through_its_hook_and_passes_the_task_contract():
     reg = Registry()
-    tinylm.register_tasks(lambda cls: reg.add("task", cls, "builtin-tasks-tinylm", "lrbench_builtins.tinylm"))
+    tinylm.register_tasks(lambda cls: reg.add("task", cls, "builtin-tasks-tinylm", "lrbench_builtins.tasks.tinylm"))
     assert reg.items["task"]["tinylm-pretrain"].obj is TinyLMPretrain
     check_task(TinyLMPretrain)
 

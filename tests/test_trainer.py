@@ -14,9 +14,9 @@ import time
 import pytest
 
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.protocol import encode, parse_line
-from lrbench_gui.core.runner import LocalScheduler
-from lrbench_gui.core.trial import TrialConfig, TrialError, load_trial
+from lrbench_gui.core.runs.protocol import encode, parse_line
+from lrbench_gui.core.runs.runner import LocalScheduler
+from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial
 
 DIGITS = {"task": "digits-mlp", "policy": {"name": "cosine", "params": {"lr": 0.05}}, "budget": {"steps": 60}}
 
@@ -47,7 +47,7 @@ def test_trial_file_validation_names_the_field():
         trial(budget={"steps": 10, "epochs": 1})
     with pytest.raises(TrialError, match="optimizer.name"):
         trial(optimizer={"name": "lion"})
-    from lrbench_gui.core.trial import validate_trial
+    from lrbench_gui.core.runs.trial import validate_trial
 
     with pytest.raises(TrialError, match="task: unknown task 'digits'"):
         validate_trial(trial(task="digits"))
@@ -121,7 +121,7 @@ NOISY_TASK = '''
 import sys
 from lrbench_gui.core.params import Params, param
 from lrbench_gui.hookspecs import hookimpl
-from lrbench_builtins.digits import DigitsMLP
+from lrbench_builtins.tasks.digits import DigitsMLP
 
 
 class Noisy(DigitsMLP):
@@ -249,8 +249,8 @@ def test_lrbench_run_acceptance(lrbench_env):
 
 def test_a_repeated_evaluation_step_is_recorded_once(lrbench_env):
     """A trial stopped right after an evaluation must still give a record the database accepts."""
-    from lrbench_gui.core.protocol import Event
-    from lrbench_gui.core.recorder import TrialRecorder
+    from lrbench_gui.core.runs.protocol import Event
+    from lrbench_gui.core.runs.recorder import TrialRecorder
 
     rec = TrialRecorder(trial(budget={"steps": 10}))
     rec.feed(Event("hello", rec.config.trial_id, {"pid": 1, "steps": 10}))

@@ -11,12 +11,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from lrbench_gui.core.space import policy_space
+from lrbench_gui.core.tuning.space import policy_space
 from lrbench_gui.core.spec import parse_spec
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult
 from lrbench_gui.testing import check_policy, check_tuner
-from lrbench_builtins.finder import RangeExp
-from lrbench_builtins.tuners import (
+from lrbench_builtins.policies.finder import RangeExp
+from lrbench_builtins.tuners.search import (
     TUNERS,
     BayesTuner,
     GridTuner,

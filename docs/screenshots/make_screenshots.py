@@ -170,7 +170,7 @@ BENCH_STUDIES = {
 
 def method_records() -> list[dict]:
     """Study records (as ``Study.study_record`` writes them) of the saved method summaries."""
-    from lrbench_gui.core.study import StudyConfig
+    from lrbench_gui.core.tuning.study import StudyConfig
 
     data = Path(__file__).resolve().parents[2] / "tests" / "data" / "methods"
     figures = Path(__file__).resolve().parents[1] / "figures"

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .. import __version__
+from lrbench_gui import __version__
 
 __all__ = ["main", "CliError", "print_json", "SUBCOMMAND_MODULES"]
 

@@ -1,5 +1,5 @@
 import sys
 
-from . import main
+from lrbench_gui.cli import main
 
 sys.exit(main())

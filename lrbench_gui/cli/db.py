@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.db import DEFAULT_LOCK_TIMEOUT, DatabaseError, ImportRefused, PolicyDB
-from ..core.db_curves import unpack
-from ..core.paths import default_db_path
-from . import CliError, print_json
+from lrbench_gui.core.db import DEFAULT_LOCK_TIMEOUT, DatabaseError, ImportRefused, PolicyDB
+from lrbench_gui.core.db.curves import unpack
+from lrbench_gui.core.paths import default_db_path
+from lrbench_gui.cli import CliError, print_json
 
 __all__ = ["add_parser", "add_db_argument", "open_db_from_args", "db_path_from_args"]
 

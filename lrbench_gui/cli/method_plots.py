@@ -107,7 +107,7 @@ _METHOD_COLORS = {"main": "#6b7280", "scratch": "#d62728", "continued": "#ff7f0e
 def plot_path_switch(summary: dict[str, Any], output: str, title: str = "") -> None:
     """The LR paths as a tree (global step on x), the release loss per version, the cost bars."""
     plt = _plt()
-    from ..core.spec import build_schedule
+    from lrbench_gui.core.spec import build_schedule
 
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 4.4), dpi=110, gridspec_kw={"width_ratios": [2.2, 1.3, 1.3]})
     offsets: dict[str, int] = {}

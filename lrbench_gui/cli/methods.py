@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import CliError, print_json
-from .tune import _open_db, _Progress, _split_sets, run_study_blocking
+from lrbench_gui.cli import CliError, print_json
+from lrbench_gui.cli.tune import _open_db, _Progress, _split_sets, run_study_blocking
 
 __all__ = ["add_parser"]
 
@@ -37,8 +37,8 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _study(args: argparse.Namespace, db: Any, tuner: str, tuner_params: dict[str, Any], name: str,
            budget_steps: int, **extra: Any) -> Any:
-    from ..core.registry import UnknownName
-    from ..core.study import Study, StudyConfig
+    from lrbench_gui.core.registry import UnknownName
+    from lrbench_gui.core.tuning.study import Study, StudyConfig
 
     if args.resume:
         found = db.get(args.resume, "studies")
@@ -88,7 +88,7 @@ def _fmt(x: Any, spec: str = ".4g") -> str:
 
 
 def _cmd_horizon(args: argparse.Namespace) -> int:
-    from .method_plots import plot_horizon
+    from lrbench_gui.cli.method_plots import plot_horizon
 
     db = _open_db(args.db)
     horizons = _ints(args.horizons, "--horizons")
@@ -137,7 +137,7 @@ def _cmd_horizon(args: argparse.Namespace) -> int:
 
 
 def _cmd_path_switch(args: argparse.Namespace) -> int:
-    from .method_plots import plot_path_switch
+    from lrbench_gui.cli.method_plots import plot_path_switch
 
     db = _open_db(args.db)
     params = {"versions": args.versions, "chunk_steps": args.chunk_steps, "lr": args.lr,
@@ -180,7 +180,7 @@ def _checkpoints_of(db: Any, trial_id: str) -> tuple[dict[str, Any], list[str]]:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from .method_plots import plot_merge
+    from lrbench_gui.cli.method_plots import plot_merge
 
     db = _open_db(args.db)
     task, task_params = args.task, {}

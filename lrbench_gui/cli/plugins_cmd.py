@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from . import print_json
+from lrbench_gui.cli import print_json
 
 __all__ = ["add_parser", "plugin_report"]
 
 
 def plugin_report() -> dict:
     """Plugins, their items and their problems, as plain data (shared with the GUI's view)."""
-    from ..core.paths import plugins_dir
-    from ..plugins import get_registry
+    from lrbench_gui.core.paths import plugins_dir
+    from lrbench_gui.plugins import get_registry
 
     reg = get_registry()
     items = [item.to_json() for kind in reg.items.values() for item in kind.values()]

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.export import TARGETS, export_policy
-from ..core.params import describe
-from ..core.registry import UnknownName
-from ..core.spec import PolicySpec, Spec, SpecError, build_schedule, parse_spec, spec_label
-from . import CliError, print_json
+from lrbench_gui.core.export import TARGETS, export_policy
+from lrbench_gui.core.params import describe
+from lrbench_gui.core.registry import UnknownName
+from lrbench_gui.core.spec import PolicySpec, Spec, SpecError, build_schedule, parse_spec, spec_label
+from lrbench_gui.cli import CliError, print_json
 
 __all__ = ["add_parser", "parse_set", "resolve_spec"]
 
@@ -95,7 +95,7 @@ def _steps(args: argparse.Namespace, spec: Spec, default: int | None = None) -> 
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     reg = get_registry()
     rows = []
@@ -123,7 +123,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     reg = get_registry()
     try:
@@ -231,7 +231,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _uses_total(spec: PolicySpec) -> bool:
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     return bool(get_registry().policy(spec.name).uses_total_steps)
 

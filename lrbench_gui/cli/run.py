@@ -9,11 +9,11 @@ import sys
 import time
 from typing import Any
 
-from ..core.params import describe
-from ..core.protocol import Event, encode
-from ..core.trial import TrialConfig, TrialError, load_trial, validate_trial
-from . import CliError, print_json
-from .policy import parse_set, resolve_spec
+from lrbench_gui.core.params import describe
+from lrbench_gui.core.runs.protocol import Event, encode
+from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
+from lrbench_gui.cli import CliError, print_json
+from lrbench_gui.cli.policy import parse_set, resolve_spec
 
 __all__ = ["add_parser", "ProgressBar", "build_trial"]
 
@@ -101,7 +101,7 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
 
 
 def _open_db(path: str | None) -> Any:
-    from ..core.db import DatabaseError, PolicyDB
+    from lrbench_gui.core.db import DatabaseError, PolicyDB
 
     try:
         return PolicyDB(path)
@@ -110,7 +110,7 @@ def _open_db(path: str | None) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..core.runner import LocalScheduler
+    from lrbench_gui.core.runs.runner import LocalScheduler
 
     cfg = build_trial(args)
     db = None if args.no_db else _open_db(args.db)
@@ -134,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def on_finished(trial_id: str, record: dict[str, Any]) -> None:
         if db is not None:
-            from ..core.db import DatabaseError
+            from lrbench_gui.core.db import DatabaseError
 
             try:
                 stored.update(db.add_trial(record))
@@ -174,7 +174,7 @@ def spec_text(policy: dict[str, Any]) -> str:
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     reg = get_registry()
     rows = []

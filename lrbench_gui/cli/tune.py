@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.protocol import Event
-from . import CliError, print_json
-from .policy import parse_set
+from lrbench_gui.cli import CliError, print_json
+from lrbench_gui.cli.policy import parse_set
 
 __all__ = ["add_parser", "run_study_blocking", "format_ranking"]
 
@@ -40,7 +39,7 @@ def _target(text: str | None) -> tuple[str | None, float | None]:
 
 
 def _open_db(path: str | None) -> Any:
-    from ..core.db import DatabaseError, PolicyDB
+    from lrbench_gui.core.db import DatabaseError, PolicyDB
 
     try:
         return PolicyDB(path)
@@ -49,8 +48,8 @@ def _open_db(path: str | None) -> Any:
 
 
 def make_study(args: argparse.Namespace, db: Any) -> Any:
-    from ..core.registry import UnknownName
-    from ..core.study import Study, StudyConfig
+    from lrbench_gui.core.registry import UnknownName
+    from lrbench_gui.core.tuning.study import Study, StudyConfig
 
     if args.resume:
         found = db.get(args.resume, "studies")
@@ -115,41 +114,13 @@ class _Progress:
 
 def run_study_blocking(study: Any, progress: _Progress | None = None, on_event: Any = None) -> None:
     """Drive a study to its end with local subprocesses (or Ray), on this thread."""
-    cfg = study.config
-    study.save("running")
+    from lrbench_gui.core.tuning.driver import run_study
 
-    def event(trial_id: str, ev: Event) -> bool:
-        if on_event is not None:
-            on_event(trial_id, ev)
-        return study.on_event(trial_id, ev)
-
-    def finished(trial_id: str, record: dict) -> None:
-        study.on_finished(trial_id, record)
-        study.save("running")
-        if progress:
-            progress.update()
-
-    if cfg.backend == "ray":
-        from ..core.ray_backend import RayScheduler
-
-        sched: Any = RayScheduler(cfg, on_event=event, on_finished=finished, feeder=study.next_trials)
-    else:
-        from ..core.runner import LocalScheduler
-
-        sched = LocalScheduler(cfg.parallel, on_event=event, on_finished=finished, feeder=study.next_trials)
-    try:
-        sched.run()
-    except KeyboardInterrupt:
-        study.stop()
-        sched.cancel_all()
-        sched.run()
-        study.save("stopped")
-        raise
-    study.save("finished" if study.tuner.done() else "stopped")
+    run_study(study, on_progress=(lambda _s: progress.update()) if progress else None, on_event=on_event)
 
 
 def format_ranking(study: Any, limit: int = 20) -> str:
-    from ..core.spec import parse_spec, spec_label
+    from lrbench_gui.core.spec import parse_spec, spec_label
 
     rows = study.ranking()[:limit]
     cost = study.config.method == "cost"
@@ -215,7 +186,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_range_test(args: argparse.Namespace) -> int:
-    from ..core.study import Study, StudyConfig
+    from lrbench_gui.core.tuning.study import Study, StudyConfig
 
     db = _open_db(args.db)
     sets = _split_sets(args.set)

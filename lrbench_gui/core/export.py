@@ -14,9 +14,9 @@ import json
 import pprint
 from dataclasses import dataclass
 
-from .policy import Export
-from .registry import Registry
-from .spec import PolicySpec, Spec, build_schedule
+from lrbench_gui.core.policy import Export
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import PolicySpec, Spec, build_schedule
 
 __all__ = ["ExportResult", "export_policy", "TARGETS"]
 

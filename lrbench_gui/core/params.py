@@ -24,7 +24,68 @@ __all__ = [
     "param",
     "describe",
     "validate_params",
+    "ROLES",
+    "run_fraction",
+    "run_divisor",
+    "run_fractions",
+    "decay_over_run",
+    "inverse_run",
+    "derive_value",
 ]
+
+#: what a parameter is to a tuner. ``lr``: the policy's (peak) LR, searched by default on a log
+#: scale and scaled when a composition ties two segments' LRs; ``min_lr``: a floor or second LR
+#: (searched and scaled like ``lr``, kept at or below it); ``warmup``: a warmup length, set to 0
+#: when the policy follows a warmup segment of a composition.
+ROLES = ("", "lr", "min_lr", "warmup")
+
+
+def run_fraction(fraction: float, minimum: int = 0) -> dict[str, Any]:
+    """Derive an int parameter as ``round(fraction * steps)``, at least ``minimum``."""
+    return {"rule": "fraction", "value": float(fraction), "min": int(minimum)}
+
+
+def run_divisor(divisor: int) -> dict[str, Any]:
+    """Derive an int parameter as ``steps // divisor``, at least 1 (cycles per run)."""
+    return {"rule": "divisor", "value": int(divisor)}
+
+
+def run_fractions(*fractions: float) -> dict[str, Any]:
+    """Derive an int list (milestones) as the increasing, distinct ``round(f * steps)`` >= 1."""
+    return {"rule": "fractions", "value": [float(f) for f in fractions]}
+
+
+def decay_over_run(final: float) -> dict[str, Any]:
+    """Derive a per-step factor ``gamma`` with ``gamma ** steps == final`` (exponential decay that
+    ends at ``final`` of its start whatever the run's length)."""
+    return {"rule": "decay", "value": float(final)}
+
+
+def inverse_run(numerator: float) -> dict[str, Any]:
+    """Derive a rate as ``numerator / steps`` (``inv``'s and ``sigmoid``'s gamma)."""
+    return {"rule": "inverse", "value": float(numerator)}
+
+
+def derive_value(rule: dict[str, Any], steps: int) -> Any:
+    """The value of a parameter derived by ``rule`` (one of the helpers above) for ``steps``."""
+    n = max(1, int(steps))
+    kind, value = rule["rule"], rule["value"]
+    if kind == "fraction":
+        return max(int(rule.get("min", 0)), int(round(value * n)))
+    if kind == "divisor":
+        return max(1, n // int(value))
+    if kind == "fractions":
+        out: list[int] = []
+        for f in value:
+            m = int(f * n) if f < 1 else n
+            if m >= 1 and (not out or m > out[-1]):
+                out.append(m)
+        return out
+    if kind == "decay":
+        return float(value) ** (1.0 / n)
+    if kind == "inverse":
+        return float(value) / n
+    raise ValueError(f"unknown derivation rule {kind!r}")
 
 
 class Params(BaseModel):
@@ -44,6 +105,9 @@ def param(
     log: bool = False,
     search: tuple[float, float] | None = None,
     unit: str = "",
+    role: str = "",
+    tune: bool | None = None,
+    derive: dict[str, Any] | None = None,
 ) -> Any:
     """A schema field: ``default``, hard bounds (``ge``/``gt``/``le``/``lt``), and hints.
 
@@ -51,12 +115,27 @@ def param(
     factors near 1 are not). ``search`` is the default search range a tuner uses when the user
     narrows nothing; it must lie inside the hard bounds. ``unit`` is shown beside the field
     ("steps", "x lr").
+
+    How a tuner treats the parameter (docs/tuning.md): ``role`` is one of :data:`ROLES`;
+    ``tune=True`` searches a parameter that is not an LR by default (``step``'s ``gamma``),
+    ``tune=False`` never searches an LR by default; ``derive`` sets the parameter from the run's
+    length when it is not searched (:func:`run_fraction`, :func:`run_divisor`,
+    :func:`run_fractions`, :func:`decay_over_run`, :func:`inverse_run`), so a schedule keeps its
+    shape at every budget.
     """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     extra: dict[str, Any] = {"log": log}
     if search is not None:
         extra["search"] = [float(search[0]), float(search[1])]
     if unit:
         extra["unit"] = unit
+    if role:
+        extra["role"] = role
+    if tune is not None:
+        extra["tune"] = bool(tune)
+    if derive is not None:
+        extra["derive"] = dict(derive)
     return Field(default, description=description, ge=ge, gt=gt, le=le, lt=lt, json_schema_extra=extra)
 
 
@@ -76,6 +155,14 @@ class ParamInfo:
     search: tuple[float, float] | None = None
     choices: tuple[str, ...] = ()
     unit: str = ""
+    #: how tuners treat it (see :func:`param`); "" when the schema declares nothing
+    role: str = ""
+    tune: bool | None = None
+    derive: dict[str, Any] | None = None
+
+    @property
+    def is_lr(self) -> bool:
+        return self.role in ("lr", "min_lr")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +178,9 @@ class ParamInfo:
             "search": list(self.search) if self.search else None,
             "choices": list(self.choices),
             "unit": self.unit,
+            "role": self.role,
+            "tune": self.tune,
+            "derive": self.derive,
         }
 
     def bounds_text(self) -> str:
@@ -186,6 +276,9 @@ def describe(model: type[BaseModel]) -> list[ParamInfo]:
                 search=search,
                 choices=choices,
                 unit=str(extra.get("unit", "")),
+                role=str(extra.get("role", "")),
+                tune=extra.get("tune"),
+                derive=extra.get("derive"),
             )
         )
     return rows

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
-from .params import Params
+from lrbench_gui.core.params import Params
 
 __all__ = ["Policy", "Export"]
 

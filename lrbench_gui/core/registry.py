@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .params import Params, describe
-from .policy import Policy
-from .task import Task
-from .tuner import Tuner
+from lrbench_gui.core.params import Params, describe
+from lrbench_gui.core.policy import Policy
+from lrbench_gui.core.task import Task
+from lrbench_gui.core.tuner import Tuner
 
 __all__ = ["Registry", "Registered", "PluginProblem", "RegistrationError", "KINDS"]
 

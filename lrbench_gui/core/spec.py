@@ -23,9 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .params import ParamError, Params, validate_params
-from .policy import Policy
-from .registry import Registry, UnknownName
+from lrbench_gui.core.params import ParamError, Params, validate_params
+from lrbench_gui.core.policy import Policy
+from lrbench_gui.core.registry import Registry, UnknownName
 
 __all__ = [
     "PolicySpec",
@@ -77,7 +77,7 @@ Spec = Union[PolicySpec, SequenceSpec]
 def _registry(registry: Registry | None) -> Registry:
     if registry is not None:
         return registry
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     return get_registry()
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
-from .params import Params
+from lrbench_gui.core.params import Params
 
 __all__ = ["Task", "TaskContext"]
 

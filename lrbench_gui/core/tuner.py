@@ -17,7 +17,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .params import Params
+from lrbench_gui.core.params import Params
 
 __all__ = ["Tuner", "TrialRequest", "TrialResult", "Objective", "StudyBudget"]
 
@@ -84,12 +84,50 @@ class TrialResult:
 
 
 class Tuner(abc.ABC):
-    """Base of every search strategy (grid, random, bayes, halving, range tests...)."""
+    """Base of every search strategy (grid, random, bayes, halving, range tests...) and of every
+    study kind (``horizon``, ``path-switch``, ``merge``).
+
+    A tuner carries everything about itself, so adding one means writing one class: the CLI's
+    ``lrbench study NAME`` flags and the GUI's form come from :attr:`Params` (whose defaults are
+    *the* defaults), and the class attributes below say how the study, the CLI and the app
+    treat it. All of them are optional.
+    """
 
     name: ClassVar[str]
     Params: ClassVar[type[Params]]
     version: ClassVar[str] = "1"
     summary: ClassVar[str] = ""
+    #: a title for menus and forms ("LR transfer across token horizons"); default: the name
+    title: ClassVar[str] = ""
+    #: a paragraph for forms and ``--help``: when to use it, what it costs
+    hint: ClassVar[str] = ""
+    #: whether the study builds a policy search space for it (the Study panel's policy list,
+    #: ``--policies``); False for kinds that plan their own trials (they get ``space=None``)
+    uses_space: ClassVar[bool] = True
+    #: study settings this kind defaults to when the user gives none (``StudyConfig`` fields:
+    #: ``task``, ``batch_size``, ``optimizer``, ``eval_every``...)
+    study_defaults: ClassVar[dict[str, Any]] = {}
+    #: the key of the view that shows its studies (the Methods panel looks views up by it); ""
+    #: for the generic study views
+    view: ClassVar[str] = ""
+    #: the ``TypedDict`` of :meth:`summary_json` (documentation and type checks; optional)
+    Summary: ClassVar[Any] = None
+
+    @classmethod
+    def budget_steps(cls, params: Params) -> int | None:
+        """Optimizer steps of one full trial for ``params``, when the kind decides it (horizon:
+        its longest horizon); None: the study's ``budget_steps``."""
+        return None
+
+    @classmethod
+    def display_title(cls) -> str:
+        return cls.title or cls.name
+
+    def record_trial(self, request: "TrialRequest", result: "TrialResult", record: dict[str, Any]) -> dict[str, Any]:
+        """The trial's database record just before it is stored, after :meth:`tell`; a tuner may
+        return a copy with more in it (the range test stores its suggested LRs in its trial).
+        Default: unchanged."""
+        return record
 
     def __init__(self, params: Params, space: Any, objective: Objective | None = None,
                  budget: StudyBudget | None = None, seed: int = 0) -> None:

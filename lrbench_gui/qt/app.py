@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import __version__
+from lrbench_gui import __version__
 
 __all__ = ["main", "create_app", "parse_args"]
 
@@ -38,7 +38,7 @@ def create_app(qt_args: list[str] | None = None):
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
 
-    from ._resources import icon, style_sheet
+    from lrbench_gui.qt._resources import icon, style_sheet
 
     app = QApplication.instance()
     if app is None:
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings, QTimer
 
     app = create_app(qt_args)
-    from ..plugins import get_registry
-    from .main_window import MainWindow
+    from lrbench_gui.plugins import get_registry
+    from lrbench_gui.qt.main_window import MainWindow
 
     registry = get_registry()
     # A screenshot must not depend on (or change) the user's saved window geometry.

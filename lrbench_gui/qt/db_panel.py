@@ -52,8 +52,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.db import DatabaseError, ImportRefused, PolicyDB
-from .widgets import MessageBanner
+from lrbench_gui.core.db import DatabaseError, ImportRefused, PolicyDB
+from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["DatabasePanel", "TrialTableModel", "MAX_OVERLAY"]
 

@@ -27,7 +27,7 @@ class _Worker(QObject):
 
     @Slot(dict)
     def write(self, record: dict[str, Any]) -> None:
-        from ..core.db import DatabaseError, PolicyDB
+        from lrbench_gui.core.db import DatabaseError, PolicyDB
 
         trial_id = str(record.get("id"))
         try:
@@ -56,7 +56,7 @@ class DbWriter(QObject):
 
     def __init__(self, db_path: Path | str | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from ..core.paths import default_db_path
+        from lrbench_gui.core.paths import default_db_path
 
         self.db_path = Path(db_path) if db_path else default_db_path()
         self.thread: QThread | None = None  # started on the first write

@@ -59,10 +59,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.registry import Registry
-from .live_plot import PALETTE, LivePlot
-from .study_controller import DatabaseJobs, StudyController, trial_label
-from .widgets import MessageBanner, swatch_icon
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.live_plot import PALETTE, LivePlot
+from lrbench_gui.qt.study_controller import DatabaseJobs, StudyController, trial_label
+from lrbench_gui.qt.widgets import MessageBanner, swatch_icon
 
 __all__ = ["LivePanel", "TrialStateModel", "STATUS_COLORS", "recipe_record"]
 
@@ -231,7 +231,7 @@ class _ProgressDelegate(QStyledItemDelegate):
 
 def recipe_record(row: dict[str, Any], config: dict[str, Any], name: str, registry: Registry | None = None) -> dict[str, Any]:
     """A ``policies`` record (``kind: recipe``, see docs/format.md) for a ranked trial of a study."""
-    from ..core.spec import build_schedule
+    from lrbench_gui.core.spec import build_schedule
 
     steps = int(config.get("budget_steps") or row.get("steps") or 100)
     try:
@@ -878,7 +878,7 @@ def _curve(curve: dict | None) -> tuple[np.ndarray, np.ndarray]:
     if not curve:
         return np.empty(0), np.empty(0)
     if "encoding" in curve:
-        from ..core.db_curves import unpack
+        from lrbench_gui.core.db.curves import unpack
 
         steps, values = unpack(curve)
         return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)

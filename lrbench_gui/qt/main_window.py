@@ -33,14 +33,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__
-from ..core.registry import Registry
-from ._resources import icon
-from .plugin_panel import PluginPanel
-from .policy_panel import PolicyPanel
+from lrbench_gui import __version__
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt._resources import icon
+from lrbench_gui.qt.plugin_panel import PluginPanel
+from lrbench_gui.qt.policy_panel import PolicyPanel
 
 if TYPE_CHECKING:
-    from .settings_dialog import AppSettings, SettingsDialog
+    from lrbench_gui.qt.settings_dialog import AppSettings, SettingsDialog
 
 __all__ = ["MainWindow"]
 
@@ -60,8 +60,11 @@ class MainWindow(QMainWindow):
         db_path: "Path | None" = None,
     ) -> None:
         super().__init__(parent)
+        from lrbench_gui.qt.gc_guard import install_gui_thread_gc
+
+        install_gui_thread_gc()
         if registry is None:
-            from ..plugins import get_registry
+            from lrbench_gui.plugins import get_registry
 
             registry = get_registry()
         self._registry = registry
@@ -90,17 +93,17 @@ class MainWindow(QMainWindow):
         self.policy_panel = PolicyPanel(registry, settings=settings)
         self.plugin_panel = PluginPanel(registry)
         # trials run in subprocesses; their records go to the database on a worker thread
-        from ..core.paths import default_db_path
-        from .db_panel import DatabasePanel
-        from .db_writer import DbWriter
-        from .run_panel import RunPanel
-        from .trial_runner import TrialRunner
+        from lrbench_gui.core.paths import default_db_path
+        from lrbench_gui.qt.db_panel import DatabasePanel
+        from lrbench_gui.qt.db_writer import DbWriter
+        from lrbench_gui.qt.run_panel import RunPanel
+        from lrbench_gui.qt.trial_runner import TrialRunner
 
-        from .live_panel import LivePanel
-        from .methods_panel import MethodsPanel, methods_icon
-        from .settings_dialog import AppSettings
-        from .study_controller import DatabaseJobs, StudyController
-        from .study_panel import StudyPanel
+        from lrbench_gui.qt.live_panel import LivePanel
+        from lrbench_gui.qt.methods_panel import MethodsPanel, methods_icon
+        from lrbench_gui.qt.settings_dialog import AppSettings
+        from lrbench_gui.qt.study_controller import DatabaseJobs, StudyController
+        from lrbench_gui.qt.study_panel import StudyPanel
 
         self.app_settings = AppSettings.load(settings) if settings is not None else AppSettings()
         # an explicit path wins, then $LRBENCH_DB, then the settings, then the data folder
@@ -147,7 +150,7 @@ class MainWindow(QMainWindow):
             if isinstance(geometry, QByteArray) and not geometry.isEmpty():
                 self.restoreGeometry(geometry)
             if self.app_settings.theme != "light":
-                from .settings_dialog import apply_theme
+                from lrbench_gui.qt.settings_dialog import apply_theme
 
                 apply_theme(self.app_settings.theme, self)
         self._shown_once = False
@@ -348,8 +351,8 @@ class MainWindow(QMainWindow):
         """Open the settings dialog (window-modal, not blocking); OK applies the values."""
         from PySide6.QtCore import QSettings as _QSettings
 
-        from ..core.paths import plugins_dir
-        from .settings_dialog import SettingsDialog
+        from lrbench_gui.core.paths import plugins_dir
+        from lrbench_gui.qt.settings_dialog import SettingsDialog
 
         if self._settings is None:
             self._settings = _QSettings()
@@ -361,8 +364,8 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, values: "AppSettings") -> None:
         """Use new settings now: theme, workers and GPUs, backend default, database, plugins folder."""
-        from ..core.paths import plugins_dir
-        from .settings_dialog import apply_theme
+        from lrbench_gui.core.paths import plugins_dir
+        from lrbench_gui.qt.settings_dialog import apply_theme
 
         self.app_settings = values
         apply_theme(values.theme, self)
@@ -389,8 +392,8 @@ class MainWindow(QMainWindow):
 
     def set_db_path(self, path: "Path | str") -> None:
         """Switch every panel to the database at ``path`` (no trial may be running)."""
-        from .db_panel import DatabasePanel
-        from .db_writer import DbWriter
+        from lrbench_gui.qt.db_panel import DatabasePanel
+        from lrbench_gui.qt.db_writer import DbWriter
 
         if self.runner.is_busy() or self.study_controller.is_busy():
             raise RuntimeError("stop the running trials before switching databases")

@@ -53,10 +53,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.registry import Registry
-from ..core.study import StudyConfig
-from .param_form import ParamForm, format_float
-from .widgets import MessageBanner
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.tuning.study import StudyConfig
+from lrbench_gui.qt.param_form import ParamForm, format_float
+from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = [
     "MethodsPanel",
@@ -125,7 +125,7 @@ def _viridis(i: int, n: int) -> str:
 
 def methods_icon(size: int = 32) -> QIcon:
     """The sidebar icon: a loss-against-LR parabola with its optimum marked."""
-    from ._resources import icon
+    from lrbench_gui.qt._resources import icon
 
     found = icon("methods")
     if not found.isNull():
@@ -532,7 +532,7 @@ class PathSwitchView(_MethodView):
     def _lrs(self, policy: Any, steps: int) -> np.ndarray | None:
         key = (json.dumps(policy, sort_keys=True, default=str), steps)
         if key not in self._lrs_cache:
-            from ..core.spec import build_schedule
+            from lrbench_gui.core.spec import build_schedule
 
             try:
                 self._lrs_cache[key] = np.asarray(build_schedule(policy, steps, self.registry).lrs(), dtype=float)
@@ -980,7 +980,7 @@ class NewMethodStudyForm(QWidget):
 
     def _check_tuner(self, params: dict[str, Any]) -> None:
         """The tuner's own rules (lr_min below lr_max, two checkpoints...), said before the start."""
-        from ..core.tuner import Objective, StudyBudget
+        from lrbench_gui.core.tuner import Objective, StudyBudget
 
         if self.kind == "merge":
             for key in ("later", "earlier"):

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.params import ParamError, ParamInfo, Params, describe, validate_params
+from lrbench_gui.core.params import ParamError, ParamInfo, Params, describe, validate_params
 
 __all__ = ["ParamForm", "FloatEdit", "format_float", "parse_int_list", "parse_float_list"]
 

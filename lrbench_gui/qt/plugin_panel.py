@@ -28,10 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__
-from ..core.paths import plugins_dir
-from ..core.registry import Registry
-from .widgets import MessageBanner
+from lrbench_gui import __version__
+from lrbench_gui.core.paths import plugins_dir
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["PluginPanel", "plugin_rows"]
 
@@ -117,7 +117,7 @@ class PluginPanel(QWidget):
     def __init__(self, registry: Registry | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         if registry is None:
-            from ..plugins import get_registry
+            from lrbench_gui.plugins import get_registry
 
             registry = get_registry()
         self._registry = registry
@@ -251,7 +251,7 @@ class PluginPanel(QWidget):
 
     def reload(self) -> Registry:
         """Load every plugin again, install the result and emit :attr:`registryReloaded`."""
-        from ..plugins import load_plugins, reset_registry
+        from lrbench_gui.plugins import load_plugins, reset_registry
 
         registry = load_plugins()
         reset_registry(registry)

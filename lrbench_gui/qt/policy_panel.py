@@ -50,11 +50,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.params import ParamError, validate_params
-from ..core.registry import Registry
-from ..core.spec import PolicySpec, Schedule, SequenceSpec, Spec, SpecError, parse_spec, spec_label
-from .param_form import ParamForm, format_float
-from .widgets import MessageBanner, swatch_icon
+from lrbench_gui.core.params import ParamError, validate_params
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import PolicySpec, Schedule, SequenceSpec, Spec, SpecError, parse_spec, spec_label
+from lrbench_gui.qt.param_form import ParamForm, format_float
+from lrbench_gui.qt.widgets import MessageBanner, swatch_icon
 
 __all__ = [
     "PolicyPanel",
@@ -292,7 +292,7 @@ class PolicyPanel(QWidget):
     ) -> None:
         super().__init__(parent)
         if registry is None:
-            from ..plugins import get_registry
+            from lrbench_gui.plugins import get_registry
 
             registry = get_registry()
         self._registry = registry

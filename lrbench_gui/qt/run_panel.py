@@ -27,12 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.registry import Registry
-from ..core.spec import SpecError, parse_spec
-from ..core.trial import TrialError, load_trial, validate_trial
-from .live_plot import LivePlot
-from .param_form import ParamForm
-from .trial_runner import TrialRunner
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import SpecError, parse_spec
+from lrbench_gui.core.runs.trial import TrialError, load_trial, validate_trial
+from lrbench_gui.qt.live_plot import LivePlot
+from lrbench_gui.qt.param_form import ParamForm
+from lrbench_gui.qt.trial_runner import TrialRunner
 
 __all__ = ["RunPanel"]
 

@@ -261,7 +261,7 @@ def apply_theme(theme: str, root: QWidget | None = None) -> None:
     """Switch the application to ``theme`` (light or dark), including every plot under ``root``."""
     import pyqtgraph as pg
 
-    from ._resources import style_sheet
+    from lrbench_gui.qt._resources import style_sheet
 
     app = QApplication.instance()
     if app is None:

@@ -29,11 +29,11 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from ..core.protocol import Event
-from ..core.registry import Registry
-from ..core.study import Study, StudyConfig
-from ..core.trial import TrialConfig
-from .trial_runner import TrialRunner
+from lrbench_gui.core.runs.protocol import Event
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.tuning.study import Study, StudyConfig
+from lrbench_gui.core.runs.trial import TrialConfig
+from lrbench_gui.qt.trial_runner import TrialRunner
 
 __all__ = ["StudyController", "DatabaseJobs", "trial_label", "FINAL_STATUSES"]
 
@@ -42,7 +42,7 @@ FINAL_STATUSES = ("completed", "stopped", "diverged", "failed", "pruned")
 
 def trial_label(policy: dict[str, Any], registry: Registry | None = None) -> str:
     """A short label for a policy spec: ``cosine(lr=0.012)``, ``fixed -> cosine @50``."""
-    from ..core.spec import parse_spec, spec_label
+    from lrbench_gui.core.spec import parse_spec, spec_label
 
     try:
         return spec_label(parse_spec(policy, registry))
@@ -73,7 +73,7 @@ class _JobWorker(QObject):
         if fn is None:  # the last job: every job queued before it has run
             QThread.currentThread().quit()
             return
-        from ..core.db import PolicyDB
+        from lrbench_gui.core.db import PolicyDB
 
         try:
             if self._db is None or self._db.path != Path(path).expanduser().absolute():
@@ -102,7 +102,7 @@ class DatabaseJobs(QObject):
 
     def __init__(self, db_path: Path | str | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        from ..core.paths import default_db_path
+        from lrbench_gui.core.paths import default_db_path
 
         self.db_path = Path(db_path) if db_path else default_db_path()
         self.thread: QThread | None = None
@@ -240,7 +240,7 @@ class _RayDriver(QObject):
     def run(self) -> None:
         from functools import partial
 
-        from ..core.ray_backend import RayScheduler
+        from lrbench_gui.core.runs.ray_backend import RayScheduler
 
         study = self.study
         number = next(_ray_numbers)
@@ -306,7 +306,7 @@ class StudyController(QObject):
                  parent: QObject | None = None, *, update_ms: int = 120) -> None:
         super().__init__(parent)
         if registry is None:
-            from ..plugins import get_registry
+            from lrbench_gui.plugins import get_registry
 
             registry = get_registry()
         self.runner = runner

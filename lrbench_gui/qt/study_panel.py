@@ -37,12 +37,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.params import describe
-from ..core.registry import Registry
-from ..core.study import METHODS, StudyConfig
-from .param_form import ParamForm, format_float
-from .study_controller import DatabaseJobs, StudyController
-from .widgets import MessageBanner
+from lrbench_gui.core.params import describe
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.tuning.study import METHODS, StudyConfig
+from lrbench_gui.qt.param_form import ParamForm, format_float
+from lrbench_gui.qt.study_controller import DatabaseJobs, StudyController
+from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["StudyPanel", "DEMO_STUDY", "demo_config", "lr_params"]
 
@@ -83,7 +83,7 @@ def demo_config(**overrides: Any) -> StudyConfig:
 def lr_params(policy_cls: Any) -> list[Any]:
     """The learning-rate parameters of a policy, as the search space sees them (log-scale floats
     named ``lr``, ``max_lr``, ``min_lr``...: ``lrbench_gui.core.space.LR_NAME``)."""
-    from ..core.space import LR_NAME
+    from lrbench_gui.core.tuning.space import LR_NAME
 
     return [i for i in describe(policy_cls.Params) if i.kind == "float" and i.log and LR_NAME.search(i.name)]
 
@@ -903,7 +903,7 @@ class StudyPanel(QWidget):
         self.start_btn.setEnabled(not self.controller.is_busy())
         parts = []
         try:
-            from ..core import space as spaces
+            from lrbench_gui.core.tuning import space as spaces
 
             make = spaces.compose_space if cfg.method == "compose" else spaces.policy_space
             space = make(cfg.policies, registry=self._registry, overrides=cfg.overrides, lr_range=cfg.lr_range)

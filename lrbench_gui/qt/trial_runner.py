@@ -16,11 +16,11 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-from ..core.paths import data_dir
-from ..core.protocol import parse_line
-from ..core.recorder import TrialRecorder
-from ..core.runner import GRACE_SECONDS, prepare_trial, trial_env
-from ..core.trial import TrialConfig
+from lrbench_gui.core.paths import data_dir
+from lrbench_gui.core.runs.protocol import parse_line
+from lrbench_gui.core.runs.recorder import TrialRecorder
+from lrbench_gui.core.runs.runner import GRACE_SECONDS, prepare_trial, trial_env
+from lrbench_gui.core.runs.trial import TrialConfig
 
 __all__ = ["TrialRunner", "QtTrial"]
 

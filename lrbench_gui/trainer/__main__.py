@@ -1,5 +1,5 @@
 import sys
 
-from .run import main
+from lrbench_gui.trainer.run import main
 
 sys.exit(main())

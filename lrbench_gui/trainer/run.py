@@ -18,11 +18,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from ..core.params import validate_params
-from ..core.protocol import encode
-from ..core.spec import build_schedule, parse_spec
-from ..core.task import Task, TaskContext
-from ..core.trial import TrialConfig, TrialError, load_trial, validate_trial
+from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.runs.protocol import encode
+from lrbench_gui.core.spec import build_schedule, parse_spec
+from lrbench_gui.core.task import Task, TaskContext
+from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
 
 __all__ = ["main", "run_trial", "Emitter"]
 
@@ -166,7 +166,7 @@ def run_trial(cfg: TrialConfig, out: Emitter) -> str:
     """Train ``cfg`` and return the end status; every event goes through ``out``."""
     import torch
 
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

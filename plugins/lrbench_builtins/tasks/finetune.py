@@ -152,7 +152,7 @@ class CausalLMFinetune(Task):
         import numpy as np
         import torch
 
-        from . import _lm_common as lm
+        from lrbench_builtins.tasks import _lm_common as lm
 
         self.device = ctx.device
         self.batch_size = ctx.batch_size
@@ -305,7 +305,7 @@ class CausalLMFinetune(Task):
         padding and, with ``mask_prompt``, on the prompt), on the CPU."""
         import torch
 
-        from ._lm_common import IGNORE_INDEX
+        from lrbench_builtins.tasks._lm_common import IGNORE_INDEX
 
         width = max(len(ids) for ids, _ in samples)
         input_ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
@@ -335,7 +335,7 @@ class CausalLMFinetune(Task):
                 yield self.collate([self.train[j] for j in mine[i : i + step]])
 
     def _forward(self, model: Any, batch: dict[str, Any], reduction: str = "mean") -> tuple[Any, Any]:
-        from ._lm_common import causal_lm_loss
+        from lrbench_builtins.tasks._lm_common import causal_lm_loss
 
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
@@ -346,7 +346,7 @@ class CausalLMFinetune(Task):
         return loss, {"samples": int(batch["input_ids"].shape[0]), "tokens": int(batch["attention_mask"].sum())}
 
     def evaluate(self, model: Any) -> dict[str, float]:
-        from . import _lm_common as lm
+        from lrbench_builtins.tasks import _lm_common as lm
 
         total, count = 0.0, 0
         size = max(8, self.batch_size)

@@ -34,9 +34,9 @@ from typing import Any, Callable, Iterator
 
 from tinydb import TinyDB, where
 
-from .. import __version__
-from .db_curves import unpack
-from .db_format import (
+from lrbench_gui import __version__
+from lrbench_gui.core.db.curves import unpack
+from lrbench_gui.core.db.document import (
     FORMAT_NAME,
     FORMAT_VERSION,
     TABLES,
@@ -46,10 +46,10 @@ from .db_format import (
     normalize_record,
     read_document,
 )
-from .db_query import lr_range as _lr_range
-from .db_query import recommend as _recommend
-from .db_query import spec_label
-from .db_storage import (
+from lrbench_gui.core.db.query import lr_range as _lr_range
+from lrbench_gui.core.db.query import recommend as _recommend
+from lrbench_gui.core.db.query import spec_label
+from lrbench_gui.core.db.storage import (
     AtomicJSONStorage,
     DatabaseError,
     DatabaseLocked,
@@ -60,9 +60,9 @@ from .db_storage import (
     make_backup,
     remove_stale_temps,
 )
-from .paths import default_db_path
-from .recipes import seed_policies
-from .registry import Registry
+from lrbench_gui.core.paths import default_db_path
+from lrbench_gui.core.db.recipes import seed_policies
+from lrbench_gui.core.registry import Registry
 
 __all__ = [
     "PolicyDB",
@@ -264,7 +264,7 @@ class PolicyDB:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            from ..plugins import get_registry
+            from lrbench_gui.plugins import get_registry
 
             self._registry = get_registry()
         return self._registry

@@ -16,9 +16,9 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import __version__
-from .protocol import Event
-from .trial import TrialConfig
+from lrbench_gui import __version__
+from lrbench_gui.core.runs.protocol import Event
+from lrbench_gui.core.runs.trial import TrialConfig
 
 __all__ = ["TrialRecorder"]
 

@@ -93,7 +93,7 @@ class TinyLMPretrain(Task):
         import numpy as np
         import torch
 
-        from . import _lm_common as lm
+        from lrbench_builtins.tasks import _lm_common as lm
 
         p = self.params
         self.ctx = ctx
@@ -114,7 +114,7 @@ class TinyLMPretrain(Task):
         return model
 
     def _val_windows(self, version: int) -> Any:
-        from . import _corpus
+        from lrbench_builtins.tasks import _corpus
 
         n = max(1, self.params.val_tokens // self.params.context)
         size = self.params.context + 1
@@ -123,7 +123,7 @@ class TinyLMPretrain(Task):
     def _load_text(self, path: Path) -> None:
         import numpy as np
 
-        from . import _lm_common as lm
+        from lrbench_builtins.tasks import _lm_common as lm
 
         if not path.is_file():
             raise ValueError(f"text_file {str(path)!r} does not exist or is not a file: give a local UTF-8 text file")
@@ -146,7 +146,7 @@ class TinyLMPretrain(Task):
     def _config(self) -> Any:
         from transformers import LlamaConfig
 
-        from ._corpus import SPECIAL_TOKENS
+        from lrbench_builtins.tasks._corpus import SPECIAL_TOKENS
 
         p = self.params
         return LlamaConfig(
@@ -204,7 +204,7 @@ class TinyLMPretrain(Task):
         import numpy as np
         import torch
 
-        from . import _corpus
+        from lrbench_builtins.tasks import _corpus
 
         p = self.params
         size = p.context + 1
@@ -258,7 +258,7 @@ class TinyLMPretrain(Task):
         import torch
         import torch.nn.functional as F
 
-        from . import _lm_common as lm
+        from lrbench_builtins.tasks import _lm_common as lm
 
         losses = {}
         with lm.eval_mode(model):

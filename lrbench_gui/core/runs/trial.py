@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .params import ParamError, validate_params
-from .registry import Registry, UnknownName
-from .spec import SpecError, parse_spec
+from lrbench_gui.core.params import ParamError, validate_params
+from lrbench_gui.core.registry import Registry, UnknownName
+from lrbench_gui.core.spec import SpecError, parse_spec
 
 __all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial", "write_trial"]
 
@@ -100,7 +100,7 @@ class TrialError(ValueError):
 
 def validate_trial(config: TrialConfig, registry: Registry | None = None) -> TrialConfig:
     """Check the task name and parameters and the policy spec against the installed plugins."""
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     reg = registry or get_registry()
     try:

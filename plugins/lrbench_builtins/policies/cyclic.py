@@ -15,7 +15,7 @@ from lrbench_gui.core.params import Params
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from ._common import gamma_param, lr_param, steps_param, torch_code
+from lrbench_builtins.policies._common import gamma_param, lr_param, steps_param, torch_code
 
 
 class CyclicParams(Params):

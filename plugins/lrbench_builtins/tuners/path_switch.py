@@ -28,7 +28,7 @@ from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import PlannedTuner, finite
+from lrbench_gui.core.tuning.search import PlannedTuner, finite
 
 __all__ = ["PathSwitchTuner"]
 

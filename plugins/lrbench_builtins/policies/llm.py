@@ -13,7 +13,7 @@ from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from ._common import lr_param, min_lr_param, steps_param, torch_code
+from lrbench_builtins.policies._common import lr_param, min_lr_param, steps_param, torch_code
 
 
 def _warmup_factor(step: int, warmup_steps: int) -> float:

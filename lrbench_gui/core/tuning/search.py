@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from lrbench_gui.core.params import Params, validate_params
-from lrbench_gui.core.space import SearchSpace, as_space
+from lrbench_gui.core.tuning.space import SearchSpace, as_space
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
 __all__ = ["SearchTuner", "PlannedTuner", "coerce_params", "finite"]

@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-from .db_curves import CurveError, normalize_curve
-from .registry import Registry
-from .spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_spec
+from lrbench_gui.core.db.curves import CurveError, normalize_curve
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_spec
 
 __all__ = [
     "FORMAT_NAME",

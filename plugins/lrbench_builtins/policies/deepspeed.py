@@ -16,7 +16,7 @@ from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from ._common import lr_param, steps_param
+from lrbench_builtins.policies._common import lr_param, steps_param
 
 
 def _warmup_gamma(it: int, warmup_num_steps: int, warmup_type: str) -> float:

@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from .params import ParamInfo, describe, validate_params
-from .registry import Registry, UnknownName
-from .spec import SpecError, parse_spec
+from lrbench_gui.core.params import ParamInfo, describe, validate_params
+from lrbench_gui.core.registry import Registry, UnknownName
+from lrbench_gui.core.spec import SpecError, parse_spec
 
 __all__ = [
     "Dim",
@@ -307,7 +307,7 @@ class SearchSpace:
 def _registry(registry: Registry | None) -> Registry:
     if registry is not None:
         return registry
-    from ..plugins import get_registry
+    from lrbench_gui.plugins import get_registry
 
     return get_registry()
 
@@ -696,3 +696,22 @@ def compose_space(
         }
         families.append(_compose_family(recipe, reg))
     return SearchSpace(tuple(families))
+
+
+def study_space(policies: Sequence[str], method: str, registry: Registry, overrides: dict[str, Any] | None = None,
+                lr_range: Sequence[float] | None = None) -> SearchSpace:
+    """The search space of a study: one family per policy, and for the ``compose`` method also
+    "warmup then A" for each A and "A then B" for every ordered pair A != B, so the best
+    composition is compared with the best single policy in one search.
+
+    The one builder of a study's space: the study runs it, and the Study panel's preview and
+    ``lrbench tune --dry-run`` show it."""
+    overrides = overrides or {}
+    space = policy_space(list(policies), registry=registry, overrides=overrides, lr_range=lr_range)
+    if method == "compose":
+        kw: dict[str, Any] = {"registry": registry, "overrides": overrides, "lr_range": lr_range}
+        space = space + compose_space(list(policies), None, **kw)
+        if len(policies) > 1:
+            pairs = compose_space(list(policies), list(policies), **kw)
+            space = space + SearchSpace(tuple(f for f in pairs.families if len(set(f.recipe["segments"])) == 2))
+    return space

@@ -18,7 +18,7 @@ from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import coerce_params, finite
+from lrbench_gui.core.tuning.search import coerce_params, finite
 
 __all__ = ["MergeTuner"]
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .db_curves import unpack
+from lrbench_gui.core.db.curves import unpack
 
 __all__ = ["recommend", "lr_range", "spec_label", "metric_mode", "trial_metric", "peak_lr"]
 

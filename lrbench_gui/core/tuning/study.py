@@ -27,11 +27,11 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .params import validate_params
-from .protocol import Event
-from .registry import Registry
-from .trial import TrialConfig, load_trial, validate_trial
-from .tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
+from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.runs.protocol import Event
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.runs.trial import TrialConfig, load_trial, validate_trial
+from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
 __all__ = ["StudyConfig", "Study", "result_from_record", "METHODS"]
 
@@ -77,7 +77,7 @@ class StudyConfig(BaseModel):
 
 def result_from_record(key: str, record: dict[str, Any], objective: Objective) -> TrialResult:
     """A finished trial's database record as its tuner wants it."""
-    from .db_curves import unpack
+    from lrbench_gui.core.db.curves import unpack
 
     metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if isinstance(v, (int, float))}
     value = metrics.get(objective.metric)
@@ -111,7 +111,7 @@ class Study:
     """One study's state: its tuner, what runs, what finished, where it is stored."""
 
     def __init__(self, config: StudyConfig, registry: Registry | None = None, db: Any = None) -> None:
-        from ..plugins import get_registry
+        from lrbench_gui.plugins import get_registry
 
         self.config = config
         self.registry = registry or get_registry()
@@ -137,22 +137,14 @@ class Study:
         self.on_stored: Callable[[dict[str, Any]], None] | None = None
 
     def _make_tuner(self) -> Tuner:
-        from . import space as spaces
+        from lrbench_gui.core.tuning.space import study_space
 
         cfg = self.config
-        space = spaces.policy_space(cfg.policies, registry=self.registry, overrides=cfg.overrides,
-                                    lr_range=cfg.lr_range)
-        if cfg.method == "compose":
-            # the single policies, "warmup then A", and "A then B" for every ordered pair A != B,
-            # so the best composition is compared with the best single policy in one search
-            kw = {"registry": self.registry, "overrides": cfg.overrides, "lr_range": cfg.lr_range}
-            space = space + spaces.compose_space(cfg.policies, None, **kw)
-            if len(cfg.policies) > 1:
-                pairs = spaces.compose_space(cfg.policies, cfg.policies, **kw)
-                space = space + spaces.SearchSpace(
-                    tuple(f for f in pairs.families if len(set(f.recipe["segments"])) == 2))
-        self.space = space
         cls = self.registry.tuner(cfg.tuner)
+        space = None
+        if getattr(cls, "uses_space", True):
+            space = study_space(cfg.policies, cfg.method, self.registry, cfg.overrides, cfg.lr_range)
+        self.space = space
         params = validate_params(cls.Params, cfg.tuner_params)
         # the tuner ranks by what the method optimizes: the metric, or the cost to reach the target
         objective = Objective("cost_to_target", "min") if cfg.method == "cost" else self.objective

@@ -16,12 +16,12 @@ import warnings
 from typing import Any, Literal
 
 from lrbench_gui.core.params import Params, param
-from lrbench_gui.core.range_analysis import analyze_range_test
+from lrbench_gui.core.tuning.range_analysis import analyze_range_test
 from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import SearchTuner, coerce_params, finite
-from .finder import RangeExp
+from lrbench_gui.core.tuning.search import SearchTuner, coerce_params, finite
+from lrbench_builtins.policies.finder import RangeExp
 
 
 def _trials(requested: int, budget_trials: int) -> int:
@@ -385,7 +385,7 @@ class HalvingTuner(SearchTuner):
 
 class RangeTestTuner(Tuner):
     """One trial whose LR grows from start_lr to end_lr (the ``range_exp`` policy), then the
-    (LR, loss) curve's suggestions (see :mod:`lrbench_gui.core.range_analysis`).
+    (LR, loss) curve's suggestions (see :mod:`lrbench_gui.core.tuning.range_analysis`).
 
     The request carries ``tags``: ``kind: "range_test"``, ``diverge_factor`` (for the trial file:
     a range test is meant to diverge, so it stops only far past the turn) and ``log_every: 1``

@@ -19,10 +19,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from .paths import data_dir
-from .protocol import Event, parse_line
-from .recorder import TrialRecorder
-from .trial import TrialConfig
+from lrbench_gui.core.paths import data_dir
+from lrbench_gui.core.runs.protocol import Event, parse_line
+from lrbench_gui.core.runs.recorder import TrialRecorder
+from lrbench_gui.core.runs.trial import TrialConfig
 
 __all__ = ["RayScheduler", "ray_trial"]
 
@@ -49,8 +49,8 @@ def ray_trial(config: dict[str, Any], events: Any = None) -> None:
 
     from ray import tune
 
-    from .runner import trainer_command, trial_env
-    from .trial import load_trial, write_trial
+    from lrbench_gui.core.runs.runner import trainer_command, trial_env
+    from lrbench_gui.core.runs.trial import load_trial, write_trial
 
     cfg = load_trial(config["trial"])
     workdir = Path(tempfile.mkdtemp(prefix=f"lrbench-{cfg.trial_id}-"))

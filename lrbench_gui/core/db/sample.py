@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .db_curves import pack
+from lrbench_gui.core.db.curves import pack
 
 __all__ = ["synthetic_study", "synthetic_trial", "synthetic_range_test", "SAMPLE_POLICIES"]
 

@@ -16,7 +16,7 @@ IGNORE_INDEX = -100
 
 def char_vocab(text: str | None = None) -> list[str]:
     """The character vocabulary: the synthetic corpus's, plus any other character of ``text``."""
-    from ._corpus import VOCAB
+    from lrbench_builtins.tasks._corpus import VOCAB
 
     vocab = list(VOCAB)
     if text:
@@ -28,7 +28,7 @@ def char_vocab(text: str | None = None) -> list[str]:
 def encode_chars(text: str, vocab: Sequence[str]) -> np.ndarray:
     """Token ids of ``text`` under a character vocabulary, vectorised (unknown characters become
     ``<unk>``). The dtype is the smallest unsigned type that holds the vocabulary."""
-    from ._corpus import UNK_ID
+    from lrbench_builtins.tasks._corpus import UNK_ID
 
     points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
     uniques, inverse = np.unique(points, return_inverse=True)
@@ -48,7 +48,7 @@ def char_tokenizer(vocab: Sequence[str]) -> Any:
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from ._corpus import SPECIAL_TOKENS
+    from lrbench_builtins.tasks._corpus import SPECIAL_TOKENS
 
     backend = Tokenizer(models.WordLevel(vocab={tok: i for i, tok in enumerate(vocab)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")

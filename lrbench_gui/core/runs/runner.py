@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .paths import data_dir
-from .protocol import Event, parse_line
-from .recorder import TrialRecorder
-from .trial import TrialConfig, write_trial
+from lrbench_gui.core.paths import data_dir
+from lrbench_gui.core.runs.protocol import Event, parse_line
+from lrbench_gui.core.runs.recorder import TrialRecorder
+from lrbench_gui.core.runs.trial import TrialConfig, write_trial
 
 __all__ = ["TrialProcess", "LocalScheduler", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS"]
 

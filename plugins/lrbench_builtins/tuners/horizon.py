@@ -6,7 +6,7 @@ horizons and predicts the LR of a longer run. The grid is widened where a horizo
 at an end of it (the optimum must be bracketed). With ``check``, the longest horizon is held
 out: the law is fitted on the shorter ones, and its prediction is run at the longest one beside
 that horizon's own sweep, which says whether the law holds on this task. The fits are in
-:mod:`lrbench_gui.core.horizon_fit`.
+:mod:`lrbench_gui.core.tuning.horizon_fit`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from lrbench_gui.core.horizon_fit import PAPER_BETA, bootstrap_power_law, lr_optimum, zero_overhead
+from lrbench_gui.core.tuning.horizon_fit import PAPER_BETA, bootstrap_power_law, lr_optimum, zero_overhead
 from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest
 from lrbench_gui.hookspecs import hookimpl
 
-from ._tuner_common import PlannedTuner, finite
+from lrbench_gui.core.tuning.search import PlannedTuner, finite
 
 __all__ = ["HorizonTuner"]
 

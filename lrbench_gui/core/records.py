@@ -1,0 +1,227 @@
+"""The records that cross layers: statuses, trial and study records, curves, and spec labels.
+
+One vocabulary for the core, the CLI, every panel and the database:
+
+* :class:`TrialStatus` and :class:`StudyStatus`, with their final and resumable sets (as Optuna's
+  ``TrialState`` has ``is_finished``). They are ``str`` enums, so they compare equal to, and
+  serialize as, the plain strings stored in the database and in export files.
+* :class:`TrialRecord` and :class:`StudyRecord`, the ``TypedDict`` shapes of
+  [docs/format.md](../../docs/format.md) (the validator in :mod:`lrbench_gui.core.db.document`
+  is what enforces them; these types say what a reader may expect).
+* :func:`curve_points`, the one reader of a stored curve (plain or packed).
+* :func:`spec_label`, the one short label of a policy spec that every view prints.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING, Any, Iterable, TypedDict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lrbench_gui.core.registry import Registry
+
+__all__ = [
+    "TrialStatus",
+    "StudyStatus",
+    "TrialRecord",
+    "StudyRecord",
+    "CurveJSON",
+    "ModelJSON",
+    "CostJSON",
+    "curve_points",
+    "spec_label",
+    "lr_param",
+    "LR_KEYS",
+]
+
+
+class _StrEnum(str, enum.Enum):
+    """A ``str`` enum that prints as its value (``f"{TrialStatus.COMPLETED}"`` is ``completed``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(m.value for m in cls)
+
+
+class TrialStatus(_StrEnum):
+    """Where a trial is. ``PRUNED`` is what a tuner is told about a trial its study stopped early;
+    the database stores such a trial as ``STOPPED`` (or ``COMPLETED``) with the tag ``pruned``."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+    @property
+    def is_final(self) -> bool:
+        return self in TRIAL_FINAL
+
+    @property
+    def is_ok(self) -> bool:
+        """Whether the trial's metrics count (only a completed trial's do)."""
+        return self is TrialStatus.COMPLETED
+
+
+#: statuses a trial ends in
+TRIAL_FINAL = frozenset({TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.DIVERGED, TrialStatus.FAILED,
+                         TrialStatus.PRUNED})
+#: statuses a trial record may have in the database (and in an export file)
+TRIAL_STORED = (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.DIVERGED, TrialStatus.FAILED,
+                TrialStatus.RUNNING, TrialStatus.PENDING)
+#: statuses of a stored trial that a resumed study replays instead of running it again
+TRIAL_REPLAYED = frozenset({TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.STOPPED})
+
+
+class StudyStatus(_StrEnum):
+    """Where a study is."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (StudyStatus.FINISHED, StudyStatus.FAILED)
+
+    @property
+    def is_resumable(self) -> bool:
+        """A study that was interrupted (closed, Ctrl-C, a crash) and can go on from the database."""
+        return self in STUDY_RESUMABLE
+
+
+STUDY_RESUMABLE = frozenset({StudyStatus.RUNNING, StudyStatus.STOPPED, StudyStatus.CREATED})
+
+
+class CurveJSON(TypedDict, total=False):
+    """A stored curve: plain (``steps``, ``values``) or packed (``encoding``, ``n``, ``steps``,
+    ``values`` as base64); see docs/format.md."""
+
+    steps: Any
+    values: Any
+    encoding: str
+    n: int
+
+
+class ModelJSON(TypedDict, total=False):
+    family: str | None
+    size: str | None
+    parameters: int | None
+
+
+class CostJSON(TypedDict, total=False):
+    steps: int | None
+    tokens: int | None
+    seconds: float | None
+
+
+class TrialRecord(TypedDict, total=False):
+    """A trial as the database stores it (docs/format.md, "Trials")."""
+
+    id: str
+    study: str | None
+    kind: str  # "train" | "range_test"
+    task: str
+    task_params: dict[str, Any]
+    model: ModelJSON
+    policy: dict[str, Any]
+    optimizer: dict[str, Any] | None
+    budget: dict[str, Any]
+    seed: int | None
+    status: str  # a TrialStatus value of TRIAL_STORED
+    objective: dict[str, Any] | None
+    metrics: dict[str, float]
+    cost: CostJSON
+    curves: dict[str, CurveJSON]
+    plugins: dict[str, str]
+    provenance: dict[str, Any]
+    tags: list[str]
+    notes: str
+    extra: dict[str, Any]
+    hash: str
+
+
+class StudyRecord(TypedDict, total=False):
+    """A study as the database stores it (docs/format.md, "Studies"). ``extra.config`` holds the
+    study's whole configuration, ``extra.summary`` what its tuner concluded."""
+
+    id: str
+    name: str
+    task: str | None
+    task_params: dict[str, Any]
+    model: ModelJSON
+    tuner: dict[str, Any] | None
+    objective: dict[str, Any] | None
+    budget: dict[str, Any]
+    status: str  # a StudyStatus value
+    provenance: dict[str, Any]
+    tags: list[str]
+    notes: str
+    extra: dict[str, Any]
+    hash: str
+
+
+def curve_points(curve: CurveJSON | None) -> list[tuple[int, float]]:
+    """The (step, value) points of a stored curve, plain or packed; ``[]`` for none."""
+    if not curve:
+        return []
+    if "encoding" in curve:
+        from lrbench_gui.core.db.curves import unpack
+
+        steps, values = unpack(curve)  # type: ignore[arg-type]
+    else:
+        steps, values = curve.get("steps") or [], curve.get("values") or []
+    return [(int(s), float(v)) for s, v in zip(steps, values)]
+
+
+#: parameter names that carry a spec's peak LR, in the order a label prefers them, for a policy
+#: whose schema is not known here (a colleague's plugin in an imported file)
+LR_KEYS = ("lr", "max_lr", "warmup_max_lr", "base_lr", "peak_lr", "initial_lr", "end_lr")
+
+
+def lr_param(policy: str, params: Iterable[str], registry: "Registry | None" = None) -> str | None:
+    """The name of the parameter that is a policy's LR: the one its schema gives the role ``lr``
+    (see :func:`lrbench_gui.core.params.param`), else the first of :data:`LR_KEYS` it has."""
+    names = list(params)
+    if registry is not None and policy in registry.policies:
+        from lrbench_gui.core.params import describe
+
+        for row in describe(registry.policy(policy).Params):
+            if row.role == "lr" and row.name in names:
+                return row.name
+    return next((k for k in LR_KEYS if k in names), None)
+
+
+def spec_label(spec: Any, registry: "Registry | None" = None) -> str:
+    """A short label of a policy spec (its JSON form or a parsed spec): ``cosine(lr=0.001)``,
+    ``warmup_cosine(warmup_max_lr=0.002)`` or ``constant_warmup -> cosine @100``.
+
+    The LR shown is the parameter with the role ``lr`` when ``registry`` knows the policy, the
+    conventional LR names otherwise; the same spec gets the same label everywhere."""
+    if hasattr(spec, "to_json"):
+        spec = spec.to_json()
+    if not isinstance(spec, dict):
+        return "?"
+    if "sequence" in spec:
+        parts = [spec_label(s, registry) if isinstance(s, dict) and "sequence" in s else str(
+            (s or {}).get("name", "?")) for s in spec.get("sequence") or []]
+        return " -> ".join(parts) + " @" + ",".join(str(b) for b in spec.get("boundaries") or [])
+    name = str(spec.get("name", "?"))
+    params = spec.get("params") or {}
+    key = lr_param(name, [k for k, v in params.items() if _number(v)], registry)
+    return f"{name}({key}={params[key]:g})" if key else name
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,64 @@
+"""The study driver: runs a :class:`~lrbench_gui.core.tuning.study.Study` to its end on this
+thread, over local trial slots or Ray, saving the study record as it goes.
+
+The one loop for every blocking caller: ``lrbench tune``, ``lrbench study KIND``, the benches
+and tests. The desktop app drives the same study state machine from Qt signals instead
+(:mod:`lrbench_gui.qt.study_controller`), because its GUI thread must never block.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from lrbench_gui.core.records import StudyStatus
+from lrbench_gui.core.runs.protocol import Event
+
+__all__ = ["run_study", "make_scheduler"]
+
+
+def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finished: Callable[[str, dict], None]) -> Any:
+    """The scheduler the study's config asks for: local slots, or Ray Tune."""
+    cfg = study.config
+    if cfg.backend == "ray":
+        from lrbench_gui.core.runs.ray_backend import RayScheduler
+
+        return RayScheduler(cfg, on_event=on_event, on_finished=on_finished, feeder=study.next_trials)
+    from lrbench_gui.core.runs.runner import LocalScheduler
+
+    return LocalScheduler(cfg.parallel, on_event=on_event, on_finished=on_finished, feeder=study.next_trials)
+
+
+def run_study(study: Any, on_progress: Callable[[Any], None] | None = None,
+              on_event: Callable[[str, Event], Any] | None = None) -> StudyStatus:
+    """Drive ``study`` until its tuner is done (or Ctrl-C), storing every trial as it finishes.
+
+    ``on_progress(study)`` runs after every finished trial, ``on_event(trial_id, event)`` for
+    every protocol event (the live view of a caller). On ``KeyboardInterrupt`` the running
+    trials are cancelled and recorded, the study is saved as stopped, and the interrupt is
+    raised again. Returns the study's final status.
+    """
+    study.save(StudyStatus.RUNNING)
+
+    def event(trial_id: str, ev: Event) -> bool:
+        if on_event is not None:
+            on_event(trial_id, ev)
+        return study.on_event(trial_id, ev)
+
+    def finished(trial_id: str, record: dict) -> None:
+        study.on_finished(trial_id, record)
+        study.save(StudyStatus.RUNNING)
+        if on_progress is not None:
+            on_progress(study)
+
+    sched = make_scheduler(study, event, finished)
+    try:
+        sched.run()
+    except KeyboardInterrupt:
+        study.stop()
+        sched.cancel_all()
+        sched.run()
+        study.save(StudyStatus.STOPPED)
+        raise
+    status = StudyStatus.FINISHED if study.tuner.done() else StudyStatus.STOPPED
+    study.save(status)
+    return status
