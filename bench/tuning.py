@@ -232,7 +232,9 @@ def make_study(setup: Setup, tuner: str, tuner_params: dict[str, Any], trials: i
         lr_range=(setup.lr_low, setup.lr_high), budget_steps=steps or setup.steps, trials=trials,
         parallel=PARALLEL, batch_size=setup.batch, seed=seed, threads=1,
     )
-    return Study(cfg)
+    from lrbench_gui.plugins import get_registry
+
+    return Study(cfg, registry=get_registry())
 
 
 def best_of(study: Any) -> tuple[float | None, dict[str, Any] | None]:
@@ -260,7 +262,9 @@ def optuna_anchor(setup: Setup, ex: Executor, budget: int, seed: int, metric: st
     from lrbench_gui.core.tuner import TrialRequest
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = policy_space(setup.families, overrides=setup.overrides, lr_range=(setup.lr_low, setup.lr_high))
+    from lrbench_gui.plugins import get_registry
+
+    space = policy_space(setup.families, get_registry(), overrides=setup.overrides, lr_range=(setup.lr_low, setup.lr_high))
     template = make_study(setup, "grid", {"points": 1}, 1, 0)  # for trial_config (the same trial files)
     assert isinstance(template, Study)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed),

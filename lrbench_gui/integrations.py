@@ -21,9 +21,29 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from lrbench_gui.core.registry import Registry
-from lrbench_gui.core.spec import Schedule, Spec, build_schedule, parse_spec
+from lrbench_gui.core.spec import Schedule, Spec
+from lrbench_gui.core.spec import build_schedule as _build_schedule
+from lrbench_gui.core.spec import parse_spec as _parse_spec
 
-__all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler"]
+__all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler", "build_schedule"]
+
+
+def _installed(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from lrbench_gui.plugins import get_registry
+
+    return get_registry()
+
+
+def parse_spec(spec: Spec | dict | str, registry: Registry | None = None) -> Spec:
+    return _parse_spec(spec, _installed(registry))
+
+
+def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry | None = None) -> Schedule:
+    """The schedule of ``spec`` over ``total_steps`` with the installed policies (or ``registry``'s):
+    ``schedule.lr_at(step)``. This is what ``lrbench policy export --to torch`` code calls."""
+    return _build_schedule(spec, total_steps, _installed(registry))
 
 
 class PolicyLR(LRScheduler):

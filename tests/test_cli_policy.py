@@ -38,14 +38,14 @@ def test_list_and_show(capsys):
     assert "warmup_steps (int) = 0" in out and "HF get_cosine_schedule_with_warmup" in out
 
 
-def test_sample_text_and_json_agree_with_the_core(capsys):
+def test_sample_text_and_json_agree_with_the_core(capsys, registry):
     status, out, _ = run(capsys, "policy", "sample", "step", "--steps", "7", "--set", "lr=0.5", "--set", "step_size=3")
     assert status == 0
     assert [float(x) for x in out.split()] == [0.5, 0.5, 0.5, 0.05, 0.05, 0.05, 0.005000000000000001]
     status, out, _ = run(
         capsys, "policy", "sample", "multistep", "--steps", "30", "--set", "milestones=[10,25]", "--json"
     )
-    assert json.loads(out) == sample({"name": "multistep", "params": {"milestones": [10, 25]}}, 30)
+    assert json.loads(out) == sample({"name": "multistep", "params": {"milestones": [10, 25]}}, 30, registry)
 
 
 def test_sample_spec_file_with_a_composition(capsys, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from lrbench_gui.core.runs.runner import LocalScheduler
 from lrbench_gui.core.spec import sample
+from lrbench_gui.plugins import get_registry
 from lrbench_gui.core.runs.trial import load_trial
 
 POLICY = {"name": "warmup_decay", "params": {"warmup_max_lr": 0.02, "warmup_num_steps": 10, "warmup_type": "linear"}}
@@ -31,7 +32,7 @@ def test_single_process_deepspeed_follows_the_policy(zero_stage):
     hello = events[0]
     assert hello.type == "hello" and hello["backend"] == "deepspeed" and hello["world_size"] == 1
     steps = [e for e in events if e.type == "step"]
-    assert [e["lr"] for e in steps] == sample(POLICY, 40)  # the policy drives DeepSpeed's optimizer
+    assert [e["lr"] for e in steps] == sample(POLICY, 40, get_registry())  # the policy drives DeepSpeed's optimizer
     assert steps[-1]["loss"] < steps[0]["loss"]
 
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lrbench_gui.core.export import export_policy
-from lrbench_gui.core.spec import build_schedule, parse_spec
-from lrbench_gui.integrations import as_lr_scheduler, policy_scheduler
+from lrbench_gui.integrations import as_lr_scheduler, build_schedule, parse_spec, policy_scheduler
+from lrbench_gui.plugins import get_registry
 
 TOTAL = 240
 
@@ -91,7 +91,7 @@ def test_every_native_export_reproduces_the_policy(variant, ds_schedules):
     want = build_schedule(spec, TOTAL).lrs()
     natives = 0
 
-    ds = export_policy(spec, "deepspeed", TOTAL)
+    ds = export_policy(spec, "deepspeed", TOTAL, get_registry())
     if ds.native:
         natives += 1
         block = json.loads(ds.text)
@@ -108,7 +108,7 @@ def test_every_native_export_reproduces_the_policy(variant, ds_schedules):
             got = [lr] * TOTAL
         _close(got, want)
 
-    hf = export_policy(spec, "hf", TOTAL)
+    hf = export_policy(spec, "hf", TOTAL, get_registry())
     if hf.native:
         natives += 1
         args = json.loads(hf.text)
@@ -123,7 +123,7 @@ def test_every_native_export_reproduces_the_policy(variant, ds_schedules):
         )
         _close(got, want)
 
-    code = export_policy(spec, "torch", TOTAL)
+    code = export_policy(spec, "torch", TOTAL, get_registry())
     assert code.exact
     namespace = {}
     # the generated code tells which LR to create the optimizer with

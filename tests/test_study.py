@@ -13,13 +13,14 @@ import pytest
 
 from lrbench_gui.cli.tune import run_study_blocking
 from lrbench_gui.core.db import PolicyDB
+from lrbench_gui.plugins import get_registry
 from lrbench_gui.core.tuning.study import Study, StudyConfig
 
 FAST = {"task": "digits-mlp", "budget_steps": 60, "batch_size": 32, "parallel": 2, "eval_every": 20}
 
 
 def study(db, **overrides):
-    return Study(StudyConfig(**{**FAST, **overrides}), db=db)
+    return Study(StudyConfig(**{**FAST, **overrides}), registry=get_registry(), db=db)
 
 
 def test_single_policy_selection_ranks_and_records_every_trial(lrbench_env):
@@ -88,7 +89,7 @@ def test_interrupted_study_resumes_without_repeating_finished_trials(lrbench_env
     LocalScheduler(1, on_finished=on_finished, on_event=first.on_event, feeder=first.next_trials).run()
     assert len(finished) == 1
 
-    again = Study(first.config, db=PolicyDB(lrbench_env["db"]))
+    again = Study(first.config, registry=get_registry(), db=PolicyDB(lrbench_env["db"]))
     assert again.resume() == 1
     ran = []
     again.on_stored = lambda record: ran.append(record["id"])

@@ -16,6 +16,7 @@ import pytest
 from lrbench_gui.core.db import PolicyDB
 from lrbench_gui.core.runs.protocol import encode, parse_line
 from lrbench_gui.core.runs.runner import LocalScheduler
+from lrbench_gui.plugins import get_registry
 from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial
 
 DIGITS = {"task": "digits-mlp", "policy": {"name": "cosine", "params": {"lr": 0.05}}, "budget": {"steps": 60}}
@@ -50,11 +51,11 @@ def test_trial_file_validation_names_the_field():
     from lrbench_gui.core.runs.trial import validate_trial
 
     with pytest.raises(TrialError, match="task: unknown task 'digits'"):
-        validate_trial(trial(task="digits"))
+        validate_trial(trial(task="digits"), get_registry())
     with pytest.raises(TrialError, match="task_params.hidden: must be >= 4"):
-        validate_trial(trial(task_params={"hidden": 1}))
+        validate_trial(trial(task_params={"hidden": 1}), get_registry())
     with pytest.raises(TrialError, match="policy.params.lr: must be > 0"):
-        validate_trial(trial(policy={"name": "cosine", "params": {"lr": 0}}))
+        validate_trial(trial(policy={"name": "cosine", "params": {"lr": 0}}), get_registry())
 
 
 def test_digits_trial_streams_every_step_and_learns():
@@ -67,7 +68,7 @@ def test_digits_trial_streams_every_step_and_learns():
     # the policy is the only source of the LR: the streamed LR is the policy's
     from lrbench_gui.core.spec import sample
 
-    assert [e["lr"] for e in steps] == sample(DIGITS["policy"], 60)
+    assert [e["lr"] for e in steps] == sample(DIGITS["policy"], 60, get_registry())
     assert [e["step"] for e in events if e.type == "eval"] == [19, 39, 59]
     (rec,) = records.values()
     assert rec["status"] == "completed"
@@ -107,7 +108,7 @@ def test_checkpoints_are_safetensors_with_step_and_lr(tmp_path):
         assert set(f.keys()) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     from lrbench_gui.core.spec import sample
 
-    assert meta["step"] == "20" and float(meta["lr"]) == sample(DIGITS["policy"], 60)[19]
+    assert meta["step"] == "20" and float(meta["lr"]) == sample(DIGITS["policy"], 60, get_registry())[19]
 
 
 def test_epoch_budget_becomes_steps():
@@ -167,7 +168,7 @@ def test_sigkill_leaves_a_failed_trial_and_the_scheduler_goes_on(lrbench_env):
     def on_event(trial_id, event):
         if event.type == "step" and event["step"] == 3 and trial_id == first.trial_id and not killed:
             killed[trial_id] = True
-            os.kill(sched.running[trial_id][0].proc.pid, signal.SIGKILL)
+            os.kill(sched.slots.handle(trial_id).proc.pid, signal.SIGKILL)
 
     sched = LocalScheduler(1, on_event=on_event)
     first = trial(budget={"steps": 100000})

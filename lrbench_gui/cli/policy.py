@@ -71,9 +71,15 @@ def resolve_spec(name: str | None, spec_file: str | None, sets: list[str]) -> Sp
             raise CliError("--set applies to a single policy; edit the spec file to change a composition")
         obj = {**obj, "params": {**(obj.get("params") or {}), **overrides}}
     try:
-        return parse_spec(obj)
+        return parse_spec(obj, _registry())
     except SpecError as exc:
         raise CliError(f"{where + ': ' if where else ''}{exc}") from None
+
+
+def _registry() -> Any:
+    from lrbench_gui.plugins import get_registry
+
+    return get_registry()
 
 
 def _spec_args(p: argparse.ArgumentParser, steps_required: bool = False) -> None:
@@ -162,7 +168,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.name, args.spec, args.set)
     steps = _steps(args, spec)
-    lrs = build_schedule(spec, steps).lrs()
+    lrs = build_schedule(spec, steps, _registry()).lrs()
     bad = next((i for i, v in enumerate(lrs) if not math.isfinite(v)), None)
     if bad is not None:
         raise CliError(f"the policy gives a non-finite LR ({lrs[bad]}) at step {bad}: check its parameters")
@@ -188,7 +194,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for spec in specs:
-        ax.plot(range(steps), build_schedule(spec, steps).lrs(), label=spec_label(spec), linewidth=1.6)
+        ax.plot(range(steps), build_schedule(spec, steps, _registry()).lrs(), label=spec_label(spec, _registry()), linewidth=1.6)
     if args.log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -212,7 +218,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.name, args.spec, args.set)
     uses_total = not isinstance(spec, PolicySpec) or _uses_total(spec)
     steps = _steps(args, spec, default=None if uses_total else 1)
-    result = export_policy(spec, args.to, steps)
+    result = export_policy(spec, args.to, steps, _registry())
     if args.json:
         print_json(
             {"target": result.target, "exact": result.exact, "native": result.native, "note": result.note,

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 from lrbench_gui.core.params import describe
+from lrbench_gui.core.records import spec_label
+from lrbench_gui.plugins import get_registry
 from lrbench_gui.core.runs.protocol import Event, encode
 from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
 from lrbench_gui.cli import CliError, print_json
@@ -95,7 +97,9 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
     if args.output_dir:
         obj["output_dir"] = args.output_dir
     try:
-        return validate_trial(load_trial(obj))
+        from lrbench_gui.plugins import get_registry
+
+        return validate_trial(load_trial(obj), get_registry())
     except TrialError as exc:
         raise CliError(str(exc)) from None
 
@@ -158,19 +162,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.json:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(record["metrics"].items()) if isinstance(v, (int, float)))
         cost = record["cost"]
-        print(f"{status}: {cfg.task} with {spec_text(cfg.policy)}; {metrics}")
+        print(f"{status}: {cfg.task} with {spec_label(cfg.policy, get_registry())}; {metrics}")
         print(f"cost: {cost['steps']} steps, {cost['tokens']} tokens, {cost['seconds']:.1f} s"
               + (f"; recorded as trial {cfg.trial_id} in {db.path}" if db is not None else ""))
         if status == "failed":
             print(record.get("notes", ""), file=sys.stderr)
     return 0 if status in ("completed", "diverged", "stopped") else 1
-
-
-def spec_text(policy: dict[str, Any]) -> str:
-    if "name" in policy:
-        params = ", ".join(f"{k}={v}" for k, v in policy.get("params", {}).items())
-        return f"{policy['name']}({params})"
-    return "a composition of " + ", ".join(spec_text(s) for s in policy["sequence"])
 
 
 def _cmd_tasks(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``lrbench tune`` (a study: search, run, rank, record) and ``lrbench range-test``."""
+"""``lrbench tune``: a study (search, run, rank, record). ``lrbench range-test`` is in
+:mod:`lrbench_gui.cli.study`."""
 
 from __future__ import annotations
 
@@ -82,7 +83,9 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         except Exception as exc:  # pydantic's message names the field
             raise CliError(f"study: {exc}".splitlines()[0] + "; " + " ".join(str(exc).splitlines()[1:3])) from None
     try:
-        return Study(config, db=db)
+        from lrbench_gui.plugins import get_registry
+
+        return Study(config, registry=get_registry(), db=db)
     except (UnknownName, ValueError) as exc:
         raise CliError(str(exc)) from None
 
@@ -130,7 +133,7 @@ def format_ranking(study: Any, limit: int = 20) -> str:
     lines = []
     for i, r in enumerate(rows, 1):
         try:
-            label = spec_label(parse_spec(r["policy"], study.registry))
+            label = spec_label(r["policy"], study.registry)
         except Exception:  # a spec of a plugin no longer installed
             label = r["family"]
         value = "-" if r["value"] is None else f"{r['value']:.4g}"
@@ -185,75 +188,6 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_range_test(args: argparse.Namespace) -> int:
-    from lrbench_gui.core.tuning.study import Study, StudyConfig
-
-    db = _open_db(args.db)
-    sets = _split_sets(args.set)
-    tuner_params = {"start_lr": args.start_lr, "end_lr": args.end_lr, "mode": args.mode, **sets["tuner"]}
-    try:
-        config = StudyConfig(
-            task=args.task, task_params=sets["task"], method="single", tuner="range-test",
-            tuner_params=tuner_params, policies=["fixed"], budget_steps=args.steps, trials=1,
-            batch_size=args.batch_size, optimizer={**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
-            seed=args.seed, eval_every=args.steps, name=f"range test on {args.task}",
-        )
-        study = Study(config, db=db)
-    except Exception as exc:
-        raise CliError(str(exc).splitlines()[0]) from None
-    run_study_blocking(study, _Progress(study, args.json))
-    summary = study.tuner.summary_json()
-    if args.output:
-        _plot_range(study, summary, args.output)
-    if args.json:
-        print_json({"study": study.config.study_id, **summary})
-        return 0
-    for name, info in (summary.get("suggestions") or {}).items():
-        lr = info.get("lr") if isinstance(info, dict) else None
-        rule = info.get("rule", "") if isinstance(info, dict) else "could not be computed"
-        print(f"{name:>9}: {lr:.3g}   {rule}" if isinstance(lr, (int, float)) else f"{name:>9}: -   {rule}")
-    if summary.get("chosen"):
-        print(f"\nchosen: {summary['chosen']}, lr = {summary['lr']:.3g}")
-    if summary.get("why"):
-        print(summary["why"])
-    for warning in summary.get("warnings") or []:
-        print(f"warning: {warning}", file=sys.stderr)
-    if args.output:
-        print(f"plot written to {args.output}")
-    return 0
-
-
-def _plot_range(study: Any, summary: dict[str, Any], output: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    (result,) = study.results.values()
-    lrs = dict(result.lrs)
-    pts = [(lrs[s], v) for s, v in result.losses if s in lrs and lrs[s] > 0]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    if pts:
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9ca3af", linewidth=1, label="loss")
-    smooth = summary.get("curve") or {}
-    if smooth.get("lr"):
-        ax.plot(smooth["lr"], smooth["smoothed"], color="#1f77b4", linewidth=2, label="smoothed loss")
-    colors = {"steepest": "#d62728", "valley": "#2ca02c", "minimum": "#ff7f0e"}
-    for name, info in (summary.get("suggestions") or {}).items():
-        lr = info.get("lr") if isinstance(info, dict) else info
-        if isinstance(lr, (int, float)) and lr > 0:
-            ax.axvline(lr, linestyle="--", color=colors.get(name, "#6b7280"), label=f"{name} {lr:.2g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"LR range test on {study.config.task}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(output)
-    plt.close(fig)
-
-
 def _common(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required)
     p.add_argument("--set", action="append", default=[], metavar="task.K=V|tuner.K=V|optim.K=V")
@@ -283,15 +217,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="STUDY_ID", help="resume an interrupted study from the database")
     p.add_argument("--save-best", metavar="FILE", help="write the best policy's spec to FILE")
     p.set_defaults(func=_cmd_tune_checked)
-
-    q = sub.add_parser("range-test", help="one run with a growing LR; suggests LRs and plots loss against LR")
-    _common(q)
-    q.add_argument("--steps", type=int, default=200)
-    q.add_argument("--start-lr", type=float, default=1e-6)
-    q.add_argument("--end-lr", type=float, default=1.0)
-    q.add_argument("--mode", choices=["exp", "linear"], default="exp")
-    q.add_argument("-o", "--output", metavar="PNG", help="write the loss-against-LR plot")
-    q.set_defaults(func=_cmd_range_test)
 
 
 def _cmd_tune_checked(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ def _adapter_python(spec: Spec, total_steps: int) -> str:
     spec_json = pprint.pformat(spec.to_json(), indent=1, width=100, sort_dicts=False)
     return (
         "import torch\n"
-        "from lrbench_gui.core.spec import build_schedule\n\n"
+        "from lrbench_gui.integrations import build_schedule\n\n"
         f"SPEC = {spec_json}\n"
         f"TOTAL_STEPS = {total_steps}\n"
         "_schedule = build_schedule(SPEC, TOTAL_STEPS)\n\n"
@@ -59,7 +59,7 @@ def _adapter_hint(target: str, spec: Spec, total_steps: int) -> str:
     )
 
 
-def export_policy(spec: Spec, target: str, total_steps: int, registry: Registry | None = None) -> ExportResult:
+def export_policy(spec: Spec, target: str, total_steps: int, registry: Registry) -> ExportResult:
     """Export ``spec`` for a run of ``total_steps`` steps to ``target`` (deepspeed, hf or torch)."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")

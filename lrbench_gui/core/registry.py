@@ -17,7 +17,7 @@ from lrbench_gui.core.policy import Policy
 from lrbench_gui.core.task import Task
 from lrbench_gui.core.tuner import Tuner
 
-__all__ = ["Registry", "Registered", "PluginProblem", "RegistrationError", "KINDS"]
+__all__ = ["Registry", "Registered", "PluginProblem", "RegistrationError", "KINDS", "require_registry"]
 
 KINDS: dict[str, type] = {"policy": Policy, "tuner": Tuner, "task": Task}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
@@ -136,6 +136,16 @@ class Registry:
         item = Registered(kind, obj.name, obj, plugin, source, obj.version)
         self.items[kind][obj.name] = item
         return item
+
+
+def require_registry(registry: Any, what: str) -> "Registry":
+    """``registry`` itself, or a ``TypeError`` that says how to get one: core never reaches for
+    the process-wide registry; the edges (the CLI, the app, the trainer, ``lrbench_gui.api``)
+    pass it."""
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{what} needs the registry of installed plugins as an argument "
+                        f"(lrbench_gui.api.load_registry() gives it), got {registry!r}")
+    return registry
 
 
 class UnknownName(KeyError):

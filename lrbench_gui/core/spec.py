@@ -25,7 +25,7 @@ from typing import Any, Union
 
 from lrbench_gui.core.params import ParamError, Params, validate_params
 from lrbench_gui.core.policy import Policy
-from lrbench_gui.core.registry import Registry, UnknownName
+from lrbench_gui.core.registry import Registry, UnknownName, require_registry
 
 __all__ = [
     "PolicySpec",
@@ -74,17 +74,10 @@ class SequenceSpec:
 Spec = Union[PolicySpec, SequenceSpec]
 
 
-def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from lrbench_gui.plugins import get_registry
-
-    return get_registry()
-
-
-def parse_spec(obj: Any, registry: Registry | None = None, *, path: str = "") -> Spec:
-    """Validate a spec (a dict, or a JSON string) and return it parsed. Raises :class:`SpecError`."""
-    reg = _registry(registry)
+def parse_spec(obj: Any, registry: Registry, *, path: str = "") -> Spec:
+    """Validate a spec (a dict, or a JSON string) against the policies of ``registry`` and return
+    it parsed. Raises :class:`SpecError`."""
+    reg = require_registry(registry, "parse_spec")
     if isinstance(obj, str):
         try:
             obj = json.loads(obj)
@@ -156,12 +149,12 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
 class Schedule:
     """A spec bound to a run length: ``lr_at(step)`` for any step, no state between calls."""
 
-    def __init__(self, spec: Spec, total_steps: int, registry: Registry | None = None) -> None:
+    def __init__(self, spec: Spec, total_steps: int, registry: Registry) -> None:
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1 (got {total_steps})")
         self.spec = spec
         self.total_steps = int(total_steps)
-        reg = _registry(registry)
+        reg = require_registry(registry, "Schedule")
         if isinstance(spec, PolicySpec):
             self.policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
             self._starts: list[int] = []
@@ -186,22 +179,20 @@ class Schedule:
         return [self.lr_at(s) for s in range(self.total_steps if n is None else n)]
 
 
-def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry | None = None) -> Schedule:
+def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry) -> Schedule:
     """A :class:`Schedule` from a parsed spec or its JSON form."""
     if not isinstance(spec, (PolicySpec, SequenceSpec)):
         spec = parse_spec(spec, registry)
     return Schedule(spec, total_steps, registry)
 
 
-def sample(spec: Spec | dict | str, steps: int, registry: Registry | None = None) -> list[float]:
+def sample(spec: Spec | dict | str, steps: int, registry: Registry) -> list[float]:
     """The LR of steps ``0 .. steps-1`` of a run of ``steps`` steps."""
     return build_schedule(spec, steps, registry).lrs()
 
 
-def spec_label(spec: Spec) -> str:
-    """A short human label: ``cosine(lr=0.001)`` or ``warmup -> cosine @100``."""
-    if isinstance(spec, PolicySpec):
-        main = next(iter(spec.params.model_dump().items()), None)
-        return f"{spec.name}({main[0]}={main[1]:g})" if main and isinstance(main[1], float) else spec.name
-    parts = [spec_label(s) if isinstance(s, SequenceSpec) else s.name for s in spec.segments]
-    return " -> ".join(parts) + " @" + ",".join(str(b) for b in spec.boundaries)
+def spec_label(spec: Spec | dict, registry: Registry | None = None) -> str:
+    """The one short label of a spec; see :func:`lrbench_gui.core.records.spec_label`."""
+    from lrbench_gui.core.records import spec_label as label
+
+    return label(spec, registry)

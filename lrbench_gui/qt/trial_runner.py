@@ -18,8 +18,9 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from lrbench_gui.core.paths import data_dir
 from lrbench_gui.core.runs.protocol import parse_line
+from lrbench_gui.core.runs.process import GRACE_SECONDS, prepare_trial, trial_env
 from lrbench_gui.core.runs.recorder import TrialRecorder
-from lrbench_gui.core.runs.runner import GRACE_SECONDS, prepare_trial, trial_env
+from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
 
 __all__ = ["TrialRunner", "QtTrial"]
@@ -124,7 +125,9 @@ class QtTrial(QObject):
 
 
 class TrialRunner(QObject):
-    """A queue of trials over slots (CPU workers or GPU ids)."""
+    """A queue of trials over slots (CPU workers or GPU ids), placed by the same
+    :class:`~lrbench_gui.core.runs.slots.SlotQueue` as the CLI's scheduler. It meets the
+    :class:`~lrbench_gui.core.runs.slots.TrialScheduler` protocol; its loop is Qt's."""
 
     # a trial's process started: (trial_id, TrialConfig)
     trialStarted = Signal(str, object)
@@ -139,70 +142,83 @@ class TrialRunner(QObject):
 
     def __init__(self, slots: int | list[str] = 1, workdir: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.set_slots(slots)
+        self.slots: SlotQueue[QtTrial] = SlotQueue(slots)
         self.workdir = workdir or data_dir() / "trials"
-        self.pending: deque[TrialConfig] = deque()
-        self.running: dict[str, tuple[QtTrial, int]] = {}
         self.programs: dict[str, list[str]] = {}
 
+    @property
+    def slot_ids(self) -> list[str | None]:
+        return self.slots.slot_ids
+
+    @property
+    def pending(self) -> Any:
+        return self.slots.pending
+
+    @property
+    def running(self) -> dict[str, Any]:
+        """trial id -> (QtTrial, slot index) of the running trials."""
+        return self.slots.running
+
+    def free_slots(self) -> int:
+        return self.slots.free()
+
     def set_slots(self, slots: int | list[str]) -> None:
-        self.slot_ids: list[str | None] = list(slots) if isinstance(slots, list) else [None] * max(1, int(slots))
+        self.slots.set_slots(slots)
 
     def submit(self, config: TrialConfig, program: list[str] | None = None) -> None:
         """Queue a trial; ``program`` replaces the trainer command (benchmarks' synthetic sources)."""
         if program is not None:
             self.programs[config.trial_id] = program
-        self.pending.append(config)
+        self.slots.submit(config)
         self._fill()
 
     def is_busy(self) -> bool:
-        return bool(self.running or self.pending)
+        return self.slots.is_busy()
 
     def trial(self, trial_id: str) -> QtTrial | None:
-        entry = self.running.get(trial_id)
-        return entry[0] if entry else None
+        return self.slots.handle(trial_id)
+
+    def gpus_of(self, trial_id: str) -> str | None:
+        """The GPU ids of a running trial's slot (None: a CPU slot, or not running)."""
+        where = self.slots.slot_of(trial_id)
+        return where[1] if where else None
 
     def cancel(self, trial_id: str) -> None:
-        for i, cfg in enumerate(self.pending):
-            if cfg.trial_id == trial_id:
-                del self.pending[i]
-                rec = TrialRecorder(cfg)
-                rec.finish(None, [], cancelled=True)
-                self.trialFinished.emit(trial_id, rec.record())
-                self._check_idle()
-                return
-        if trial_id in self.running:
-            self.running[trial_id][0].cancel()
+        cfg = self.slots.unqueue(trial_id)
+        if cfg is not None:
+            self.programs.pop(trial_id, None)
+            self.trialFinished.emit(trial_id, cancelled_record(cfg))
+            self._check_idle()
+            return
+        trial = self.slots.handle(trial_id)
+        if trial is not None:
+            trial.cancel()
 
     def cancel_all(self, grace: float = GRACE_SECONDS) -> None:
-        for cfg in list(self.pending):
+        for cfg in list(self.slots.pending):
             self.cancel(cfg.trial_id)
-        for trial, _ in list(self.running.values()):
+        for trial in self.slots.handles():
             trial.cancel(grace)
 
     def _fill(self) -> None:
-        busy = {slot for _, slot in self.running.values()}
-        for slot, gpus in enumerate(self.slot_ids):
-            if slot in busy or not self.pending:
-                continue
-            cfg = self.pending.popleft()
-            trial = QtTrial(cfg, self.workdir / cfg.trial_id, gpus, self.programs.pop(cfg.trial_id, None), self)
+        for placed in list(self.slots.place()):
+            cfg = placed.config
+            trial = QtTrial(cfg, self.workdir / cfg.trial_id, placed.gpus, self.programs.pop(cfg.trial_id, None), self)
             trial.eventReceived.connect(self.trialEvent)
             trial.logReceived.connect(self.trialLog)
             trial.finished.connect(self._trial_finished)
-            self.running[cfg.trial_id] = (trial, slot)
-            busy.add(slot)
+            self.slots.started(cfg.trial_id, trial)
             trial.start()
             self.trialStarted.emit(cfg.trial_id, trial.config)
 
     def _trial_finished(self, trial_id: str, record: dict[str, Any]) -> None:
-        entry = self.running.pop(trial_id, None)
+        trial = self.slots.finished(trial_id)
         self.trialFinished.emit(trial_id, record)
-        if entry is not None:
-            entry[0].deleteLater()
+        if trial is not None:
+            trial.deleteLater()
         self._fill()
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self.running and not self.pending:
+        if not self.slots.is_busy():
             self.idle.emit()

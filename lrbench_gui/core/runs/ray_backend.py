@@ -89,7 +89,9 @@ def ray_trial(config: dict[str, Any], events: Any = None) -> None:
 
 
 class RayScheduler:
-    """The :class:`~lrbench_gui.core.runner.LocalScheduler` interface, over Ray Tune."""
+    """The :class:`~lrbench_gui.core.runs.slots.BlockingScheduler` protocol over Ray Tune: Tune
+    owns the loop and the workers (``max_concurrent_trials`` = the study's ``parallel``), so the
+    slot queue here is Tune's; submitted trials are served before the feeder's."""
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class RayScheduler:
         self.records: dict[str, dict[str, Any]] = {}
         self.cancelled = False
         self.started_ray = False
+        self.submitted: list[TrialConfig] = []
 
     # Called by Tune on the driver.
 
@@ -122,7 +125,7 @@ class RayScheduler:
 
         if self.cancelled:
             return Searcher.FINISHED
-        configs = self.feeder(1) if self.feeder else []
+        configs = [self.submitted.pop(0)] if self.submitted else (self.feeder(1) if self.feeder else [])
         if not configs:
             running = len(self.recorders) - len(self.settled)
             return None if running > 0 else Searcher.FINISHED
@@ -214,6 +217,23 @@ class RayScheduler:
             if self.started_ray:
                 ray.shutdown()
         return self.records
+
+    def submit(self, config: TrialConfig) -> None:
+        self.submitted.append(config)
+
+    def cancel(self, trial_id: str) -> None:
+        """A queued trial is recorded as stopped; a running one is stopped by Tune's stopper."""
+        for cfg in list(self.submitted):
+            if cfg.trial_id == trial_id:
+                self.submitted.remove(cfg)
+                from lrbench_gui.core.runs.slots import cancelled_record
+
+                record = cancelled_record(cfg)
+                self.records[trial_id] = record
+                if self.on_finished:
+                    self.on_finished(trial_id, record)
+                return
+        self.to_stop.add(trial_id)
 
     def cancel_all(self) -> None:
         self.cancelled = True

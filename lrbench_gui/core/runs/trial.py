@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lrbench_gui.core.params import ParamError, validate_params
-from lrbench_gui.core.registry import Registry, UnknownName
+from lrbench_gui.core.registry import require_registry, Registry, UnknownName
 from lrbench_gui.core.spec import SpecError, parse_spec
 
 __all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial", "write_trial"]
@@ -98,11 +98,9 @@ class TrialError(ValueError):
     """A trial file that is not valid; the message names the field."""
 
 
-def validate_trial(config: TrialConfig, registry: Registry | None = None) -> TrialConfig:
-    """Check the task name and parameters and the policy spec against the installed plugins."""
-    from lrbench_gui.plugins import get_registry
-
-    reg = registry or get_registry()
+def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
+    """Check the task name and parameters and the policy spec against the plugins of ``registry``."""
+    reg = require_registry(registry, "validate_trial")
     try:
         task_cls = reg.task(config.task)
     except UnknownName as exc:

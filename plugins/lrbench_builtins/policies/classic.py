@@ -7,7 +7,7 @@ import math
 
 from pydantic import field_validator, model_validator
 
-from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -47,8 +47,8 @@ class StepDecay(Policy):
 
     class Params(Params):
         lr: float = lr_param(0.1)
-        step_size: int = steps_param(100, "Steps between two decays.", search=(10, 1000))
-        gamma: float = gamma_param(0.1, "Factor applied at each decay.", search=(0.05, 0.9))
+        step_size: int = steps_param(100, "Steps between two decays.", search=(10, 1000), derive=run_divisor(3))
+        gamma: float = gamma_param(0.1, "Factor applied at each decay.", search=(0.05, 0.9), tune=True)
 
     def lr_at(self, step: int) -> float:
         p = self.params
@@ -69,8 +69,9 @@ class MultiStep(Policy):
 
     class Params(Params):
         lr: float = lr_param(0.1)
-        milestones: list[int] = param([100, 200], "Steps at which the LR is multiplied by gamma (increasing).")
-        gamma: float = gamma_param(0.1, "Factor applied at each milestone.", search=(0.05, 0.9))
+        milestones: list[int] = param([100, 200], "Steps at which the LR is multiplied by gamma (increasing).",
+                                       derive=run_fractions(0.5, 0.75))
+        gamma: float = gamma_param(0.1, "Factor applied at each milestone.", search=(0.05, 0.9), tune=True)
 
         @field_validator("milestones")
         @classmethod
@@ -105,7 +106,8 @@ class Exponential(Policy):
 
     class Params(Params):
         lr: float = lr_param(0.1)
-        gamma: float = gamma_param(0.99, "Factor applied at every step.", search=(0.9, 0.9999))
+        gamma: float = gamma_param(0.99, "Factor applied at every step.", search=(0.9, 0.9999),
+                                   derive=decay_over_run(0.01))
 
     def lr_at(self, step: int) -> float:
         return self.params.lr * self.params.gamma**step
@@ -171,7 +173,8 @@ class InverseDecay(Policy):
 
     class Params(Params):
         lr: float = lr_param(0.01)
-        gamma: float = param(1e-3, "Speed of the decay.", ge=0, log=True, search=(1e-5, 1e-1))
+        gamma: float = param(1e-3, "Speed of the decay.", ge=0, log=True, search=(1e-5, 1e-1),
+                              derive=inverse_run(10.0))
         power: float = param(0.75, "Exponent of the decay.", ge=0, search=(0.25, 2.0))
 
     def lr_at(self, step: int) -> float:
@@ -187,8 +190,9 @@ class Sigmoid(Policy):
 
     class Params(Params):
         lr: float = lr_param(0.01)
-        gamma: float = param(-0.05, "Steepness; negative to decay, positive to grow.", search=(-0.1, 0.1))
-        center: int = steps_param(500, "Step at which the LR is lr / 2.", minimum=0)
+        gamma: float = param(-0.05, "Steepness; negative to decay, positive to grow.", search=(-0.1, 0.1),
+                              derive=inverse_run(-10.0))
+        center: int = steps_param(500, "Step at which the LR is lr / 2.", minimum=0, derive=run_divisor(2))
 
     def lr_at(self, step: int) -> float:
         p = self.params

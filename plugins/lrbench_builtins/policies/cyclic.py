@@ -11,7 +11,7 @@ import math
 
 from pydantic import model_validator
 
-from lrbench_gui.core.params import Params
+from lrbench_gui.core.params import Params, decay_over_run, run_divisor
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -19,9 +19,10 @@ from lrbench_builtins.policies._common import gamma_param, lr_param, steps_param
 
 
 class CyclicParams(Params):
-    min_lr: float = lr_param(1e-3, "Lowest learning rate of a cycle.")
+    min_lr: float = lr_param(1e-3, "Lowest learning rate of a cycle.", role="min_lr")
     max_lr: float = lr_param(1e-2, "Highest learning rate of a cycle.")
-    half_cycle: int = steps_param(100, "Steps from the lowest to the highest LR (half a cycle).", search=(10, 2000))
+    half_cycle: int = steps_param(100, "Steps from the lowest to the highest LR (half a cycle).", search=(10, 2000),
+                                  derive=run_divisor(8))
 
     @model_validator(mode="after")
     def _order(self) -> "CyclicParams":
@@ -31,7 +32,7 @@ class CyclicParams(Params):
 
 
 class CyclicExpParams(CyclicParams):
-    gamma: float = gamma_param(0.999, "Amplitude factor per step.", search=(0.99, 1.0))
+    gamma: float = gamma_param(0.999, "Amplitude factor per step.", search=(0.99, 1.0), derive=decay_over_run(0.1))
 
 
 class _Cyclic(Policy):

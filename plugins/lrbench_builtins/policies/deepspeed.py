@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -26,9 +26,11 @@ def _warmup_gamma(it: int, warmup_num_steps: int, warmup_type: str) -> float:
 
 
 class WarmupParams(Params):
-    warmup_min_lr: float = param(0.0, "Learning rate at the start of the warmup.", ge=0, search=(0.0, 1e-4))
+    warmup_min_lr: float = param(0.0, "Learning rate at the start of the warmup.", ge=0, search=(0.0, 1e-4),
+                                role="min_lr")
     warmup_max_lr: float = lr_param(1e-3, "Learning rate at the end of the warmup.")
-    warmup_num_steps: int = steps_param(1000, "Steps of warmup (DeepSpeed uses at least 2).", search=(10, 2000))
+    warmup_num_steps: int = steps_param(1000, "Steps of warmup (DeepSpeed uses at least 2).", search=(10, 2000),
+                                    derive=run_fraction(0.05, 1), role="warmup")
     warmup_type: Literal["log", "linear"] = param("log", "Shape of the warmup.")
 
     @model_validator(mode="after")
@@ -98,7 +100,8 @@ class WarmupCosineLR(Policy):
     class Params(Params):
         lr: float = lr_param(1e-3, "The optimizer's learning rate; the ratios scale it.")
         warmup_min_ratio: float = param(0.0, "LR ratio at the start of the warmup.", ge=0, le=1)
-        warmup_num_steps: int = steps_param(1000, "Steps of warmup (DeepSpeed uses at least 2).", search=(10, 2000))
+        warmup_num_steps: int = steps_param(1000, "Steps of warmup (DeepSpeed uses at least 2).", search=(10, 2000),
+                                    derive=run_fraction(0.05, 1), role="warmup")
         cos_min_ratio: float = param(1e-4, "LR ratio at the end of the cosine.", ge=0, le=1)
         warmup_type: Literal["log", "linear"] = param("log", "Shape of the warmup.")
 
@@ -146,7 +149,7 @@ class LRRangeTest(Policy):
 
     class Params(Params):
         min_lr: float = lr_param(1e-5, "Starting learning rate.")
-        step_size: int = steps_param(100, "Steps per interval.")
+        step_size: int = steps_param(100, "Steps per interval.", derive=run_divisor(3))
         step_rate: float = param(1.0, "Growth per interval (LR = min_lr * (1 + rate * interval)).", gt=0)
         staircase: bool = param(False, "Grow in steps rather than continuously.")
 

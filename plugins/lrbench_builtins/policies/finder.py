@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -26,7 +26,7 @@ class RangeExp(Policy):
     uses_total_steps = True
 
     class Params(Params):
-        start_lr: float = lr_param(1e-6, "Learning rate of the first step.")
+        start_lr: float = lr_param(1e-6, "Learning rate of the first step.", role="min_lr")
         end_lr: float = lr_param(1.0, "Learning rate of the last step (and after it).")
         mode: Literal["exp", "linear"] = param("exp", "exp: equal ratios per step (a straight line on a log axis); linear: equal increments.")
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -41,7 +41,8 @@ class Cosine(Policy):
     class Params(_MinBelowLr):
         lr: float = lr_param(1e-3, "Peak learning rate, reached at the end of the warmup.")
         min_lr: float = min_lr_param()
-        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500))
+        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
+                                   derive=run_fraction(0.05), role="warmup")
 
     def lr_at(self, step: int) -> float:
         p = self.params
@@ -86,7 +87,8 @@ class Linear(Policy):
 
     class Params(_MinBelowLr):
         lr: float = lr_param(1e-3, "Peak learning rate, reached at the end of the warmup.")
-        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500))
+        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
+                                   derive=run_fraction(0.05), role="warmup")
         min_lr: float = min_lr_param()
 
     def lr_at(self, step: int) -> float:
@@ -118,7 +120,8 @@ class ConstantWarmup(Policy):
 
     class Params(Params):
         lr: float = lr_param(1e-3, "Learning rate after the warmup.")
-        warmup_steps: int = steps_param(100, "Steps of linear warmup from 0.", minimum=0, search=(0, 500))
+        warmup_steps: int = steps_param(100, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
+                                   derive=run_fraction(0.05), role="warmup")
 
     def lr_at(self, step: int) -> float:
         p = self.params
@@ -141,7 +144,8 @@ class InverseSqrt(Policy):
 
     class Params(Params):
         lr: float = lr_param(1e-3, "Learning rate at the end of the warmup.")
-        warmup_steps: int = steps_param(100, "Steps of linear warmup from 0.", minimum=0, search=(0, 1000))
+        warmup_steps: int = steps_param(100, "Steps of linear warmup from 0.", minimum=0, search=(0, 1000),
+                                   derive=run_fraction(0.05), role="warmup")
         timescale: int = steps_param(
             0, "Time scale of the decay; 0 means warmup_steps (or 10000 without warmup), as in HF.", minimum=0
         )
@@ -178,8 +182,10 @@ class WarmupStableDecay(Policy):
 
     class Params(_MinBelowLr):
         lr: float = lr_param(1e-3, "Learning rate of the stable stage.")
-        warmup_steps: int = steps_param(100, "Steps of warmup from min_lr.", minimum=0, search=(0, 1000))
-        decay_steps: int = steps_param(200, "Steps of the final decay.", minimum=0, search=(10, 2000))
+        warmup_steps: int = steps_param(100, "Steps of warmup from min_lr.", minimum=0, search=(0, 1000),
+                                   derive=run_fraction(0.05), role="warmup")
+        decay_steps: int = steps_param(200, "Steps of the final decay.", minimum=0, search=(10, 2000),
+                                  derive=run_fraction(0.2))
         min_lr: float = min_lr_param()
         decay_type: Literal["cosine", "linear", "1-sqrt"] = param("cosine", "Shape of the final decay.")
 

@@ -10,7 +10,7 @@ import math
 
 from pydantic import model_validator
 
-from lrbench_gui.core.params import Params, param
+from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
@@ -26,7 +26,7 @@ class CosineRestarts(Policy):
     class Params(Params):
         lr: float = lr_param(0.01, "Learning rate at the start of each cycle.")
         min_lr: float = min_lr_param()
-        cycle_steps: int = steps_param(100, "Steps of the first cycle.", search=(10, 2000))
+        cycle_steps: int = steps_param(100, "Steps of the first cycle.", search=(10, 2000), derive=run_divisor(4))
         cycle_mult: int = param(1, "Each cycle is this many times longer than the one before.", ge=1, le=10)
 
         @model_validator(mode="after")
@@ -71,9 +71,9 @@ class CosineRestarts(Policy):
 
 
 class SawtoothParams(Params):
-    min_lr: float = lr_param(1e-3, "Learning rate at the end of each cycle.")
+    min_lr: float = lr_param(1e-3, "Learning rate at the end of each cycle.", role="min_lr")
     max_lr: float = lr_param(1e-2, "Learning rate at the start of each cycle.")
-    cycle_steps: int = steps_param(100, "Steps of one cycle.", search=(10, 2000))
+    cycle_steps: int = steps_param(100, "Steps of one cycle.", search=(10, 2000), derive=run_divisor(4))
 
     @model_validator(mode="after")
     def _order(self) -> "SawtoothParams":
@@ -83,7 +83,7 @@ class SawtoothParams(Params):
 
 
 class SawtoothExpParams(SawtoothParams):
-    gamma: float = gamma_param(0.999, "Amplitude factor per step.", search=(0.99, 1.0))
+    gamma: float = gamma_param(0.999, "Amplitude factor per step.", search=(0.99, 1.0), derive=decay_over_run(0.1))
 
 
 class _Sawtooth(Policy):

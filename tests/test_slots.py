@@ -1,0 +1,91 @@
+"""The one slot queue: the CLI's scheduler and the GUI's runner place trials the same way, and
+every scheduler meets the declared protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from lrbench_gui.core.runs.ray_backend import RayScheduler
+from lrbench_gui.core.runs.runner import LocalScheduler
+from lrbench_gui.core.runs.slots import BlockingScheduler, SlotQueue, TrialScheduler, slot_ids
+from lrbench_gui.core.runs.trial import load_trial
+from lrbench_gui.core.tuning.study import StudyConfig
+from lrbench_gui.qt.trial_runner import TrialRunner
+
+BASE = {"task": "digits-mlp", "policy": {"name": "fixed", "params": {"lr": 0.05}}, "budget": {"steps": 5},
+        "eval_every": 5}
+
+
+def configs(n):
+    return [load_trial({**BASE, "seed": i}) for i in range(n)]
+
+
+def test_the_queue_places_in_order_on_free_slots_only():
+    q: SlotQueue[str] = SlotQueue(["0", "1,2"])
+    a, b, c = configs(3)
+    for cfg in (a, b, c):
+        q.submit(cfg)
+    assert q.free() == 0  # two slots, three waiting: a feeder may add nothing
+    placed = list(q.place())
+    assert [(p.config.trial_id, p.slot, p.gpus) for p in placed] == [(a.trial_id, 0, "0"), (b.trial_id, 1, "1,2")]
+    assert list(q.place()) == []  # both slots are held
+    q.started(a.trial_id, "proc-a")
+    assert q.handle(a.trial_id) == "proc-a" and q.slot_of(b.trial_id) == (1, "1,2")
+    assert q.finished(a.trial_id) == "proc-a"
+    (again,) = q.place()
+    assert (again.config.trial_id, again.gpus) == (c.trial_id, "0")  # c takes the slot a left
+    assert q.unqueue(c.trial_id) is None  # it is running now, not queued
+    assert len(q) == 2 and q.is_busy()
+
+
+def test_slot_ids_and_bad_slots():
+    assert slot_ids(3) == [None, None, None]
+    assert slot_ids(0) == [None]
+    assert slot_ids(["0", 1]) == ["0", "1"]
+    with pytest.raises(ValueError):
+        slot_ids([])
+
+
+def test_every_scheduler_meets_the_protocol(qtbot, tmp_path):
+    local = LocalScheduler(1, workdir=tmp_path)
+    ray = RayScheduler(StudyConfig(task="digits-mlp"))
+    qt = TrialRunner(1, workdir=tmp_path)
+    for sched in (local, ray, qt):
+        assert isinstance(sched, TrialScheduler)
+    assert isinstance(local, BlockingScheduler) and isinstance(ray, BlockingScheduler)
+    assert not isinstance(qt, BlockingScheduler)  # the GUI's loop is Qt's
+
+
+def test_cli_and_gui_runners_give_each_trial_the_same_slot(qtbot, tmp_path):
+    gpus = ["3", "5"]
+    local_slots: dict[int, str | None] = {}
+    sched = LocalScheduler(gpus, workdir=tmp_path / "cli",
+                           on_started=lambda tid, cfg: local_slots.setdefault(cfg.seed, sched.slots.slot_of(tid)[1]))
+    for cfg in configs(3):
+        sched.submit(cfg)
+    records = sched.run()
+    assert {r["status"] for r in records.values()} == {"completed"}
+
+    runner = TrialRunner(gpus, workdir=tmp_path / "gui")
+    qt_slots: dict[int, str | None] = {}
+    runner.trialStarted.connect(lambda tid, cfg: qt_slots.setdefault(cfg.seed, runner.gpus_of(tid)))
+    done = []
+    runner.trialFinished.connect(lambda tid, rec: done.append(rec["status"]))
+    with qtbot.waitSignal(runner.idle, timeout=120_000):
+        for cfg in configs(3):
+            runner.submit(cfg)
+    assert done == ["completed"] * 3
+    assert qt_slots[0] == local_slots[0] == "3" and qt_slots[1] == local_slots[1] == "5"
+    assert qt_slots[2] in gpus and local_slots[2] in gpus
+
+
+def test_a_queued_trial_cancelled_is_recorded_as_stopped(tmp_path):
+    finished = {}
+    sched = LocalScheduler(1, workdir=tmp_path, on_finished=lambda tid, rec: finished.__setitem__(tid, rec))
+    a, b = configs(2)
+    sched.submit(a)
+    sched.submit(b)
+    sched.cancel(b.trial_id)
+    assert finished[b.trial_id]["status"] == "stopped" and finished[b.trial_id]["cost"]["steps"] == 0
+    sched.run()
+    assert finished[a.trial_id]["status"] == "completed"
