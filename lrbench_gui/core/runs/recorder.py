@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lrbench_gui import __version__
+from lrbench_gui.core.records import TrialRecord, TrialStatus
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
 
@@ -52,13 +53,13 @@ class TrialRecorder:
         kind, d = event.type, event.data
         if kind == "hello":
             self.hello = dict(d)
-            self.status = "running"
+            self.status = TrialStatus.RUNNING.value
         elif kind == "step":
             self.steps.append(int(d["step"]))
             self.lrs.append(float(d["lr"]))
             self.losses.append(_finite_or_none(d["loss"]))
             self.last_step = dict(d)
-            self.status = "running"
+            self.status = TrialStatus.RUNNING.value
         elif kind == "eval":
             step = int(d["step"])
             if self.evals and self.evals[-1][0] >= step:  # never two points at one step
@@ -79,13 +80,13 @@ class TrialRecorder:
     def finish(self, exit_code: int | None, stderr_tail: list[str], cancelled: bool = False) -> None:
         """The process is gone: settle the final status."""
         self.log_tail.extend(stderr_tail)
-        if self.end is not None and not (cancelled and self.end.get("status") == "failed"):
+        if self.end is not None and not (cancelled and self.end.get("status") == TrialStatus.FAILED):
             self.status = str(self.end["status"])
             return
         if cancelled:
-            self.status = "stopped"
+            self.status = TrialStatus.STOPPED.value
         else:
-            self.status = "failed"
+            self.status = TrialStatus.FAILED.value
             how = f"exit status {exit_code}" if exit_code is not None and exit_code >= 0 else (
                 f"killed by signal {-exit_code}" if exit_code is not None else "crashed"
             )
@@ -96,7 +97,7 @@ class TrialRecorder:
         total = self.hello.get("steps") or (self.config.budget.steps or 0)
         return min(1.0, (self.steps[-1] + 1) / total) if total and self.steps else 0.0
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> TrialRecord:
         """The ``trials`` record for the database."""
         cfg = self.config
         end = self.end or {}
@@ -122,7 +123,7 @@ class TrialRecorder:
         for name in sorted({k for _, m in self.evals for k in m}):
             pts = [(s, float(m[name])) for s, m in self.evals if _finite_or_none(m.get(name)) is not None]
             curves[f"eval/{name}"] = ([s for s, _ in pts], [v for _, v in pts])
-        notes = self.errors + (list(self.log_tail)[-20:] if self.status == "failed" else [])
+        notes = self.errors + (list(self.log_tail)[-20:] if self.status == TrialStatus.FAILED else [])
         return {
             "id": cfg.trial_id,
             "study": cfg.study_id,
