@@ -9,7 +9,7 @@ import json
 import pytest
 from tinydb import TinyDB
 
-from lrbench_gui.core.db import policy_db as dbmod
+from lrbench_gui.core.db import migrations
 from lrbench_gui.core.db import (
     SCHEMA_VERSION,
     DatabaseCorrupt,
@@ -240,14 +240,14 @@ def test_failed_migration_leaves_the_file(tmp_path, registry):
 def test_registered_migrations_run_in_order(tmp_path, registry, monkeypatch):
     path = tmp_path / "p.json"
     PolicyDB(path, registry=registry).add_study(synthetic_study())
-    monkeypatch.setattr(dbmod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
 
     def bump(data):
         data["_meta"]["1"]["schema"] = SCHEMA_VERSION + 1
         data["_meta"]["1"]["migrated"] = True
         return data
 
-    monkeypatch.setitem(dbmod.MIGRATIONS, SCHEMA_VERSION, bump)
+    monkeypatch.setitem(migrations.MIGRATIONS, SCHEMA_VERSION, bump)
     db = PolicyDB(path, registry=registry)
     assert db.schema == SCHEMA_VERSION + 1
     assert json.loads(path.read_text())["_meta"]["1"]["migrated"] is True
@@ -389,6 +389,19 @@ def test_lr_range_from_range_tests_and_good_trials(db):
     lo, hi = out["suggested"]
     assert 1e-5 < lo < hi and 5e-4 < hi < 4e-3
     assert out["from_trials"]["lr_min"] == pytest.approx(3e-4) and out["from_trials"]["lr_max"] == pytest.approx(1e-3)
+
+
+def test_a_range_test_without_metrics_is_read_like_the_range_test_tuner_reads_it(db):
+    """One range-test reader: the database's suggestion is the analyser's lr_range."""
+    from lrbench_gui.core.tuning.range_analysis import analyze_range_test
+
+    db.add_study(synthetic_study())
+    rec = synthetic_range_test("rt", best_lr=1e-3)
+    db.add_trial(rec)
+    expected = analyze_range_test(rec["curves"]["lr"]["values"], rec["curves"]["loss"]["values"])["lr_range"]
+    (found,) = db.lr_range("digits")["range_tests"]
+    assert [found["lower"], found["upper"]] == pytest.approx(expected, rel=1e-5)
+    assert expected[0] < 1e-3 < expected[1] * 1.5
 
 
 def test_backup_copies_and_keeps_the_newest(db, monkeypatch):

@@ -52,8 +52,11 @@ elif point == "replace":
             stop("AT replace")
         return real_replace(src, dst)
     os.replace = replace
+from lrbench_gui.plugins import get_registry  # the child is an edge, like the CLI
+
+registry = get_registry()
 print("START", flush=True)
-dbmod.PolicyDB(db_path).import_file(export)
+dbmod.PolicyDB(db_path, registry=registry).import_file(export)
 print("DONE", flush=True)
 """
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lrbench_gui.core.db import PolicyDB
-from lrbench_gui.core.db.document import normalize_record
+from lrbench_gui.core.db.validate import normalize_record
 from lrbench_gui.core.db.recipes import SEED_POLICIES, resolve_recipe_spec
 from lrbench_gui.core.spec import build_schedule, parse_spec
 
@@ -25,7 +25,7 @@ def test_published_recipes(rid, registry):
     lr, scheduler, epochs, ratio, warmup = EXPECTED[rid]
     assert (rec["lr"], rec["scheduler"], rec["epochs"], rec["warmup_ratio"], rec["warmup_steps"]) == (lr, scheduler, epochs, ratio, warmup)
     assert rec["source"]["url"] and rec["source"]["title"]
-    spec = resolve_recipe_spec(rec, total_steps=1000)
+    spec = resolve_recipe_spec(rec, 1000, registry)
     schedule = build_schedule(parse_spec(spec, registry), 1000, registry)
     assert max(schedule.lrs()) == pytest.approx(lr)
     if ratio is not None:

@@ -3,7 +3,8 @@
 ``path | stats | list | show ID | recommend --task NAME | export | import FILE | backup``, each
 with ``--db PATH`` (default ``$LRBENCH_DB`` or the user data folder) and ``--json``. Other
 commands that use the database take ``--db`` the same way through :func:`add_db_argument` and
-:func:`open_db_from_args`.
+:func:`open_db_from_args`, which hands the database the installed plugins' registry (the CLI is
+an edge: the core never looks the registry up itself).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.core.db import DEFAULT_LOCK_TIMEOUT, DatabaseError, ImportRefused, PolicyDB
-from lrbench_gui.core.db.curves import unpack
 from lrbench_gui.core.paths import default_db_path
+from lrbench_gui.core.records import TRIAL_STORED, curve_points
 from lrbench_gui.cli import CliError, print_json
 
 __all__ = ["add_parser", "add_db_argument", "open_db_from_args", "db_path_from_args"]
@@ -46,9 +47,12 @@ def db_path_from_args(args: argparse.Namespace) -> Path:
 
 
 def open_db_from_args(args: argparse.Namespace) -> PolicyDB:
-    """Open the database named by ``--db``; a database problem becomes a :class:`CliError`."""
+    """Open the database named by ``--db`` with the installed plugins' registry (so specs are
+    checked by their policies' schemas); a database problem becomes a :class:`CliError`."""
+    from lrbench_gui.plugins import get_registry
+
     try:
-        return PolicyDB(db_path_from_args(args), lock_timeout=getattr(args, "wait", DEFAULT_LOCK_TIMEOUT))
+        return PolicyDB(db_path_from_args(args), registry=get_registry(), lock_timeout=getattr(args, "wait", DEFAULT_LOCK_TIMEOUT))
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
 
@@ -163,10 +167,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _curve_summary(curve: dict[str, Any]) -> str:
-    steps, values = unpack(curve)
-    if not len(steps):
+    points = curve_points(curve)
+    if not points:
         return "0 points"
-    return f"{len(steps)} points, steps {int(steps[0])}..{int(steps[-1])}, values {float(values.min()):.4g}..{float(values.max()):.4g}"
+    values = [v for _, v in points]
+    return f"{len(points)} points, steps {points[0][0]}..{points[-1][0]}, values {min(values):.4g}..{max(values):.4g}"
 
 
 @_handler
@@ -178,8 +183,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     curves = record.get("curves") or {}
     for name, c in curves.items():
         if args.curves:
-            steps, values = unpack(c)
-            curves[name] = {"steps": [int(s) for s in steps], "values": [float(v) for v in values]}
+            points = curve_points(c)
+            curves[name] = {"steps": [s for s, _ in points], "values": [v for _, v in points]}
         elif not args.json:
             curves[name] = _curve_summary(c)
     if args.json:
@@ -282,7 +287,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("table", nargs="?", default="trials", choices=("trials", "studies", "policies"))
     q.add_argument("--task", help="only this task")
     q.add_argument("--study", metavar="ID", help="only this study's trials")
-    q.add_argument("--status", help="only trials with this status")
+    q.add_argument("--status", choices=[s.value for s in TRIAL_STORED], help="only trials with this status")
     q.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (0: all; default 50)")
 
     q = cmd("show", "one record (trial, study or policy) by id", _cmd_show)

@@ -1,15 +1,19 @@
 """The policy database: a TinyDB file of studies, trials and named policies.
 
 ``PolicyDB`` (:mod:`.policy_db`) is the one way in; the modules beside it are its parts:
-``storage`` (atomic writes, the lock), ``document`` (the export format and its validation),
-``curves`` (packed, bounded curves), ``query`` (recommendations, LR ranges), ``recipes`` (the
-published fine-tuning recipes) and ``sample`` (generated data for tests and benches).
+``storage`` (atomic writes, the lock), ``migrations`` (schema versions), ``validate`` (every
+record's fields, defaults and content hash, built on the bounded JSON checks of ``fields``),
+``document`` (the export document's envelope, read and written), ``transfer`` (what an import
+adds, skips or refuses), ``curves`` (packed, bounded curves), ``query`` (recommendations, LR
+ranges), ``recipes`` (the published fine-tuning recipes) and ``sample`` (generated data for
+tests and benches).
+
+Core code hands ``PolicyDB`` the registry it was given; only the edges (CLI, app) build one.
 """
 
+from lrbench_gui.core.db.migrations import MIGRATIONS, SCHEMA_VERSION
 from lrbench_gui.core.db.policy_db import (
     DEFAULT_LOCK_TIMEOUT,
-    MIGRATIONS,
-    SCHEMA_VERSION,
     DatabaseCorrupt,
     DatabaseError,
     DatabaseLocked,

@@ -7,11 +7,17 @@ the mean of its trials' final metric (its seeds), ties broken by lower mean cost
 then steps. The metric is the one named, else the objective most trials of the task name;
 the direction comes from the trials' objective, else from the metric's name.
 
-LR range: from range tests (``kind == "range_test"``), each test's suggestion is the interval
-from the LR where the smoothed loss fell fastest to the LR of the lowest smoothed loss (or the
-``lr_min``/``lr_max`` metrics when the tuner recorded its own); the task's range is the median
-of the lower and of the upper ends. From ordinary trials, the peak LRs of the trials whose
-metric is within ``tolerance`` of the best give a second, empirical range.
+LR range: from range tests (``kind == "range_test"``), each test's suggestion is the
+``lr_min``/``lr_max`` metrics its tuner recorded, else the ``lr_range`` that
+:func:`lrbench_gui.core.tuning.range_analysis.analyze_range_test` (the one range-test reader)
+finds in its LR and loss curves: from the LR where the smoothed loss fell fastest to the LR of
+the lowest smoothed loss. The task's range is the median of the lower and of the upper ends.
+From ordinary trials, the peak LRs of the trials whose metric is within ``tolerance`` of the
+best give a second, empirical range.
+
+Labels and peak LRs name a spec's LR by the parameter role its policy declares (the
+``registry`` argument; :func:`lrbench_gui.core.records.lr_param`), so a third-party policy
+takes part like a built-in.
 """
 
 from __future__ import annotations
@@ -21,31 +27,21 @@ import math
 import re
 import statistics
 from collections import Counter, defaultdict
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from lrbench_gui.core.db.curves import unpack
+from lrbench_gui.core.records import TrialRecord, TrialStatus, curve_points, lr_param, spec_label
+from lrbench_gui.core.tuning.range_analysis import analyze_range_test
 
-__all__ = ["recommend", "lr_range", "spec_label", "metric_mode", "trial_metric", "peak_lr"]
+if TYPE_CHECKING:  # pragma: no cover
+    from lrbench_gui.core.registry import Registry
+
+__all__ = ["recommend", "lr_range", "metric_mode", "trial_metric", "peak_lr", "trial_row"]
 
 _MAXIMIZE = re.compile(r"acc|f1|score|auc|bleu|rouge|exact|reward|precision|recall|map\b|ndcg|win", re.IGNORECASE)
-_LR_KEYS = ("lr", "max_lr", "warmup_max_lr", "base_lr", "peak_lr", "initial_lr")
-
-
-def spec_label(spec: Any) -> str:
-    """``cosine(lr=2e-05)`` or ``warmup -> cosine @100``, from a spec's JSON form, no registry needed."""
-    if not isinstance(spec, dict):
-        return "?"
-    if "sequence" in spec:
-        parts = [spec_label(s) for s in spec.get("sequence", [])]
-        return " -> ".join(parts) + " @" + ",".join(str(b) for b in spec.get("boundaries", []))
-    params = spec.get("params") or {}
-    for key in _LR_KEYS:
-        value = params.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return f"{spec.get('name', '?')}({key}={value:g})"
-    return str(spec.get("name", "?"))
+#: range tests whose curves say something (a diverged test is the usual end of one)
+_RANGE_TEST_USABLE = frozenset({TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.DIVERGED})
 
 
 def metric_mode(name: str) -> str:
@@ -56,6 +52,32 @@ def metric_mode(name: str) -> str:
 def trial_metric(trial: dict[str, Any], metric: str) -> float | None:
     value = (trial.get("metrics") or {}).get(metric)
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def trial_row(trial: TrialRecord, registry: "Registry | None" = None) -> dict[str, Any]:
+    """One flat row of a trial for tables: no curves, the objective metric's value, the cost."""
+    objective = trial.get("objective") or {}
+    metric = objective.get("metric")
+    metrics = trial.get("metrics") or {}
+    if metric is None and metrics:
+        metric = next(iter(metrics))
+    cost = trial.get("cost") or {}
+    return {
+        "id": trial["id"],
+        "study": trial.get("study"),
+        "task": trial["task"],
+        "kind": trial.get("kind", "train"),
+        "model": (trial.get("model") or {}).get("family"),
+        "policy": spec_label(trial["policy"], registry),
+        "status": trial["status"],
+        "metric": metric,
+        "value": metrics.get(metric) if metric else None,
+        "mode": objective.get("mode"),
+        "steps": cost.get("steps"),
+        "tokens": cost.get("tokens"),
+        "seconds": cost.get("seconds"),
+        "curves": sorted((trial.get("curves") or {}).keys()),
+    }
 
 
 def _matches(value: str | None, wanted: str | None) -> bool:
@@ -101,9 +123,10 @@ def recommend(
     model_family: str | None = None,
     model_size: str | None = None,
     metric: str | None = None,
+    registry: "Registry | None" = None,
 ) -> dict[str, Any]:
     """The top ``k`` policies for ``task`` ranked by the final metric, each with its cost."""
-    pool = [t for t in trials if t.get("task") == task and t.get("kind", "train") == "train" and t.get("status") == "completed"]
+    pool = [t for t in trials if t.get("task") == task and t.get("kind", "train") == "train" and t.get("status") == TrialStatus.COMPLETED]
     pool, scope = _scoped(pool, model_family, model_size)
     metric, mode = _choose_metric(pool, metric)
     out: dict[str, Any] = {"task": task, "metric": metric, "mode": mode, "scope": scope, "considered": 0, "results": []}
@@ -125,7 +148,7 @@ def recommend(
         ranked.append(
             {
                 "policy": best["policy"],
-                "label": spec_label(best["policy"]),
+                "label": spec_label(best["policy"], registry),
                 "mean": statistics.fmean(values),
                 "best": best_value,
                 "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
@@ -152,26 +175,23 @@ def recommend(
     return out
 
 
-def peak_lr(trial: dict[str, Any]) -> float | None:
-    """The largest LR of a trial: from its LR curve, else from its spec's LR parameter."""
-    curve = (trial.get("curves") or {}).get("lr")
-    if curve:
-        _, values = unpack(curve)
-        if len(values):
-            return float(values.max())
-    spec = trial.get("policy") or {}
-    stack = [spec]
+def peak_lr(trial: dict[str, Any], registry: "Registry | None" = None) -> float | None:
+    """The largest LR of a trial: from its LR curve, else from its spec's LR parameter(s)."""
+    points = curve_points((trial.get("curves") or {}).get("lr"))
+    if points:
+        return max(v for _, v in points)
+    stack = [trial.get("policy") or {}]
     best = None
     while stack:
         s = stack.pop()
         if "sequence" in s:
             stack.extend(s["sequence"])
             continue
-        for key in _LR_KEYS:
-            v = (s.get("params") or {}).get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                best = v if best is None else max(best, v)
-                break
+        params = s.get("params") or {}
+        numeric = [k for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        key = lr_param(str(s.get("name", "")), numeric, registry)
+        if key is not None:
+            best = params[key] if best is None else max(best, params[key])
     return float(best) if best is not None else None
 
 
@@ -181,31 +201,14 @@ def _range_test_suggestion(trial: dict[str, Any]) -> tuple[float, float] | None:
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi:
         return float(lo), float(hi)
     curves = trial.get("curves") or {}
-    if "lr" not in curves or "loss" not in curves:
+    lr_points, loss_points = curve_points(curves.get("lr")), curve_points(curves.get("loss"))
+    if len(loss_points) < 5 or len(lr_points) < 2:
         return None
-    lr_steps, lrs = unpack(curves["lr"])
-    loss_steps, losses = unpack(curves["loss"])
-    if len(losses) < 5 or len(lrs) < 2:
-        return None
-    lr_at = np.interp(loss_steps.astype(np.float64), lr_steps.astype(np.float64), lrs.astype(np.float64))
-    ok = lr_at > 0
-    lr_at, losses = lr_at[ok], losses[ok].astype(np.float64)
-    if len(losses) < 5:
-        return None
-    smooth = np.empty_like(losses)
-    avg, beta = 0.0, 0.9
-    for i, v in enumerate(losses):  # bias-corrected exponential moving average, as fastai's finder
-        avg = beta * avg + (1 - beta) * v
-        smooth[i] = avg / (1 - beta ** (i + 1))
-    best = int(np.argmin(smooth))
-    upper = float(lr_at[best])
-    if best < 2:
-        return upper / 10, upper
-    slopes = np.diff(smooth[: best + 1]) / np.maximum(np.diff(np.log(lr_at[: best + 1])), 1e-12)
-    lower = float(lr_at[int(np.argmin(slopes))])
-    if not lower < upper:
-        lower = upper / 10
-    return lower, upper
+    # the two curves may have been downsampled to different steps: read the LR at each loss step
+    lr_steps, lrs = np.array(lr_points, dtype=np.float64).T
+    loss_steps, losses = np.array(loss_points, dtype=np.float64).T
+    found = analyze_range_test(np.interp(loss_steps, lr_steps, lrs), losses)["lr_range"]
+    return (float(found[0]), float(found[1])) if found else None
 
 
 def lr_range(
@@ -216,10 +219,11 @@ def lr_range(
     model_size: str | None = None,
     metric: str | None = None,
     tolerance: float = 0.05,
+    registry: "Registry | None" = None,
 ) -> dict[str, Any]:
     """What LR range worked for ``task``: from its range tests and from its best trials."""
     all_trials = [t for t in trials if t.get("task") == task]
-    tests = [t for t in all_trials if t.get("kind") == "range_test" and t.get("status") in ("completed", "stopped", "diverged")]
+    tests = [t for t in all_trials if t.get("kind") == "range_test" and t.get("status") in _RANGE_TEST_USABLE]
     tests, scope = _scoped(tests, model_family, model_size)
     per_test = []
     for t in tests:
@@ -229,7 +233,7 @@ def lr_range(
     out: dict[str, Any] = {"task": task, "scope": scope, "range_tests": per_test, "suggested": None, "from_trials": None}
     if per_test:
         out["suggested"] = [statistics.median(p["lower"] for p in per_test), statistics.median(p["upper"] for p in per_test)]
-    pool = [t for t in all_trials if t.get("kind", "train") == "train" and t.get("status") == "completed"]
+    pool = [t for t in all_trials if t.get("kind", "train") == "train" and t.get("status") == TrialStatus.COMPLETED]
     pool, _ = _scoped(pool, model_family, model_size)
     metric, mode = _choose_metric(pool, metric)
     if metric is not None:
@@ -239,7 +243,7 @@ def lr_range(
             best = min(scored, key=lambda vt: sign * vt[0])[0]
             margin = tolerance * max(abs(best), 1e-12)
             good = [t for v, t in scored if sign * (v - best) <= margin]
-            peaks = [p for t in good if (p := peak_lr(t)) is not None]
+            peaks = [p for t in good if (p := peak_lr(t, registry)) is not None]
             if peaks:
                 out["from_trials"] = {
                     "metric": metric,

@@ -7,7 +7,9 @@ policies reproduces the schedule, a ``spec`` in the form ``parse_spec`` reads.
 Warmup given as a *ratio* (Alpaca, Vicuna: 3 % of the run) cannot live in a spec, because the
 policies take warmup in steps and the number of steps is only known once the run's length is.
 Such a recipe stores ``warmup_ratio`` and a spec without the warmup-steps parameter;
-:func:`resolve_recipe_spec` fills it in for a run of ``total_steps``. A recipe for a *range* of
+:func:`resolve_recipe_spec` fills it in for a run of ``total_steps``: the parameter whose schema
+gives it the role ``warmup`` (:func:`lrbench_gui.core.params.param`), so the recipes name no
+policy's parameters here. A recipe for a *range* of
 learning rates (the LRBench++ sweep, "1e-5 to 1e-4 for transformers") stores ``lr_range`` and a
 spec at the low end of the range, which a tuner scales over the range.
 
@@ -18,12 +20,16 @@ same records with the same hashes and an import between two databases skips them
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SEED_POLICIES", "seed_policies", "resolve_recipe_spec", "WARMUP_STEP_PARAMS"]
+if TYPE_CHECKING:  # pragma: no cover
+    from lrbench_gui.core.registry import Registry
 
-#: The parameter that holds warmup steps, per policy name.
-WARMUP_STEP_PARAMS = {"cosine": "warmup_steps", "linear": "warmup_steps", "warmup": "warmup_num_steps", "warmup_decay": "warmup_num_steps"}
+__all__ = ["SEED_POLICIES", "seed_policies", "resolve_recipe_spec", "warmup_param", "WARMUP_NAMES"]
+
+#: the conventional names of a warmup-steps parameter (torch/HF style, DeepSpeed style), for a
+#: policy whose schema is not known here
+WARMUP_NAMES = ("warmup_steps", "warmup_num_steps")
 
 _LRBENCH_PP = {
     "title": "LRBench++: Jin, Wei, Wang, Zhang, Wu, Rethinking Learning Rate Tuning in the Era of Large Language Models (IEEE CogMI 2023)",
@@ -260,17 +266,41 @@ def seed_policies() -> list[dict[str, Any]]:
     return copy.deepcopy(SEED_POLICIES)
 
 
-def resolve_recipe_spec(recipe: dict[str, Any], total_steps: int) -> dict[str, Any] | None:
+def warmup_param(spec: dict[str, Any], registry: "Registry | None") -> str | None:
+    """The parameter of a (leaf) spec's policy that holds its warmup in steps.
+
+    For a policy ``registry`` has: the parameter its schema gives the role ``warmup`` (None if
+    it declares none). For one it does not have: the conventional name the spec already uses,
+    else ``warmup_num_steps`` when its other parameters follow DeepSpeed's ``warmup_*`` naming,
+    else ``warmup_steps``.
+    """
+    name = spec.get("name", "")
+    if registry is not None and name in registry.policies:
+        from lrbench_gui.core.params import describe
+
+        return next((row.name for row in describe(registry.policy(name).Params) if row.role == "warmup"), None)
+    params = spec.get("params") or {}
+    given = next((k for k in WARMUP_NAMES if k in params), None)
+    if given is not None:
+        return given
+    return "warmup_num_steps" if any(k.startswith("warmup_") for k in params) else "warmup_steps"
+
+
+def resolve_recipe_spec(recipe: dict[str, Any], total_steps: int, registry: "Registry | None") -> dict[str, Any] | None:
     """The recipe's spec for a run of ``total_steps``: a ratio warmup becomes steps.
 
-    Returns None for a recipe without a spec (a bare rule of thumb).
+    The steps go into the parameter :func:`warmup_param` names (the role ``warmup`` of the
+    policy's schema in ``registry``). Returns None for a recipe without a spec (a bare rule of
+    thumb).
     """
     spec = recipe.get("spec")
     if spec is None:
         return None
     spec = copy.deepcopy(spec)
     ratio = recipe.get("warmup_ratio")
-    key = WARMUP_STEP_PARAMS.get(spec.get("name", ""))
-    if ratio is not None and key is not None:
+    if ratio is None or "sequence" in spec:
+        return spec
+    key = warmup_param(spec, registry)
+    if key is not None:
         spec.setdefault("params", {})[key] = max(1, round(ratio * total_steps))
     return spec

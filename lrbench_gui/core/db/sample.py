@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from lrbench_gui.core.db.curves import pack
+from lrbench_gui.core.records import StudyStatus, TrialStatus
 
 __all__ = ["synthetic_study", "synthetic_trial", "synthetic_range_test", "SAMPLE_POLICIES"]
 
@@ -29,7 +30,7 @@ def synthetic_study(study_id: str = "s1", task: str = "digits", *, family: str |
         "tuner": {"name": "grid", "params": {}},
         "objective": {"metric": "eval_loss", "mode": "min"},
         "budget": {"steps": 1000},
-        "status": "finished",
+        "status": StudyStatus.FINISHED.value,
         "provenance": {"user": "bench", "host": "localhost", "created": _CREATED, "app_version": "0.1.0"},
     }
 
@@ -89,7 +90,7 @@ def synthetic_trial(
         "optimizer": {"name": "adamw", "params": {"weight_decay": 0.0}},
         "budget": {"steps": total_steps},
         "seed": seed if seed is not None else i,
-        "status": "completed",
+        "status": TrialStatus.COMPLETED.value,
         "objective": {"metric": "eval_loss", "mode": "min"},
         "metrics": {"eval_loss": final, "train_loss": float(loss[-1])},
         "cost": {"steps": total_steps, "tokens": total_steps * 2048, "seconds": round(30.0 + 0.01 * i, 3)},
@@ -111,7 +112,7 @@ def synthetic_range_test(trial_id: str, *, study: str | None = "s1", task: str =
         "kind": "range_test",
         "task": task,
         "policy": {"name": "lr_range", "params": {"min_lr": 1e-6, "step_size": 1, "step_rate": 0.05}},
-        "status": "completed",
+        "status": TrialStatus.COMPLETED.value,
         "metrics": {},
         "cost": {"steps": points, "seconds": 5.0},
         "curves": {"lr": {"steps": steps.tolist(), "values": lrs.tolist()}, "loss": {"steps": steps.tolist(), "values": loss.tolist()}},

@@ -32,6 +32,8 @@ __all__ = [
     "FileLock",
     "DatabaseError",
     "DatabaseLocked",
+    "DatabaseCorrupt",
+    "DatabaseTooNew",
     "atomic_write_bytes",
     "file_signature",
     "make_backup",
@@ -55,6 +57,14 @@ class DatabaseError(Exception):
 
 class DatabaseLocked(DatabaseError):
     """Another process is writing the database; the message names it."""
+
+
+class DatabaseCorrupt(DatabaseError):
+    """The database file exists but cannot be read; it is left untouched."""
+
+
+class DatabaseTooNew(DatabaseError):
+    """The database was written by a newer lrbench whose schema this one does not know."""
 
 
 def _fsync_dir(folder: Path) -> None:
