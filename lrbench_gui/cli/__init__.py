@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 from lrbench_gui import __version__
 
-__all__ = ["main", "CliError", "print_json", "SUBCOMMAND_MODULES"]
+__all__ = ["main", "CliError", "print_json", "open_db", "registry", "SUBCOMMAND_MODULES"]
 
 #: Sub-command modules of this package, each with ``add_parser(subparsers)``.
-SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "db", "methods"]
+SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "db", "study"]
 
 
 class CliError(Exception):
@@ -31,6 +31,24 @@ class CliError(Exception):
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, allow_nan=False)
     sys.stdout.write("\n")
+
+
+def registry() -> Any:
+    """The installed plugins' registry: the CLI is an edge, the one place that builds it."""
+    from lrbench_gui.plugins import get_registry
+
+    return get_registry()
+
+
+def open_db(path: str | None, **kw: Any) -> Any:
+    """The policy database at ``path`` (default: ``$LRBENCH_DB`` or the data folder), validating
+    with the installed plugins; a database problem is a one-line :class:`CliError`."""
+    from lrbench_gui.core.db import DatabaseError, PolicyDB
+
+    try:
+        return PolicyDB(path, registry=registry(), **kw)
+    except DatabaseError as exc:
+        raise CliError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):

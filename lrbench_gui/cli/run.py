@@ -14,7 +14,7 @@ from lrbench_gui.core.records import spec_label
 from lrbench_gui.plugins import get_registry
 from lrbench_gui.core.runs.protocol import Event, encode
 from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
-from lrbench_gui.cli import CliError, print_json
+from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set, resolve_spec
 
 __all__ = ["add_parser", "ProgressBar", "build_trial"]
@@ -104,20 +104,13 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
         raise CliError(str(exc)) from None
 
 
-def _open_db(path: str | None) -> Any:
-    from lrbench_gui.core.db import DatabaseError, PolicyDB
-
-    try:
-        return PolicyDB(path)
-    except DatabaseError as exc:
-        raise CliError(str(exc)) from None
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from lrbench_gui.core.runs.runner import LocalScheduler
 
     cfg = build_trial(args)
-    db = None if args.no_db else _open_db(args.db)
+    db = None if args.no_db else open_db(args.db)
     bar: ProgressBar | None = None
     stored: dict[str, Any] = {}
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lrbench_gui.cli import CliError, print_json
+from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set
 
 __all__ = ["add_parser", "run_study_blocking", "format_ranking"]
@@ -39,13 +39,6 @@ def _target(text: str | None) -> tuple[str | None, float | None]:
     return name.strip(), number
 
 
-def _open_db(path: str | None) -> Any:
-    from lrbench_gui.core.db import DatabaseError, PolicyDB
-
-    try:
-        return PolicyDB(path)
-    except DatabaseError as exc:
-        raise CliError(str(exc)) from None
 
 
 def make_study(args: argparse.Namespace, db: Any) -> Any:
@@ -149,7 +142,7 @@ def format_ranking(study: Any, limit: int = 20) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    db = _open_db(args.db)
+    db = open_db(args.db)
     study = make_study(args, db)
     replayed = study.resume() if args.resume else 0
     if replayed:

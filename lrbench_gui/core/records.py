@@ -6,7 +6,7 @@ One vocabulary for the core, the CLI, every panel and the database:
   ``TrialState`` has ``is_finished``). They are ``str`` enums, so they compare equal to, and
   serialize as, the plain strings stored in the database and in export files.
 * :class:`TrialRecord` and :class:`StudyRecord`, the ``TypedDict`` shapes of
-  [docs/format.md](../../docs/format.md) (the validator in :mod:`lrbench_gui.core.db.document`
+  [docs/format.md](../../docs/format.md) (the validator in :mod:`lrbench_gui.core.db.validate`
   is what enforces them; these types say what a reader may expect).
 * :func:`curve_points`, the one reader of a stored curve (plain or packed).
 * :func:`spec_label`, the one short label of a policy spec that every view prints.
