@@ -49,7 +49,19 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         found = db.get(args.resume, "studies")
         if found is None:
             raise CliError(f"no study {args.resume!r} in {db.path} (lrbench db list shows the studies)")
-        config = StudyConfig.model_validate(found["extra"]["config"])
+        stored = (found.get("extra") or {}).get("config")
+        if not isinstance(stored, dict):
+            raise CliError(f"study {args.resume!r} has no configuration to resume from (it was imported "
+                           "from another tool, or made by an older lrbench): start a new study instead")
+        # where this machine sends work is never taken from a (possibly imported) record: the
+        # backend, Ray address, parallelism and GPUs are the ones given on this command line
+        here = {"backend": args.backend, "ray_address": args.address, "parallel": args.parallel,
+                "gpus_per_trial": args.gpus_per_trial, "device": "auto"}
+        try:
+            config = StudyConfig.model_validate({**stored, **here})
+        except Exception as exc:
+            raise CliError(f"study {args.resume!r}: its stored configuration is not valid here: "
+                           f"{str(exc).splitlines()[0][:200]}") from None
     else:
         sets = _split_sets(args.set)
         metric, target = _target(args.target)
@@ -71,6 +83,8 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         }
         if metric:
             obj["metric"] = metric
+        if args.mode:
+            obj["mode"] = args.mode
         try:
             config = StudyConfig.model_validate(obj)
         except Exception as exc:  # pydantic's message names the field
@@ -130,7 +144,7 @@ def format_ranking(study: Any, limit: int = 20) -> str:
         except Exception:  # a spec of a plugin no longer installed
             label = r["family"]
         value = "-" if r["value"] is None else f"{r['value']:.4g}"
-        line = [str(i), r["trial"].split("-", 2)[-1], label[:38], r["status"], value, str(r["steps"]),
+        line = [str(i), r["trial"], label[:38], r["status"], value, str(r["steps"]),
                 f"{r['seconds']:.1f}"]
         if cost:
             line.insert(5, "-" if r["cost_to_target"] is None else str(r["cost_to_target"]))
@@ -144,9 +158,12 @@ def format_ranking(study: Any, limit: int = 20) -> str:
 def _cmd_tune(args: argparse.Namespace) -> int:
     db = open_db(args.db)
     study = make_study(args, db)
-    replayed = study.resume() if args.resume else 0
-    if replayed:
-        print(f"resuming study {study.config.study_id}: {replayed} finished trials replayed", file=sys.stderr)
+    if args.resume:
+        study.resume()
+        r = study.resumed
+        print(f"resuming study {study.config.study_id}: {r['completed']} completed trials kept"
+              + (f", {r['replayed'] - r['completed']} failed, diverged or cancelled kept" if r["replayed"] > r["completed"] else "")
+              + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
     progress = _Progress(study, args.json)
     try:
         run_study_blocking(study, progress)
@@ -156,11 +173,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         return 130
     progress.close()
     best = study.best()
+    failure = _all_failed(study)
+    if failure is not None and not args.json:
+        print(format_ranking(study))
+        print(f"lrbench: error: every trial of study {study.config.study_id} failed; the first: {failure}",
+              file=sys.stderr)
+        return 1
     if args.save_best and best is not None:
         Path(args.save_best).write_text(json.dumps(best["policy"], indent=2))
     if args.json:
-        print_json({"study": study.config.study_id, "summary": study.summary(), "ranking": study.ranking()})
-        return 0
+        print_json({"study": study.config.study_id, "summary": study.summary(), "ranking": study.ranking(),
+                    **({"error": f"every trial failed; the first: {failure}"} if failure else {})})
+        return 1 if failure else 0
     print(format_ranking(study))
     s = study.summary()
     print(f"\nstudy {study.config.study_id}: {s['trials']} trials, {s['compute_steps']} steps of compute; "
@@ -179,6 +203,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             print(f"best policy saved to {where}; export it: lrbench policy export --spec {where} --to hf "
                   f"--steps {study.config.budget_steps}")
     return 0
+
+
+def _all_failed(study: Any) -> str | None:
+    """The first failure's reason when the study has trials and none of them gave a result."""
+    records = list(study.records.values())
+    if not records or any(r.get("status") in ("completed",) for r in records):
+        return None
+    first = records[0]
+    notes = str(first.get("notes") or "").strip().splitlines()
+    reason = next((n for n in notes if n.strip()), "") or f"status {first.get('status')}"
+    return f"{first.get('id')}: {first.get('status')}: {reason[:200]}"
 
 
 def _common(p: argparse.ArgumentParser, task_required: bool = True) -> None:
@@ -201,6 +236,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=16, help="trials (full-length equivalents) the tuner may use")
     p.add_argument("--parallel", type=int, default=1, help="trials side by side (CPU workers or GPUs)")
     p.add_argument("--target", metavar="METRIC=VALUE", help="the cost method's goal, e.g. val_acc=0.95")
+    p.add_argument("--mode", choices=["min", "max"],
+                   help="whether lower or higher is better (default: the task's declared direction for its "
+                        "metric, else by name: accuracy-like metrics are max)")
     p.add_argument("--lr-range", metavar="LOW,HIGH", help="narrow every LR dimension of the search")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")

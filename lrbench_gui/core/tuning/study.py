@@ -28,12 +28,16 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.records import TRIAL_REPLAYED, StudyRecord, StudyStatus, TrialRecord, TrialStatus, curve_points
 from lrbench_gui.core.runs.protocol import Event
-from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.registry import Registry, require_registry
 from lrbench_gui.core.runs.trial import TrialConfig, load_trial, validate_trial
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
-__all__ = ["StudyConfig", "Study", "result_from_record", "METHODS"]
+__all__ = ["StudyConfig", "Study", "result_from_record", "METHODS", "INTERRUPTED"]
+
+#: the tag of a trial stopped because its whole study was stopped (it runs again on resume)
+INTERRUPTED = "interrupted"
 
 METHODS = ("single", "compose", "cost")
 
@@ -75,34 +79,36 @@ class StudyConfig(BaseModel):
     trial_backend: Literal["torch", "deepspeed"] = "torch"
 
 
-def result_from_record(key: str, record: dict[str, Any], objective: Objective) -> TrialResult:
-    """A finished trial's database record as its tuner wants it."""
-    from lrbench_gui.core.db.curves import unpack
+def metric_direction(metric: str, task_cls: Any) -> str:
+    """Whether ``metric`` is better lower ("min") or higher ("max"): the task's declared mode for
+    its own metric or any in its ``metric_modes``, else by name (accuracy-like names are "max")."""
+    if metric == getattr(task_cls, "metric", None):
+        return str(task_cls.metric_mode)
+    declared = getattr(task_cls, "metric_modes", None) or {}
+    if metric in declared:
+        return str(declared[metric])
+    from lrbench_gui.core.db.query import metric_mode
 
+    return metric_mode(metric)
+
+
+def result_from_record(key: str, record: TrialRecord, objective: Objective) -> TrialResult:
+    """A finished trial's database record as its tuner wants it: the objective's value only
+    when the trial completed with a finite one."""
     metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if isinstance(v, (int, float))}
     value = metrics.get(objective.metric)
-    if record.get("status") not in ("completed",) or value is None or not math.isfinite(value):
+    if record.get("status") != TrialStatus.COMPLETED or value is None or not math.isfinite(value):
         value = None
-
-    def curve(name: str) -> list[tuple[int, float]]:
-        c = (record.get("curves") or {}).get(name)
-        if not c:
-            return []
-        if "encoding" in c:
-            steps, values = unpack(c)
-        else:
-            steps, values = c["steps"], c["values"]
-        return [(int(s), float(v)) for s, v in zip(steps, values)]
-
+    curves = record.get("curves") or {}
     return TrialResult(
         key=key,
         status=str(record.get("status")),
         value=value,
         metrics=metrics,
         cost={k: v for k, v in (record.get("cost") or {}).items() if isinstance(v, (int, float))},
-        evals=curve(f"eval/{objective.metric}"),
-        losses=curve("loss"),
-        lrs=curve("lr"),
+        evals=curve_points(curves.get(f"eval/{objective.metric}")),
+        losses=curve_points(curves.get("loss")),
+        lrs=curve_points(curves.get("lr")),
         checkpoints=[str(c) for c in (record.get("extra") or {}).get("checkpoints") or [] if c],
     )
 
@@ -110,16 +116,14 @@ def result_from_record(key: str, record: dict[str, Any], objective: Objective) -
 class Study:
     """One study's state: its tuner, what runs, what finished, where it is stored."""
 
-    def __init__(self, config: StudyConfig, registry: Registry | None = None, db: Any = None) -> None:
-        from lrbench_gui.plugins import get_registry
-
+    def __init__(self, config: StudyConfig, registry: Registry, db: Any = None) -> None:
         self.config = config
-        self.registry = registry or get_registry()
+        self.registry = require_registry(registry, "Study")
         self.db = db
         task_cls = self.registry.task(config.task)
         validate_params(task_cls.Params, config.task_params)
         metric = config.metric or task_cls.metric
-        mode = config.mode or (task_cls.metric_mode if metric == task_cls.metric else "min")
+        mode = config.mode or metric_direction(metric, task_cls)
         self.objective = Objective(metric, mode, config.target)
         if config.method == "cost" and config.target is None:
             raise ValueError("the cost method needs a target: e.g. --target val_acc=0.95")
@@ -131,6 +135,11 @@ class Study:
         self.pruned: set[str] = set()
         self.replayed = 0
         self.stopped = False
+        #: trials that were running when the whole study was stopped (closing the app, Ctrl-C):
+        #: stored as stopped with the tag "interrupted", and run again on resume
+        self.interrupted: set[str] = set()
+        #: what resume() found: trials replayed, of which completed, and interrupted ones re-queued
+        self.resumed = {"replayed": 0, "completed": 0, "rerun": 0}
         self._replay_queue: list[TrialRequest] = []
         self._ask_count = 0
         self.asked_at: dict[str, int] = {}
@@ -155,7 +164,7 @@ class Study:
     def trial_id(self, key: str) -> str:
         return f"{self.config.study_id}-{key}"
 
-    def study_record(self, status: str) -> dict[str, Any]:
+    def study_record(self, status: StudyStatus | str) -> StudyRecord:
         cfg = self.config
         return {
             "id": cfg.study_id,
@@ -165,14 +174,14 @@ class Study:
             "tuner": {"name": cfg.tuner, "params": cfg.tuner_params},
             "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
             "budget": {"steps": cfg.budget_steps},
-            "status": status,
+            "status": str(StudyStatus(status)),
             "extra": {
                 "config": cfg.model_dump(mode="json"),
                 "summary": _jsonable(self.summary()),
             },
         }
 
-    def save(self, status: str) -> None:
+    def save(self, status: StudyStatus | str) -> None:
         if self.db is not None:
             self.db.add_study(self.study_record(status), replace=True)
 
@@ -185,12 +194,16 @@ class Study:
         knows its ask order and how many results its tuner had been told when it was asked, and
         its finish order. Replaying asks in ask order, telling results in finish order up to each
         ask's count, gives a deterministic tuner the same requests and keys. A request that had
-        not finished (it was running when the app closed) is queued to run for real.
+        not finished (it was running when the app closed, or it was stopped with the whole study:
+        tagged ``interrupted``) is queued to run for real; a trial the user cancelled on its own
+        stays cancelled.
         """
         if self.db is None:
             return 0
-        stored = [t for t in self.db.trials(study=self.config.study_id)
-                  if t.get("status") in ("completed", "diverged", "failed", "stopped")]
+        everything = self.db.trials(study=self.config.study_id)
+        stored = [t for t in everything
+                  if t.get("status") in TRIAL_REPLAYED and INTERRUPTED not in (t.get("tags") or [])]
+        unfinished = len(everything) - len(stored)  # interrupted, or running when the app died
         by_id = {t["id"]: t for t in stored}
         order = lambda t, k: (t.get("extra") or {}).get(k, 0)  # noqa: E731
         asks = sorted(stored, key=lambda t: order(t, "ask_index"))
@@ -224,6 +237,8 @@ class Study:
                 break
         tell_until(len(tells))
         self.replayed = told
+        completed = sum(1 for r in self.results.values() if r.status == TrialStatus.COMPLETED)
+        self.resumed = {"replayed": told, "completed": completed, "rerun": max(unfinished, len(self._replay_queue))}
         return told
 
     # The loop's three steps.
@@ -293,6 +308,8 @@ class Study:
 
     def on_finished(self, trial_id: str, record: dict[str, Any]) -> None:
         self.running.discard(trial_id)
+        if trial_id in self.interrupted and record.get("status") == TrialStatus.STOPPED:
+            record = {**record, "tags": sorted(set(record.get("tags") or []) | {INTERRUPTED})}
         if trial_id in self.pruned:
             record = {**record, "tags": sorted(set(record.get("tags") or []) | {"pruned"})}
         self._finish(trial_id, record, store=True)
@@ -301,7 +318,7 @@ class Study:
         req = self.requests[trial_id]
         result = result_from_record(req.key, record, self.objective)
         if trial_id in self.pruned or "pruned" in (record.get("tags") or []):
-            result.status = "pruned"
+            result.status = TrialStatus.PRUNED
         extra = dict(record.get("extra") or {})
         extra.update({"family": req.family, "point": _jsonable(req.point), "tuner_tags": _jsonable(req.tags)})
         if store:
@@ -315,14 +332,8 @@ class Study:
         else:
             told = result
         self.tuner.tell(told)
-        if req.tags.get("kind") == "range_test":
-            # the test's answer belongs to its trial: the database's LR-range query reads it there
-            summary = self.tuner.summary_json()
-            record = {**record, "kind": "range_test", "metrics": {
-                **record.get("metrics", {}),
-                **{k: summary[k] for k in ("lr", "lr_min", "lr_max") if isinstance(summary.get(k), float)}}}
-            extra["range_test"] = _jsonable({k: v for k, v in summary.items() if k != "curve"})
-        record = {**record, "extra": extra}
+        # what the tuner adds to its trial's record (the range test: its suggested LRs)
+        record = self.tuner.record_trial(req, result, {**record, "extra": extra})
         self.results[trial_id] = result
         self.records[trial_id] = record
         if store and self.db is not None:
@@ -342,7 +353,10 @@ class Study:
         return (self.stopped or self.tuner.done()) and not self.running and not self._replay_queue
 
     def stop(self) -> None:
+        """Ask nothing more. The trials running now are *interrupted*: the caller cancels them,
+        and a resume runs them again (a trial cancelled on its own, before, stays cancelled)."""
         self.stopped = True
+        self.interrupted |= set(self.running)
 
     # Results.
 
