@@ -22,10 +22,12 @@ from lrbench_gui.testing import (
     check_policy,
     check_policy_defaults,
     check_policy_exports,
+    check_policy_exports_exact,
     check_policy_pure,
     check_policy_refuses_bad_params,
     check_policy_registers,
     check_policy_schema,
+    check_policy_total_steps,
     check_task,
     check_tuner,
 )
@@ -264,3 +266,90 @@ def test_builtin_tuner_contract(name):
 @pytest.mark.parametrize("name", sorted(_builtins("task")))
 def test_builtin_task_contract(name):
     check_task(_builtins("task")[name])
+
+
+class _Linear(_Good):
+    """A linear decay over the run: its curve depends on total_steps."""
+
+    name = "contract-linear"
+
+    def lr_at(self, step: int) -> float:
+        return self.params.lr * max(0.0, 1.0 - step / self.total_steps)
+
+
+def test_a_policy_that_needs_the_run_length_but_says_not_fails():
+    with pytest.raises(ContractError, match="set uses_total_steps = True.*TOTAL_STEPS = 1"):
+        check_policy_total_steps(_Linear)
+    check_policy_total_steps(type("Declared", (_Linear,), {"uses_total_steps": True}))
+    check_policy_total_steps(_Good)  # a half-life does not depend on the run's length
+
+
+def test_without_the_flag_the_torch_export_is_another_schedule(lrbench_env):
+    """The symptom the rule prevents: ``policy export --to torch`` bakes in a run of one step."""
+    source = """
+from lrbench_gui.api import Params, Policy, hookimpl, param
+
+
+class Linear(Policy):
+    name = "undeclared-linear"
+    summary = "Linear decay over the run"
+
+    class Params(Params):
+        lr: float = param(0.1, "LR.", gt=0)
+
+    def lr_at(self, step):
+        return self.params.lr * max(0.0, 1.0 - step / self.total_steps)
+
+
+@hookimpl
+def register_policies(register):
+    register(Linear)
+"""
+    (lrbench_env["plugins"] / "undeclared.py").write_text(source)
+    out = subprocess.run([sys.executable, "-m", "lrbench_gui.cli", "policy", "export", "undeclared-linear", "--to",
+                          "torch"], capture_output=True, text=True, check=True)
+    assert "TOTAL_STEPS = 1\n" in out.stdout
+    from lrbench_gui.plugins import get_registry
+
+    with pytest.raises(ContractError, match="uses_total_steps"):
+        check_policy(get_registry().policy("undeclared-linear"))
+
+
+def _exporting(**exports) -> type[Policy]:
+    return _variant(**{k: (lambda self, v=v: v(self)) for k, v in exports.items()})
+
+
+@pytest.mark.parametrize(
+    "exports, message",
+    [
+        ({"to_torch": lambda self: Export(  # a staircase for a smooth decay
+            f"scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size={self.params.half_life}, gamma=0.5)\n")},
+         r"to_torch\(\) .* claims exact=True but is another schedule: at step 1"),
+        ({"to_hf": lambda self: Export({"learning_rate": self.params.lr, "lr_scheduler_type": "constant"})},
+         r"to_hf\(\) .* claims exact=True but is another schedule"),
+        ({"to_deepspeed": lambda self: Export({"scheduler": {"type": "WarmupLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": self.params.lr, "warmup_num_steps": 10}}})},
+         r"to_deepspeed\(\) .* claims exact=True but is another schedule: at step 0"),
+        ({"to_torch": lambda self: Export("scheduler = torch.optim.lr_scheduler.NoSuchLR(optimizer)\n")},
+         r"claims exact=True but running it raised AttributeError"),
+    ],
+    ids=["torch-staircase", "hf-constant", "deepspeed-warmup", "torch-crashes"],
+)
+def test_an_export_claimed_exact_that_is_another_schedule_fails(exports, message):
+    broken = _exporting(**exports)
+    check_policy_exports(broken)  # well-formed: only running it shows the lie
+    with pytest.raises(ContractError, match=message):
+        check_policy_exports_exact(broken)
+    with pytest.raises(ContractError, match="claims exact=True"):
+        check_policy(broken)
+
+
+def test_exact_exports_that_are_exact_pass_and_approximations_may_say_so():
+    def exponential(self):
+        gamma = 0.5 ** (1 / self.params.half_life)
+        return Export(f"scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma={gamma!r})\n")
+
+    check_policy_exports_exact(_exporting(to_torch=exponential))
+    approx = _exporting(to_hf=lambda self: Export({"learning_rate": self.params.lr, "lr_scheduler_type": "constant"},
+                                                   exact=False, note="constant only"))
+    check_policy_exports_exact(approx)

@@ -19,12 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.runs.protocol import encode
+from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
 from lrbench_gui.core.spec import build_schedule, parse_spec
 from lrbench_gui.core.task import Task, TaskContext
-from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
 
-__all__ = ["main", "run_trial", "Emitter"]
+__all__ = ["main", "run_trial", "Emitter", "DIVERGED_METRIC", "check_metrics"]
+
+#: What a task's ``evaluate()`` reports for a metric it cannot compute, a diverged model's loss:
+#: large and finite, so the value stays JSON-safe and ranks below every real result (NaN and
+#: infinities would be dropped from the record, leaving the trial without a value).
+DIVERGED_METRIC = 1e9
 
 
 class Emitter:
@@ -162,17 +168,17 @@ def _save_checkpoint(model: Any, folder: Path, step: int, lr: float, cfg: TrialC
     return path
 
 
-def run_trial(cfg: TrialConfig, out: Emitter) -> str:
-    """Train ``cfg`` and return the end status; every event goes through ``out``."""
+def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
+    """Train ``cfg`` and return the end status; every event goes through ``out``. ``registry``
+    resolves the task and the policy (:func:`main` passes the installed plugins; the task
+    contract of :mod:`lrbench_gui.testing` passes its own)."""
     import torch
-
-    from lrbench_gui.plugins import get_registry
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     rank = int(os.environ.get("RANK", "0"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    reg = get_registry()
+    reg = registry
     task_cls = reg.task(cfg.task)
     task = task_cls(validate_params(task_cls.Params, cfg.task_params))
     device = _device(cfg.device, cfg.backend)
@@ -297,12 +303,31 @@ def _merge_into(model: Any, cfg: TrialConfig, out: Emitter) -> None:
     out.log(f"merged {m.weight:.4g} x {Path(m.later).name} + {1 - m.weight:.4g} x {Path(m.earlier).name}")
 
 
+def check_metrics(task: Task, metrics: Any) -> dict[str, float]:
+    """``metrics`` as floats, or :class:`TrialError` in one line when ``evaluate()`` broke its
+    contract: not a dict of numbers, or without the task's declared :attr:`Task.metric` (a trial
+    that cannot be ranked must fail, not complete)."""
+    name = getattr(task, "name", type(task).__name__)
+    if not isinstance(metrics, dict):
+        raise TrialError(f"task {name}'s evaluate() returned {type(metrics).__name__}, not a dict of metrics")
+    if task.metric not in metrics:
+        got = ", ".join(sorted(map(str, metrics))) or "nothing"
+        raise TrialError(f"task {name}'s evaluate() returned no {task.metric!r} (it returned: {got})")
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise TrialError(f"task {name}'s evaluate() returned {key}={value!r}, not a number") from None
+    return out
+
+
 def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, float]:
     import torch
 
     module.eval()
     with torch.no_grad():
-        metrics = {k: float(v) for k, v in task.evaluate(module).items()}
+        metrics = check_metrics(task, task.evaluate(module))
     module.train()
     out.emit("eval", step=step, metrics=metrics)
     return metrics
@@ -329,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     _Stop.install()
     trial_id = "?"
     out = Emitter(trial_id, int(os.environ.get("RANK", "0")))
+    from lrbench_gui.plugins import get_registry
+
+    registry = get_registry()
     try:
-        cfg = validate_trial(load_trial(args.trial))
+        cfg = validate_trial(load_trial(args.trial), registry)
         out.trial = cfg.trial_id
     except TrialError as exc:
         out.trial = _raw_trial_id(args.trial)
@@ -339,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         out.log(f"lrbench trainer: bad trial file {args.trial}: {exc}")
         return 2
     try:
-        run_trial(cfg, out)
+        run_trial(cfg, out, registry)
+    except TrialError as exc:  # a broken contract (a task without its metric): one clear line
+        out.log(f"trial {cfg.trial_id} failed: {exc}")
+        out.emit("error", message=str(exc), log_tail=list(out.tail)[-20:])
+        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
+        return 1
     except Exception as exc:  # a failed trial is reported, never a bare traceback to the app
         tb = traceback.format_exc()
         out.log(tb)

@@ -1,9 +1,19 @@
-"""What the built-in search tuners share: bookkeeping of asked and told trials, scoring, the best
-trial and the compute spent, and the summary every search tuner writes.
+"""The public bases of tuners: :class:`SearchTuner` (search a policy space) and
+:class:`PlannedTuner` (plan trials of one's own). Every built-in tuner but ``merge`` and the two LR
+tests derives from one of them, and a third-party tuner should too: the bookkeeping a study's
+resume relies on (unique keys, the ``asked_after_tells`` tag, refusing a result never asked for)
+is here, once. Both are exported by :mod:`lrbench_gui.api`; docs/plugins.md shows a complete
+subclass.
 
 Scoring: a result counts when its status is ``completed`` and its value is finite. Every other
 result (diverged, failed, stopped by the user, pruned, no value) ranks below every counted one.
 Each tuner decides what else it does with such a result (``bayes`` tells Optuna a penalty).
+
+Names: the methods without an underscore are for anyone (the study calls ``ask``, ``tell``,
+``done``, ``report``, ``summary_json``; a subclass or a view may read ``requests``, ``results``,
+``score``, ``ranked``, ``best_key``, ``running``); those with one underscore (``_request``,
+``_told``, ``_counts``, ``_plan``, ``_trial_json``) are the subclass API: call or override them
+in a subclass, never from outside it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ __all__ = ["SearchTuner", "PlannedTuner", "coerce_params", "finite"]
 
 
 def finite(value: Any) -> bool:
+    """Whether ``value`` is a real, finite number (not a bool, None, NaN or an infinity)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -32,12 +43,24 @@ def coerce_params(cls: type[Tuner], params: Any) -> Params:
 
 
 class SearchTuner(Tuner):
-    """Base of the tuners that search a :class:`SearchSpace`.
+    """Base of the tuners that search a :class:`SearchSpace` (grid, random, bayes, halving).
 
-    Subclasses call :meth:`_request` to make a request (it records the request and adds the tag
-    ``asked_after_tells``: how many results had been told when it was asked, which lets a study
-    replay parallel trials in their original interleaving) and may override :meth:`_counts` to
-    say which results compete for "best" (halving: only full-budget ones).
+    A subclass implements :meth:`ask` (build each request with :meth:`_request`, under a key that
+    follows only from the seed and the results told so far, such as a counter: ``f"g{i:04d}"``)
+    and :meth:`done`; it may override :meth:`_told` (react to a result), :meth:`_counts` (which
+    results compete for the best) and :meth:`summary_json` (add to the summary). :meth:`tell`
+    is done here: it refuses a key never asked or told twice, records the result, sets
+    :attr:`target_reached`, then calls :meth:`_told`.
+
+    Attributes (read them, do not replace them):
+
+    * ``space``: the :class:`SearchSpace` (the study passes one; ``None`` is refused);
+    * ``requests``: key -> :class:`TrialRequest`, in asking order;
+    * ``results``: key -> :class:`TrialResult`, in telling order;
+    * ``target_reached``: a counted result reached ``objective.target`` (a tuner usually stops
+      asking then: ``done()`` returns ``... or self.target_reached``);
+    * and those of :class:`Tuner`: ``params`` (the validated ``Params``), ``objective``,
+      ``budget`` (``steps`` of one full trial, ``trials`` the study may run), ``seed``.
     """
 
     def __init__(self, params: Any, space: Any, objective: Objective | None = None,
@@ -50,9 +73,12 @@ class SearchTuner(Tuner):
         self.results: dict[str, TrialResult] = {}
         self.target_reached = False
 
-    # bookkeeping
-
     def _request(self, key: str, family: str, point: dict[str, Any], steps: int, **tags: Any) -> TrialRequest:
+        """Record and return the request of ``point`` of ``family`` for a run of ``steps`` steps
+        (its spec is ``space.build(family, point, steps)``). ``tags`` go to the request (and the
+        trial's record), with ``asked_after_tells``: how many results had been told when it was
+        asked, which lets a resumed study replay parallel trials in their original interleaving.
+        A key asked twice is a bug: RuntimeError."""
         if key in self.requests:
             raise RuntimeError(f"{self.name}: key {key!r} asked twice")
         request = TrialRequest(
@@ -67,9 +93,11 @@ class SearchTuner(Tuner):
         return request
 
     def running(self) -> list[str]:
+        """Keys asked and not told yet, in asking order."""
         return [k for k in self.requests if k not in self.results]
 
     def tell(self, result: TrialResult) -> None:
+        """Record ``result``: KeyError for a key never asked, ValueError for one told twice."""
         if result.key not in self.requests:
             raise KeyError(f"{self.name}: result for {result.key!r}, which was never asked")
         if result.key in self.results:
@@ -81,7 +109,7 @@ class SearchTuner(Tuner):
         self._told(result)
 
     def _told(self, result: TrialResult) -> None:
-        """Hook: a result was recorded."""
+        """Hook: ``result`` was just recorded in :attr:`results` (default: nothing)."""
 
     def _counts(self, key: str) -> bool:
         """Whether the result of ``key`` competes for the best trial (a full-budget one)."""
@@ -104,12 +132,12 @@ class SearchTuner(Tuner):
         return sorted(keys, key=key)
 
     def best_key(self) -> str | None:
+        """The key of the best counted result (see :meth:`_counts`), or None."""
         pool = [k for k in self.results if self._counts(k) and self.score(self.results[k]) is not None]
         return self.ranked(pool)[0] if pool else None
 
-    # summary
-
     def _trial_json(self, key: str) -> dict[str, Any]:
+        """One trial for the summary: key, family, point, policy, steps, status and value."""
         req, res = self.requests[key], self.results.get(key)
         return {
             "key": key,
@@ -122,6 +150,9 @@ class SearchTuner(Tuner):
         }
 
     def summary_json(self) -> dict[str, Any]:
+        """The search's summary: the tuner, the objective, the ``best`` trial, trials asked and
+        told, their statuses, steps asked and run, ``full_trial_equivalents`` and whether the
+        target was reached. Subclasses add their own keys to it."""
         statuses: dict[str, int] = {}
         for r in self.results.values():
             statuses[r.status] = statuses.get(r.status, 0) + 1
@@ -147,9 +178,16 @@ class SearchTuner(Tuner):
 
 class PlannedTuner(Tuner):
     """Base of the tuners that plan their trials rather than search a space (``horizon``,
-    ``path-switch``): requests wait in ``queue``; :meth:`_plan` may add more from what has been
-    told (it must be deterministic, for resume); the tuner is done when everything asked was told
-    and the plan adds nothing."""
+    ``path-switch``; set ``uses_space = False`` on such a kind so the study passes no space).
+
+    A subclass appends :class:`TrialRequest` objects to :attr:`queue` (in ``__init__`` for the
+    initial plan) and overrides :meth:`_plan` to queue more from the results told so far; the
+    plan must be a deterministic function of :attr:`results`, so a resumed study gets the same
+    keys. :meth:`ask` pops the queue (planning first when it is empty, or always with
+    :attr:`plan_eagerly`) and tags each request with ``asked_after_tells``; :meth:`tell` records
+    a result (KeyError for a key never asked); the tuner is :meth:`done` when everything asked was
+    told and the plan adds nothing. ``requests`` and ``results`` are as on :class:`SearchTuner`.
+    """
 
     def __init__(self, params: Any = None, space: Any = None, objective: Objective | None = None,
                  budget: StudyBudget | None = None, seed: int = 0) -> None:
@@ -166,6 +204,7 @@ class PlannedTuner(Tuner):
         """Queue the requests that the results told so far make possible (default: none)."""
 
     def ask(self) -> TrialRequest | None:
+        """The next queued request, or None while the plan waits for results."""
         if self.plan_eagerly or not self.queue:
             self._plan()
         if not self.queue:
@@ -176,11 +215,13 @@ class PlannedTuner(Tuner):
         return req
 
     def tell(self, result: TrialResult) -> None:
+        """Record ``result``; KeyError for a key never asked."""
         if result.key not in self.requests:
             raise KeyError(f"{self.name}: result for {result.key!r}, which was never asked")
         self.results[result.key] = result
 
     def done(self) -> bool:
+        """Everything asked was told, and :meth:`_plan` queues nothing more."""
         if self.queue or len(self.results) < len(self.requests):
             return False
         self._plan()

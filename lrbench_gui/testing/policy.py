@@ -1,43 +1,30 @@
-"""Contract tests for plugin authors: what every policy, tuner and task must satisfy.
+"""The policy contract: what every LR policy must satisfy (see :mod:`lrbench_gui.testing`).
 
-The built-in plugins pass these checks, and a third-party plugin should too, the way a sampler
-author runs Optuna's ``optuna/testing/pytest_samplers.py``. Two ways to use them:
-
-* call :func:`check_policy` (or :func:`check_tuner`, :func:`check_task`) from any test; it raises
-  :class:`ContractError` (an ``AssertionError``) naming the item and the broken rule;
-* or subclass :class:`PolicyContract` in a pytest module and provide a ``policy_class`` fixture,
-  which gives one test per rule::
-
-      import pytest
-      from lrbench_gui.testing import PolicyContract
-      from my_plugin import MyPolicy
-
-      class TestMyPolicy(PolicyContract):
-          @pytest.fixture
-          def policy_class(self):
-              return MyPolicy
-
-The checks build their own :class:`~lrbench_gui.core.registry.Registry` holding only the item
-under test, so they need no installed plugin and see no other. This module imports neither
-pytest nor torch.
+A policy is pure: registered under a good name, a schema whose defaults and search ranges sit
+inside its bounds, finite non-negative LRs for any run length and any step, the same value for a
+step whatever was asked before, a spec that survives JSON, bad values refused naming the field,
+``uses_total_steps`` true whenever the curve depends on the run's length, and exports that are
+JSON-safe and, when they claim ``exact``, reproduce :meth:`~lrbench_gui.core.policy.Policy.lr_at`
+when they are run (through torch, Hugging Face ``transformers`` and DeepSpeed, those installed).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
-from typing import Any
+import re
+import warnings
+from typing import Any, Callable
 
-from lrbench_gui.core.params import ParamInfo, ParamError, describe, validate_params
+from lrbench_gui.core.params import ParamError, ParamInfo, describe, validate_params
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.spec import SpecError, build_schedule, parse_spec
-from lrbench_gui.core.task import Task
-from lrbench_gui.core.tuner import Tuner
+from lrbench_gui.testing._common import check_registers, check_schema, fail, registry_with
 
 __all__ = [
-    "ContractError",
     "PolicyContract",
     "RUN_LENGTHS",
     "LARGE_STEPS",
@@ -48,9 +35,10 @@ __all__ = [
     "check_policy_pure",
     "check_policy_spec_round_trip",
     "check_policy_refuses_bad_params",
+    "check_policy_total_steps",
     "check_policy_exports",
-    "check_tuner",
-    "check_task",
+    "check_policy_exports_exact",
+    "run_export",
     "sample_param_sets",
 ]
 
@@ -58,107 +46,6 @@ __all__ = [
 RUN_LENGTHS = (1, 2, 7, 100, 1000)
 #: Steps far past any run's end: a policy must still answer, finite and >= 0.
 LARGE_STEPS = (10_000, 123_457, 1_000_000, 10_000_000)
-
-_CONTRACT_PLUGIN = "lrbench-contract"
-
-
-class ContractError(AssertionError):
-    """A plugin item broke a rule of the contract; the message names the item and the rule."""
-
-
-def _fail(item: Any, message: str) -> ContractError:
-    name = getattr(item, "name", None) or getattr(item, "__name__", repr(item))
-    return ContractError(f"{name}: {message}")
-
-
-def _registry_with(kind: str, cls: type, registry: Registry | None) -> Registry:
-    """``registry`` if given (it must hold ``cls``), else a fresh registry holding only ``cls``."""
-    if registry is not None:
-        held = registry.items[kind].get(getattr(cls, "name", None))
-        if held is None or held.obj is not cls:
-            raise _fail(cls, f"is not the {kind} registered under its name in the given registry")
-        return registry
-    reg = Registry()
-    try:
-        reg.add(kind, cls, _CONTRACT_PLUGIN, __name__)
-    except Exception as exc:
-        raise _fail(cls, f"refused by a Registry: {exc}") from None
-    return reg
-
-
-def _check_registers(kind: str, cls: type) -> None:
-    reg = Registry()
-    try:
-        item = reg.add(kind, cls, _CONTRACT_PLUGIN, __name__)
-    except Exception as exc:
-        raise _fail(cls, f"refused by a Registry: {exc}") from None
-    if reg.items[kind][cls.name].obj is not cls or item.version != cls.version:
-        raise _fail(cls, "a Registry does not give the class back under its name")
-    summary = getattr(cls, "summary", "")
-    if not isinstance(summary, str) or not summary.strip() or "\n" in summary:
-        raise _fail(cls, f"summary must be one non-empty line for lists and tooltips, got {summary!r}")
-
-
-def _check_schema(cls: type) -> list[ParamInfo]:
-    try:
-        rows = describe(cls.Params)
-        defaults = cls.Params()
-    except Exception as exc:
-        raise _fail(cls, f"invalid parameter schema: {exc}") from None
-    for row in rows:
-        where = f"parameter {row.name!r}"
-        if not row.description.strip():
-            raise _fail(cls, f"{where} has no description (the GUI shows it as the tooltip)")
-        if row.kind in ("float", "int"):
-            _check_bounds(cls, row)
-        elif row.kind == "choice" and str(row.default) not in row.choices:
-            raise _fail(cls, f"{where}: default {row.default!r} is not one of {row.choices}")
-        elif row.kind == "bool" and not isinstance(row.default, bool):
-            raise _fail(cls, f"{where}: default {row.default!r} is not a bool")
-        if row.search is not None and row.kind not in ("float", "int"):
-            raise _fail(cls, f"{where}: a search range only makes sense for a number")
-        try:
-            json.dumps(row.to_json(), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise _fail(cls, f"{where}: its description is not JSON-serialisable: {exc}") from None
-    dumped = defaults.model_dump(mode="json")
-    if set(dumped) != {r.name for r in rows}:
-        raise _fail(cls, "the parameter model dumps fields that describe() does not show")
-    try:
-        again = validate_params(cls.Params, json.loads(json.dumps(dumped)))
-    except ParamError as exc:
-        raise _fail(cls, f"the defaults do not survive a JSON round trip: {exc}") from None
-    if again != defaults:
-        raise _fail(cls, "the defaults change through a JSON round trip")
-    return rows
-
-
-def _inside(value: float, row: ParamInfo) -> bool:
-    if row.minimum is not None and (value <= row.minimum if row.exclusive_minimum else value < row.minimum):
-        return False
-    if row.maximum is not None and (value >= row.maximum if row.exclusive_maximum else value > row.maximum):
-        return False
-    return True
-
-
-def _check_bounds(cls: type, row: ParamInfo) -> None:
-    where = f"parameter {row.name!r}"
-    if isinstance(row.default, bool) or not isinstance(row.default, (int, float)):
-        raise _fail(cls, f"{where}: default {row.default!r} is not a number")
-    if not math.isfinite(row.default):
-        raise _fail(cls, f"{where}: default {row.default!r} is not finite")
-    if not _inside(row.default, row):
-        raise _fail(cls, f"{where}: default {row.default!r} is outside its bounds ({row.bounds_text()})")
-    if row.minimum is not None and row.maximum is not None and row.minimum > row.maximum:
-        raise _fail(cls, f"{where}: minimum {row.minimum} exceeds maximum {row.maximum}")
-    if row.search is not None:
-        lo, hi = row.search
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise _fail(cls, f"{where}: search range {row.search} is not an increasing pair of numbers")
-        if not (_inside(lo, row) and _inside(hi, row)):
-            raise _fail(cls, f"{where}: search range {row.search} leaves the bounds ({row.bounds_text()})")
-        if row.log and lo <= 0:
-            raise _fail(cls, f"{where}: a log-scale search range must be > 0, got {row.search}")
 
 
 def sample_param_sets(cls: type[Policy]) -> list[dict[str, Any]]:
@@ -205,21 +92,21 @@ def _check_lr(cls: type, policy: Policy, step: int, values: dict[str, Any]) -> N
     try:
         value = policy.lr_at(step)
     except Exception as exc:
-        raise _fail(cls, f"lr_at({step}) raised {exc!r} {where}") from None
+        raise fail(cls, f"lr_at({step}) raised {exc!r} {where}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(cls, f"lr_at({step}) returned {value!r}, not a float {where}")
+        raise fail(cls, f"lr_at({step}) returned {value!r}, not a float {where}")
     if not math.isfinite(value) or value < 0:
-        raise _fail(cls, f"lr_at({step}) = {value!r} is not a finite LR >= 0 {where}")
+        raise fail(cls, f"lr_at({step}) = {value!r} is not a finite LR >= 0 {where}")
 
 
 def check_policy_registers(cls: type[Policy]) -> None:
     """A fresh :class:`Registry` accepts the class and gives it back under its name."""
-    _check_registers("policy", cls)
+    check_registers("policy", cls)
 
 
 def check_policy_schema(cls: type[Policy]) -> None:
     """Every parameter has a default, a description, and bounds that agree with both."""
-    _check_schema(cls)
+    check_schema(cls)
 
 
 def check_policy_defaults(cls: type[Policy]) -> None:
@@ -232,14 +119,14 @@ def check_policy_defaults(cls: type[Policy]) -> None:
             try:
                 policy = _build(cls, values, total)
             except Exception as exc:
-                raise _fail(cls, f"cannot build for a run of {total} steps with {values}: {exc!r}") from None
+                raise fail(cls, f"cannot build for a run of {total} steps with {values}: {exc!r}") from None
             for step in [*range(total), total, total + 1, *LARGE_STEPS]:
                 _check_lr(cls, policy, step, values)
             if len(policy.lrs()) != total:
-                raise _fail(cls, f"lrs() does not give one value per step of a run of {total} steps")
+                raise fail(cls, f"lrs() does not give one value per step of a run of {total} steps")
             peak = policy.peak_lr()
             if not (math.isfinite(peak) and peak >= 0):
-                raise _fail(cls, f"peak_lr() = {peak!r} for a run of {total} steps")
+                raise fail(cls, f"peak_lr() = {peak!r} for a run of {total} steps")
 
 
 def check_policy_pure(cls: type[Policy]) -> None:
@@ -260,26 +147,26 @@ def check_policy_pure(cls: type[Policy]) -> None:
                 other.lr_at(rng.randrange(0, 4 * total))
                 got = policy.lr_at(step)
                 if got != expected[step]:
-                    raise _fail(
+                    raise fail(
                         cls,
                         f"not pure: lr_at({step}) gave {expected[step]!r} in order and {got!r} when called "
                         f"out of order (run of {total} steps, params {values})",
                     )
             if dict(vars(policy)) != state:
-                raise _fail(cls, "lr_at changed the policy's attributes: a policy must keep no state")
+                raise fail(cls, "lr_at changed the policy's attributes: a policy must keep no state")
             if policy.lrs() != [expected[s] for s in range(total)]:
-                raise _fail(cls, "lrs() disagrees with lr_at()")
+                raise fail(cls, "lrs() disagrees with lr_at()")
 
 
 def check_policy_spec_round_trip(cls: type[Policy], registry: Registry | None = None) -> None:
     """A spec survives ``to_json`` -> ``parse_spec`` exactly, also through ``json.dumps/loads``
     and as a JSON string, and the round-tripped spec draws the same curve."""
-    reg = _registry_with("policy", cls, registry)
+    reg = registry_with("policy", cls, registry)
     for values in [{}, *sample_param_sets(cls)]:
         try:
             spec = parse_spec({"name": cls.name, "params": values}, reg)
         except SpecError as exc:
-            raise _fail(cls, f"parse_spec refused valid parameters {values}: {exc}") from None
+            raise fail(cls, f"parse_spec refused valid parameters {values}: {exc}") from None
         first = spec.to_json()
         text = json.dumps(first, allow_nan=False)
         for label, again in [
@@ -288,9 +175,9 @@ def check_policy_spec_round_trip(cls: type[Policy], registry: Registry | None = 
             ("a JSON string", parse_spec(text, reg)),
         ]:
             if again.to_json() != first or json.dumps(again.to_json(), allow_nan=False) != text:
-                raise _fail(cls, f"spec changes through {label}: {first} became {again.to_json()}")
+                raise fail(cls, f"spec changes through {label}: {first} became {again.to_json()}")
             if build_schedule(again, 50, reg).lrs() != build_schedule(spec, 50, reg).lrs():
-                raise _fail(cls, f"the spec draws another curve after {label}")
+                raise fail(cls, f"the spec draws another curve after {label}")
 
 
 def _bad_values(row: ParamInfo) -> list[Any]:
@@ -320,7 +207,7 @@ def _bad_values(row: ParamInfo) -> list[Any]:
 def check_policy_refuses_bad_params(cls: type[Policy], registry: Registry | None = None) -> None:
     """Unknown parameters and values outside a field's type or bounds are refused with a
     :class:`SpecError` whose path names the field."""
-    reg = _registry_with("policy", cls, registry)
+    reg = registry_with("policy", cls, registry)
     field_names = [r.name for r in describe(cls.Params)]
     unknown = "no_such_parameter"
     while unknown in field_names:
@@ -334,11 +221,11 @@ def check_policy_refuses_bad_params(cls: type[Policy], registry: Registry | None
         except SpecError as exc:
             parts = exc.path.replace("[", ".").split(".")
             if "params" not in parts or name not in parts or name not in str(exc):
-                raise _fail(cls, f"refusing {name}={value!r}, the error does not name the field: {exc}") from None
+                raise fail(cls, f"refusing {name}={value!r}, the error does not name the field: {exc}") from None
             continue
         except Exception as exc:
-            raise _fail(cls, f"{name}={value!r} raised {exc!r} instead of a SpecError") from None
-        raise _fail(cls, f"accepted {name}={value!r}, which the schema should refuse")
+            raise fail(cls, f"{name}={value!r} raised {exc!r} instead of a SpecError") from None
+        raise fail(cls, f"accepted {name}={value!r}, which the schema should refuse")
 
 
 def check_policy_exports(cls: type[Policy]) -> None:
@@ -352,26 +239,173 @@ def check_policy_exports(cls: type[Policy]) -> None:
                 try:
                     export = getattr(policy, method)()
                 except Exception as exc:
-                    raise _fail(cls, f"{where} raised {exc!r}; return None when there is no equivalent") from None
+                    raise fail(cls, f"{where} raised {exc!r}; return None when there is no equivalent") from None
                 if export is None:
                     continue
                 if not isinstance(export, Export):
-                    raise _fail(cls, f"{where} returned {type(export).__name__}, not an Export or None")
+                    raise fail(cls, f"{where} returned {type(export).__name__}, not an Export or None")
                 if not isinstance(export.exact, bool) or not isinstance(export.note, str):
-                    raise _fail(cls, f"{where}: Export.exact must be a bool and Export.note a str")
+                    raise fail(cls, f"{where}: Export.exact must be a bool and Export.note a str")
                 try:
                     json.dumps(export.value, allow_nan=False)
                 except (TypeError, ValueError) as exc:
-                    raise _fail(cls, f"{where}: the value is not JSON-serialisable: {exc}") from None
+                    raise fail(cls, f"{where}: the value is not JSON-serialisable: {exc}") from None
                 if method == "to_torch":
                     if not isinstance(export.value, str):
-                        raise _fail(cls, f"{where}: the value must be Python source (a str)")
+                        raise fail(cls, f"{where}: the value must be Python source (a str)")
                     try:
                         compile(export.value, f"<{cls.name}.to_torch>", "exec")
                     except SyntaxError as exc:
-                        raise _fail(cls, f"{where}: the source does not compile: {exc}") from None
+                        raise fail(cls, f"{where}: the source does not compile: {exc}") from None
                 elif not isinstance(export.value, dict):
-                    raise _fail(cls, f"{where}: the value must be a dict of settings")
+                    raise fail(cls, f"{where}: the value must be a dict of settings")
+
+
+def check_policy_total_steps(cls: type[Policy]) -> None:
+    """A policy whose curve changes with the run's length says so: ``uses_total_steps = True``.
+
+    The exporters and the GUI read the flag: without it ``lrbench policy export --to torch``
+    writes ``TOTAL_STEPS = 1`` and the policy editor hides the run length, so the exported
+    schedule is another one. (A policy that sets the flag without needing it only costs its users
+    a ``--steps``, so that direction is not checked.)
+    """
+    if cls.uses_total_steps:
+        return
+    shared = 100
+    for values in sample_param_sets(cls)[:6]:
+        reference = _build(cls, values, shared).lrs()
+        for total in (shared + 1, 3 * shared, 10 * shared):
+            other = _build(cls, values, total).lrs(shared)
+            for step, (a, b) in enumerate(zip(reference, other)):
+                if a != b and not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15):
+                    raise fail(
+                        cls,
+                        f"its curve depends on the run's length (lr_at({step}) is {a!r} in a run of {shared} steps "
+                        f"and {b!r} in a run of {total}, params {values}) but uses_total_steps is False: set "
+                        f"uses_total_steps = True on the class, or `lrbench policy export` writes TOTAL_STEPS = 1",
+                    )
+
+
+def _close(got: list[float], want: list[float]) -> int | None:
+    """The first step where ``got`` and ``want`` differ beyond rounding, or None."""
+    peak = max([abs(w) for w in want] + [1e-300])
+    if len(got) != len(want):
+        return min(len(got), len(want))
+    for i, (g, w) in enumerate(zip(got, want)):
+        if not math.isclose(g, w, rel_tol=1e-6, abs_tol=1e-9 * peak):
+            return i
+    return None
+
+
+def _optimizer(lr: float) -> Any:
+    import torch
+
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def _step_torch(optimizer: Any, scheduler: Any, steps: int) -> list[float]:
+    out = []
+    for _ in range(steps):
+        out.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    return out
+
+
+def _run_torch(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+    """The LRs of the torch source, run on an optimizer made with each plausible base LR: the
+    ``lr=`` the source names, the policy's peak and first LR, and 1.0 (a LambdaLR of the LR)."""
+    named = re.search(r"lr\s*=\s*([0-9.eE+-]+)", export.value)
+    bases = [float(named.group(1))] if named else []
+    bases += [policy.peak_lr(), policy.lr_at(0), 1.0]
+    runs = []
+    for base in dict.fromkeys(b for b in bases if b > 0):
+        import torch
+
+        optimizer = _optimizer(base)
+        namespace: dict[str, Any] = {"optimizer": optimizer, "torch": torch}  # pasted into a torch script
+        exec(compile(export.value, f"<{policy.name}.to_torch>", "exec"), namespace)  # noqa: S102 - under test
+        runs.append(_step_torch(optimizer, namespace["scheduler"], steps))
+    return runs
+
+
+def _run_hf(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+    import transformers
+
+    args = export.value
+    optimizer = _optimizer(float(args["learning_rate"]))
+    scheduler = transformers.get_scheduler(
+        args.get("lr_scheduler_type", "linear"), optimizer, num_warmup_steps=args.get("warmup_steps", 0),
+        num_training_steps=args.get("max_steps", steps), scheduler_specific_kwargs=args.get("lr_scheduler_kwargs"),
+    )
+    return [_step_torch(optimizer, scheduler, steps)]
+
+
+def _run_deepspeed(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+    block = export.value
+    lr = float(block.get("optimizer", {}).get("params", {}).get("lr", policy.peak_lr()))
+    if "scheduler" not in block:  # no scheduler: DeepSpeed keeps the optimizer's LR
+        return [[lr] * steps]
+    from deepspeed.runtime import lr_schedules
+
+    optimizer = _optimizer(lr)
+    scheduler = getattr(lr_schedules, block["scheduler"]["type"])(optimizer, **block["scheduler"].get("params", {}))
+    out = []
+    for _ in range(steps):
+        out.append(float(optimizer.param_groups[0]["lr"]))
+        scheduler.step()
+    return [out]
+
+
+#: method -> (the library it needs, how to run its export)
+_RUNNERS: dict[str, tuple[str, Callable[[Export, Policy, int], list[list[float]]]]] = {
+    "to_torch": ("torch", _run_torch),
+    "to_hf": ("transformers", _run_hf),
+    "to_deepspeed": ("deepspeed", _run_deepspeed),
+}
+
+
+def run_export(method: str, export: Export, policy: Policy, steps: int) -> list[list[float]]:
+    """The LR of every step that ``export`` (the result of ``policy.<method>()``) gives when it is
+    run in its framework, once per plausible set-up; [] when the framework is not installed."""
+    library, runner = _RUNNERS[method]
+    if importlib.util.find_spec(library) is None:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return runner(export, policy, steps)
+
+
+def check_policy_exports_exact(cls: type[Policy]) -> None:
+    """An export that claims ``exact=True`` reproduces :meth:`Policy.lr_at` when it is run: the
+    torch source through ``exec`` (one ``scheduler.step()`` per step), the Hugging Face
+    fields through ``transformers.get_scheduler``, the DeepSpeed block through DeepSpeed's
+    scheduler (each framework that is installed; DeepSpeed's engine shift is what its policies
+    reproduce). A schedule that is merely close must say ``exact=False`` and why in ``note``."""
+    for values in sample_param_sets(cls)[:4]:
+        for total in (7, 120):
+            policy = _build(cls, values, total)
+            want = policy.lrs()
+            for method in _RUNNERS:
+                export = getattr(policy, method)()
+                if export is None or not export.exact:
+                    continue
+                where = f"{method}() (run of {total} steps, params {values})"
+                try:
+                    runs = run_export(method, export, policy, total)
+                except Exception as exc:
+                    raise fail(cls, f"{where} claims exact=True but running it raised {exc!r}") from None
+                misses = [_close(got, want) for got in runs]
+                if runs and all(m is not None for m in misses):
+                    step = max(m for m in misses if m is not None)  # the set-up that matched longest
+                    best = runs[misses.index(step)]
+                    got = best[step] if step < len(best) else "nothing"
+                    raise fail(
+                        cls,
+                        f"{where} claims exact=True but is another schedule: at step {step} it gives {got!r}, "
+                        f"lr_at({step}) = {want[step]!r}; return Export(..., exact=False, note=...) when it "
+                        f"only approximates the policy",
+                    )
 
 
 def check_policy(cls: type[Policy], registry: Registry | None = None) -> None:
@@ -386,7 +420,9 @@ def check_policy(cls: type[Policy], registry: Registry | None = None) -> None:
     check_policy_pure(cls)
     check_policy_spec_round_trip(cls, registry)
     check_policy_refuses_bad_params(cls, registry)
+    check_policy_total_steps(cls)
     check_policy_exports(cls)
+    check_policy_exports_exact(cls)
 
 
 class PolicyContract:
@@ -414,30 +450,13 @@ class PolicyContract:
     def test_refuses_bad_params(self, policy_class: type[Policy]) -> None:
         check_policy_refuses_bad_params(policy_class)
 
+    def test_uses_total_steps_when_the_curve_does(self, policy_class: type[Policy]) -> None:
+        check_policy_total_steps(policy_class)
+
     def test_exports(self, policy_class: type[Policy]) -> None:
         check_policy_exports(policy_class)
 
-
-def _check_concrete(cls: type) -> None:
-    missing = sorted(getattr(cls, "__abstractmethods__", ()) or ())
-    if missing:
-        raise _fail(cls, f"does not implement {', '.join(m + '()' for m in missing)}")
+    def test_exact_exports_reproduce_the_curve(self, policy_class: type[Policy]) -> None:
+        check_policy_exports_exact(policy_class)
 
 
-def check_tuner(cls: type[Tuner]) -> None:
-    """A tuner registers cleanly, describes its parameters and implements every abstract method."""
-    _check_registers("tuner", cls)
-    _check_schema(cls)
-    _check_concrete(cls)
-
-
-def check_task(cls: type[Task]) -> None:
-    """A task registers cleanly, describes its parameters, names the metric it reports and
-    implements every abstract method."""
-    _check_registers("task", cls)
-    _check_schema(cls)
-    if not isinstance(cls.metric, str) or not cls.metric:
-        raise _fail(cls, f"metric must be a non-empty string, got {cls.metric!r}")
-    if cls.metric_mode not in ("min", "max"):
-        raise _fail(cls, f"metric_mode must be 'min' or 'max', got {cls.metric_mode!r}")
-    _check_concrete(cls)
