@@ -89,3 +89,52 @@ def test_a_queued_trial_cancelled_is_recorded_as_stopped(tmp_path):
     assert finished[b.trial_id]["status"] == "stopped" and finished[b.trial_id]["cost"]["steps"] == 0
     sched.run()
     assert finished[a.trial_id]["status"] == "completed"
+
+
+SILENT = ["-c", "import time; time.sleep(60)"]
+
+
+def test_a_silent_trainer_is_killed_by_the_watchdog_and_recorded_as_failed(qtbot, tmp_path):
+    import sys
+
+    (cfg,) = configs(1)
+    runner = TrialRunner(1, workdir=tmp_path, watchdog=1.0)
+    finished = {}
+    runner.trialFinished.connect(lambda tid, rec: finished.__setitem__(tid, rec))
+    with qtbot.waitSignal(runner.idle, timeout=30_000):
+        runner.submit(cfg, program=[sys.executable, *SILENT])
+    record = finished[cfg.trial_id]
+    assert record["status"] == "failed" and "watchdog" in record["notes"]
+
+
+def test_the_cli_scheduler_has_the_same_watchdog(tmp_path, monkeypatch):
+    # a trainer that hangs after its hello: the trial file names a task whose setup sleeps
+    monkeypatch.setenv("LRBENCH_TRIAL_WATCHDOG", "1")
+    plugin = tmp_path / "plugins"
+    plugin.mkdir()
+    (plugin / "sleepy.py").write_text(
+        "import time\n"
+        "from lrbench_gui.api import Params, Task, hookimpl\n\n\n"
+        "class Sleepy(Task):\n"
+        "    name = 'sleepy'\n\n"
+        "    class Params(Params):\n"
+        "        pass\n\n"
+        "    def setup(self, ctx):\n"
+        "        time.sleep(120)\n\n"
+        "    def train_batches(self):\n"
+        "        raise AssertionError\n\n"
+        "    def loss(self, model, batch):\n"
+        "        raise AssertionError\n\n"
+        "    def evaluate(self, model):\n"
+        "        raise AssertionError\n\n\n"
+        "@hookimpl\n"
+        "def register_tasks(register):\n"
+        "    register(Sleepy)\n"
+    )
+    monkeypatch.setenv("LRBENCH_PLUGINS_DIR", str(plugin))
+    cfg = load_trial({**BASE, "task": "sleepy"})
+    sched = LocalScheduler(1, workdir=tmp_path / "t")
+    assert sched.watchdog == 1.0
+    sched.submit(cfg)
+    (record,) = sched.run().values()
+    assert record["status"] == "failed" and "watchdog" in record["notes"]

@@ -10,6 +10,7 @@ the same way from either.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from lrbench_gui.core.paths import data_dir
 from lrbench_gui.core.runs.protocol import parse_line
-from lrbench_gui.core.runs.process import GRACE_SECONDS, prepare_trial, trial_env
+from lrbench_gui.core.runs.process import GRACE_SECONDS, prepare_trial, trial_env, watchdog_note, watchdog_seconds
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
@@ -56,6 +57,19 @@ class QtTrial(QObject):
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self.proc.kill)
+        #: monotonic time of the last line from the process (the runner's watchdog reads it)
+        self.last_output = time.monotonic()
+
+    def check_watchdog(self, limit: float) -> bool:
+        """Kill the process if it has been silent for ``limit`` seconds; True if it did."""
+        if limit <= 0 or self.done or self.cancelled or self.proc.state() == QProcess.ProcessState.NotRunning:
+            return False
+        silent = time.monotonic() - self.last_output
+        if silent < limit:
+            return False
+        self.recorder.errors.append(watchdog_note(silent))
+        self.proc.kill()
+        return True
 
     @property
     def trial_id(self) -> str:
@@ -75,6 +89,7 @@ class QtTrial(QObject):
         self.proc.start()
 
     def _read_stdout(self) -> None:
+        self.last_output = time.monotonic()
         while self.proc.canReadLine():
             line = bytes(self.proc.readLine().data()).decode("utf-8", errors="replace")
             event = parse_line(line)
@@ -86,6 +101,7 @@ class QtTrial(QObject):
                 self.logReceived.emit(self.trial_id, line.rstrip("\n"))
 
     def _read_stderr(self) -> None:
+        self.last_output = time.monotonic()
         data = bytes(self.proc.readAllStandardError().data()).decode("utf-8", errors="replace")
         for line in data.splitlines():
             self.stderr_tail.append(line)
@@ -140,11 +156,22 @@ class TrialRunner(QObject):
     # nothing is running or queued any more
     idle = Signal()
 
-    def __init__(self, slots: int | list[str] = 1, workdir: Path | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, slots: int | list[str] = 1, workdir: Path | None = None, parent: QObject | None = None,
+                 watchdog: float | None = None) -> None:
         super().__init__(parent)
         self.slots: SlotQueue[QtTrial] = SlotQueue(slots)
         self.workdir = workdir or data_dir() / "trials"
         self.programs: dict[str, list[str]] = {}
+        #: seconds of silence after which a trial is killed (see core.runs.process.watchdog_seconds)
+        self.watchdog = watchdog_seconds() if watchdog is None else float(watchdog)
+        self._watchdog_timer = QTimer(self)
+        self._watchdog_timer.setInterval(int(min(5.0, max(0.2, self.watchdog / 4)) * 1000) if self.watchdog else 5000)
+        self._watchdog_timer.timeout.connect(self._check_watchdog)
+        self._watchdog_timer.start()
+
+    def _check_watchdog(self) -> None:
+        for trial in self.slots.handles():
+            trial.check_watchdog(self.watchdog)
 
     @property
     def slot_ids(self) -> list[str | None]:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,28 @@ from lrbench_gui.core.runs.protocol import parse_line
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.trial import TrialConfig, write_trial
 
-__all__ = ["TrialProcess", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS"]
+__all__ = ["TrialProcess", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS", "watchdog_seconds",
+           "watchdog_note"]
 
 GRACE_SECONDS = 10.0
+#: a trainer silent this long (no protocol line, no log line) is killed and recorded as failed
+DEFAULT_WATCHDOG_SECONDS = 1800.0
+
+
+def watchdog_seconds() -> float:
+    """The silence after which a trial is killed: ``$LRBENCH_TRIAL_WATCHDOG`` seconds (0 turns the
+    watchdog off), 30 minutes by default (a long evaluation or a model load prints nothing)."""
+    raw = os.environ.get("LRBENCH_TRIAL_WATCHDOG", "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_WATCHDOG_SECONDS
+    except ValueError:
+        value = DEFAULT_WATCHDOG_SECONDS
+    return value if value > 0 and value == value else 0.0
+
+
+def watchdog_note(seconds: float) -> str:
+    return (f"the trainer printed nothing for {seconds:.0f} s and was killed by the watchdog "
+            f"(LRBENCH_TRIAL_WATCHDOG=SECONDS changes the limit, 0 turns it off)")
 
 
 def _free_port() -> int:
@@ -96,6 +116,20 @@ class TrialProcess:
         self.recorder = TrialRecorder(self.config)
         self._threads: list[threading.Thread] = []
         self._kill_timer: threading.Timer | None = None
+        #: monotonic time of the last line from the process (the watchdog reads it)
+        self.last_output = time.monotonic()
+
+    def check_watchdog(self, limit: float) -> bool:
+        """Kill the process if it has been silent for ``limit`` seconds; True if it did."""
+        if limit <= 0 or self.proc is None or self.proc.poll() is not None or self.cancelled:
+            return False
+        silent = time.monotonic() - self.last_output
+        if silent < limit:
+            return False
+        self.recorder.errors.append(watchdog_note(silent))
+        self.cancelled = False
+        self._signal(signal.SIGKILL)
+        return True
 
     @property
     def trial_id(self) -> str:
@@ -123,6 +157,7 @@ class TrialProcess:
 
     def _read_stdout(self, stream: Any) -> None:
         for raw in stream:
+            self.last_output = time.monotonic()
             line = raw.decode("utf-8", errors="replace")
             event = parse_line(line)
             if event is not None and event.trial in (self.trial_id, "?"):
@@ -133,6 +168,7 @@ class TrialProcess:
 
     def _read_stderr(self, stream: Any) -> None:
         for raw in stream:
+            self.last_output = time.monotonic()
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             self.stderr_tail.append(line)
             self.events.put((self.trial_id, "stderr", line))

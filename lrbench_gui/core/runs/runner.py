@@ -15,7 +15,14 @@ from typing import Any, Callable
 
 from lrbench_gui.core.paths import data_dir
 from lrbench_gui.core.records import TrialRecord
-from lrbench_gui.core.runs.process import GRACE_SECONDS, TrialProcess, prepare_trial, trainer_command, trial_env
+from lrbench_gui.core.runs.process import (
+    GRACE_SECONDS,
+    TrialProcess,
+    prepare_trial,
+    trainer_command,
+    trial_env,
+    watchdog_seconds,
+)
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
@@ -43,8 +50,11 @@ class LocalScheduler:
         on_finished: Callable[[str, TrialRecord], None] | None = None,
         on_started: Callable[[str, TrialConfig], None] | None = None,
         feeder: Callable[[int], list[TrialConfig]] | None = None,
+        watchdog: float | None = None,
     ) -> None:
         self.slots: SlotQueue[TrialProcess] = SlotQueue(slots)
+        #: seconds of silence after which a trial is killed (see process.watchdog_seconds)
+        self.watchdog = watchdog_seconds() if watchdog is None else float(watchdog)
         self.workdir = workdir or data_dir() / "trials"
         self.on_event = on_event
         self.on_log = on_log
@@ -119,6 +129,8 @@ class LocalScheduler:
             try:
                 trial_id, kind, payload = self.events.get(timeout=poll)
             except queue.Empty:
+                for proc in self.slots.handles():
+                    proc.check_watchdog(self.watchdog)
                 if not self.slots.running:
                     self._fill()
                 continue

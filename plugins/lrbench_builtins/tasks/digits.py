@@ -63,6 +63,13 @@ class _Digits(Task):
         self.y_val = torch.from_numpy(y[val]).to(ctx.device)
         self.batch_size = ctx.batch_size
         self.rank, self.world = ctx.rank, ctx.world_size
+        per_rank = len(train) // max(1, self.world)
+        if len(val) < 1 or per_rank < self.batch_size:
+            # an endless batch loop would otherwise never yield (and never see SIGTERM)
+            raise ValueError(
+                f"digits: {len(train)} training images ({per_rank} per rank) and {len(val)} validation images "
+                f"with val_fraction={self.params.val_fraction}: the batch size {self.batch_size} needs at least "
+                f"that many per rank; lower --batch-size or val_fraction")
         self.generator = torch.Generator().manual_seed(ctx.seed)
 
     def samples_per_epoch(self) -> int:
