@@ -17,7 +17,7 @@ from PySide6.QtCore import QSettings, Qt  # noqa: E402
 from lrbench_gui.core.db import PolicyDB  # noqa: E402
 from lrbench_gui.core.tuning.study import StudyConfig  # noqa: E402
 from lrbench_gui.qt.db_panel import DatabasePanel  # noqa: E402
-from lrbench_gui.qt.live_panel import STATUS_COLORS, TrialStateModel  # noqa: E402
+from lrbench_gui.qt.live import STATUS_COLORS, TrialStateModel  # noqa: E402
 from lrbench_gui.qt.main_window import MainWindow  # noqa: E402
 from lrbench_gui.qt.settings_dialog import AppSettings, apply_theme, parse_gpus  # noqa: E402
 
@@ -137,24 +137,26 @@ def test_closing_with_a_running_study_records_it_stopped_then_reopen_offers_resu
     assert db.get(config.study_id, "studies")["status"] == "stopped"
     (trial,) = db.trials(study=config.study_id)
     assert trial["id"] == first and trial["status"] == "stopped" and 20 < trial["cost"]["steps"] < 1500
+    assert "interrupted" in trial["tags"]  # stopped by the closing, not by the user: run again on resume
 
-    # reopening offers to resume it; resuming replays the stopped trial and runs the other one
+    # reopening offers to resume it; resuming runs the interrupted trial again, then the other one
     win2 = open_window(qtbot, settings)
     study = win2.study_panel
     qtbot.waitUntil(lambda: study.resume_banner.isVisibleTo(study), timeout=10_000)
     assert "unfinished" in win2.statusBar().currentMessage()
     win2.show_panel("Study")
-    assert "closed half-way" in study.resume_label.text() and "1 of 2 trials" in study.resume_label.text()
+    assert "closed half-way" in study.resume_label.text() and "0 of 2 trials" in study.resume_label.text()
     assert study.studies_table.rowCount() == 1
     with qtbot.waitSignal(win2.study_controller.studyStarted, timeout=10_000):
         qtbot.mouseClick(study.resume_btn, Qt.MouseButton.LeftButton)
     assert not study.resume_banner.isVisibleTo(study) and win2.current_panel() == "Live"
+    qtbot.waitUntil(lambda: first in {r["trial"] for r in win2.live_panel.model.rows}, timeout=10_000)
     rows = {r["trial"]: r for r in win2.live_panel.model.rows}
-    assert rows[first]["replayed"] and rows[first]["status"] == "stopped"
-    assert win2.live_panel.plot.points(first) > 20  # its curves come back from the database
-    with qtbot.waitSignal(win2.study_controller.studyFinished, timeout=60_000) as finished:
+    assert not rows[first]["replayed"]
+    with qtbot.waitSignal(win2.study_controller.studyFinished, timeout=90_000) as finished:
         pass
-    assert finished.args[1] == "finished" and finished.args[2]["summary"]["replayed"] == 1
+    assert finished.args[1] == "finished" and finished.args[2]["summary"]["replayed"] == 0
+    assert {r["trial"]: r for r in win2.live_panel.model.rows}[first]["status"] == "completed"
     db = PolicyDB(lrbench_env["db"])
     assert db.get(config.study_id, "studies")["status"] == "finished"
     assert len(db.trials(study=config.study_id)) == 2
@@ -285,3 +287,33 @@ def test_a_ray_study_streams_into_the_same_views(qtbot, settings, lrbench_env):
     assert all(live.plot.points(r["trial"]) == 50 for r in live.model.rows)
     assert len(PolicyDB(lrbench_env["db"]).trials(study=finished.args[0])) == 2
     win.close()
+
+
+@pytest.mark.parametrize("method", ["single", "compose", "cost"])
+@pytest.mark.parametrize("policies", [["cosine"], ["cosine", "step"], ["fixed", "cosine", "triangle2"]])
+def test_the_preview_shows_the_space_the_study_runs(qtbot, settings, method, policies):
+    from lrbench_gui.core.tuning.study import Study
+
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    panel = win.study_panel
+    needs_tuner(win, "random")
+    panel.tuner_combo.setCurrentText("random")
+    panel.method_combo.setCurrentText(method)
+    if method == "cost":
+        panel.metric_combo.setCurrentText("val_acc")
+        panel.target_edit.setText("0.9")
+    panel.lr_low.setText("1e-4")
+    panel.lr_high.setText("0.1")
+    panel.set_policies(policies, {policies[0]: (1e-3, 1e-2)})  # a per-policy range: an override
+    config = panel.config()
+    assert config.overrides and config.lr_range == (1e-4, 0.1)
+    study = Study(config, registry=win.registry)
+    assert panel.preview_families() == list(study.space.names)
+    if method == "compose" and len(policies) > 1:
+        assert len(study.space.names) > len(policies)  # the compositions are in both
+    qtbot.waitUntil(lambda: "Searched" in panel.summary.text(), timeout=3000)
+    n = len(study.space.names)
+    assert f"Searched ({n} famil" in panel.summary.text()
+    for name in study.space.names[:12]:
+        assert f"<b>{name}</b>" in panel.summary.text()

@@ -18,9 +18,10 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
 from lrbench_gui.core.spec import build_schedule, parse_spec  # noqa: E402
+from lrbench_gui.plugins import get_registry  # noqa: E402
 from lrbench_gui.qt.main_window import MainWindow  # noqa: E402
 from lrbench_gui.qt.param_form import format_float, parse_int_list  # noqa: E402
-from lrbench_gui.qt.policy_panel import PolicyPanel, sample_steps  # noqa: E402
+from lrbench_gui.qt.policies import PolicyPanel, sample_steps  # noqa: E402
 
 PLUGIN = textwrap.dedent(
     '''
@@ -55,12 +56,12 @@ BROKEN = 'raise RuntimeError("boom while importing")\n'
 
 
 def expected(spec: dict, total: int = 1000) -> np.ndarray:
-    return np.array(build_schedule(spec, total).lrs())
+    return np.array(build_schedule(spec, total, get_registry()).lrs())
 
 
 def full(spec: dict) -> dict:
     """A spec with every parameter written out, as the panel reports it."""
-    return parse_spec(spec).to_json()
+    return parse_spec(spec, get_registry()).to_json()
 
 
 @pytest.fixture
@@ -119,19 +120,19 @@ def test_changing_a_parameter_redraws_the_curve(panel, qtbot):
     lr = panel.form.editor("lr")
     with qtbot.waitSignal(panel.curveChanged, timeout=3000, check_params_cb=spec_is({"name": "cosine", "params": {"lr": 3e-2}})):
         type_into(qtbot, lr, "3e-2")
-    np.testing.assert_allclose(panel.current_item.yData, expected({"name": "cosine", "params": {"lr": 0.03}}))
-    np.testing.assert_array_equal(panel.current_item.xData, np.arange(1000))
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected({"name": "cosine", "params": {"lr": 0.03}}))
+    np.testing.assert_array_equal(panel.curve.current_item.xData, np.arange(1000))
 
     warmup = panel.form.editor("warmup_steps")
     want = {"name": "cosine", "params": {"lr": 0.03, "warmup_steps": 100}}
     with qtbot.waitSignal(panel.curveChanged, timeout=3000, check_params_cb=spec_is(want)):
         warmup.setValue(100)
-    np.testing.assert_allclose(panel.current_item.yData, expected(want))
-    assert json.loads(panel.spec_view.toPlainText()) == full(want)
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected(want))
+    assert json.loads(panel.spec_box.spec_view.toPlainText()) == full(want)
 
     with qtbot.waitSignal(panel.curveChanged, timeout=3000):
         panel.total_steps_spin.setValue(400)
-    np.testing.assert_allclose(panel.current_item.yData, expected(want, 400))
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected(want, 400))
 
 
 def test_choice_bool_and_int_list_fields(panel, qtbot):
@@ -158,7 +159,7 @@ def test_choice_bool_and_int_list_fields(panel, qtbot):
 def test_invalid_input_shows_errors_and_keeps_the_last_curve(panel, qtbot):
     panel.select_policy("cosine")
     qtbot.waitUntil(lambda: panel.current_spec()["name"] == "cosine")
-    before = panel.current_item.yData.copy()
+    before = panel.curve.current_item.yData.copy()
     lr = panel.form.editor("lr")
 
     with qtbot.waitSignal(panel.form.paramsRejected, timeout=3000):
@@ -177,7 +178,7 @@ def test_invalid_input_shows_errors_and_keeps_the_last_curve(panel, qtbot):
     with qtbot.waitSignal(panel.form.paramsRejected, timeout=3000):
         type_into(qtbot, lr, "-1")
     assert "must be > 0" in panel.form.error_text()
-    np.testing.assert_array_equal(panel.current_item.yData, before)
+    np.testing.assert_array_equal(panel.curve.current_item.yData, before)
     assert panel.current_spec()["params"]["lr"] == 0.001
 
     with qtbot.waitSignal(panel.curveChanged, timeout=3000):
@@ -199,10 +200,10 @@ def test_log_scale_toggle(window, panel, qtbot):
     qtbot.mouseClick(panel.log_check, Qt.MouseButton.LeftButton)
     assert panel.is_log_scale()
     assert window.log_action.isChecked()
-    raw = panel.current_item.yData.copy()
+    raw = panel.curve.current_item.yData.copy()
     window.log_action.trigger()
     assert not panel.is_log_scale() and not panel.log_check.isChecked()
-    np.testing.assert_array_equal(panel.current_item.yData, raw)
+    np.testing.assert_array_equal(panel.curve.current_item.yData, raw)
 
 
 def test_overlay_add_and_remove(panel, qtbot):
@@ -214,19 +215,19 @@ def test_overlay_add_and_remove(panel, qtbot):
     qtbot.mouseClick(panel.pin_button, Qt.MouseButton.LeftButton)
 
     assert [o["spec"]["name"] for o in panel.overlays()] == ["cosine", "linear"]
-    assert panel.overlay_list.count() == 2
+    assert panel.overlay.list.count() == 2
     assert len({o["color"] for o in panel.overlays()}) == 2
-    items = panel.plot_item.listDataItems()
-    assert len([i for i in items if i is not panel.current_item and i.opts["symbol"] is None]) == 2
-    assert len(panel.legend.items) == 3
-    pinned = panel._overlays[0].item
+    items = panel.curve.plot_item.listDataItems()
+    assert len([i for i in items if i is not panel.curve.current_item and i.opts["symbol"] is None]) == 2
+    assert len(panel.curve.legend.items) == 3
+    pinned = panel.overlay.items[0].item
     np.testing.assert_allclose(pinned.yData, expected({"name": "cosine"}))
 
-    panel.overlay_list.setCurrentRow(0)
-    qtbot.mouseClick(panel.remove_overlay_button, Qt.MouseButton.LeftButton)
+    panel.overlay.list.setCurrentRow(0)
+    qtbot.mouseClick(panel.overlay.remove_button, Qt.MouseButton.LeftButton)
     assert [o["spec"]["name"] for o in panel.overlays()] == ["linear"]
-    assert pinned not in panel.plot_item.listDataItems()
-    assert len(panel.legend.items) == 2
+    assert pinned not in panel.curve.plot_item.listDataItems()
+    assert len(panel.curve.legend.items) == 2
 
     # Pinning the same policy again with other parameters gives a label that tells them apart.
     with qtbot.waitSignal(panel.curveChanged, timeout=3000):
@@ -235,16 +236,16 @@ def test_overlay_add_and_remove(panel, qtbot):
     assert panel.overlays()[-1]["label"] == "linear(warmup_steps=50)"
 
     panel.clear_overlays()
-    assert panel.overlays() == [] and panel.overlay_list.count() == 0
+    assert panel.overlays() == [] and panel.overlay.list.count() == 0
 
 
 def test_hover_readout(panel, qtbot):
-    panel.plot_item.vb.setRange(xRange=(0, 1000), yRange=(0, 0.001), padding=0)
-    pos = panel.plot_item.vb.mapViewToScene(QPointF(250, 0.0005))
-    panel.plot.scene().sigMouseMoved.emit(pos)
+    panel.curve.plot_item.vb.setRange(xRange=(0, 1000), yRange=(0, 0.001), padding=0)
+    pos = panel.curve.plot_item.vb.mapViewToScene(QPointF(250, 0.0005))
+    panel.curve.plot.scene().sigMouseMoved.emit(pos)
     lr = expected({"name": "cosine"})[250]
-    assert "step <b>250</b>" in panel.readout.text()
-    assert f"{lr:.4g}" in panel.readout.text()
+    assert "step <b>250</b>" in panel.curve.readout.text()
+    assert f"{lr:.4g}" in panel.curve.readout.text()
 
 
 def test_composition_builds_a_sequence_spec_and_its_curve(panel, qtbot):
@@ -263,9 +264,9 @@ def test_composition_builds_a_sequence_spec_and_its_curve(panel, qtbot):
         "boundaries": [100],
     }
     qtbot.waitUntil(lambda: panel.current_spec() == full(want), timeout=3000)
-    np.testing.assert_allclose(panel.current_item.yData, expected(want))
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected(want))
     assert panel.total_steps_spin.value() == 1000 and not panel.total_steps_spin.isEnabled()
-    assert [line.value() for line in panel._boundary_lines] == [100]
+    assert [line.value() for line in panel.curve.boundary_lines] == [100]
 
     # Editing the form edits the selected segment only.
     with qtbot.waitSignal(panel.curveChanged, timeout=3000):
@@ -300,7 +301,7 @@ def test_save_and_open_spec_round_trip(panel, qtbot, tmp_path):
     qtbot.waitUntil(lambda: panel.current_spec() == full(want))
     assert panel.picker.current_name() == "cosine"
     assert panel.form.editor("lr").text() == "0.02"
-    np.testing.assert_allclose(panel.current_item.yData, expected(want))
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected(want))
 
     seq = {"sequence": [{"name": "linear", "params": {"lr": 0.01}}, {"name": "exp"}], "boundaries": [200]}
     seq_path = tmp_path / "seq.json"
@@ -331,11 +332,11 @@ def test_bad_spec_files_show_a_message_and_change_nothing(panel, qtbot, tmp_path
 
 
 def test_save_button_asks_for_a_path(panel, qtbot, tmp_path, monkeypatch):
-    from lrbench_gui.qt import policy_panel
+    from lrbench_gui.qt.policies import spec_box
 
     target = tmp_path / "chosen"
-    monkeypatch.setattr(policy_panel.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
-    qtbot.mouseClick(panel.save_button, Qt.MouseButton.LeftButton)
+    monkeypatch.setattr(spec_box.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    qtbot.mouseClick(panel.spec_box.save_button, Qt.MouseButton.LeftButton)
     assert json.loads((tmp_path / "chosen.json").read_text()) == panel.current_spec()
 
 
@@ -354,7 +355,7 @@ def test_a_plugin_in_the_plugins_folder_shows_up(lrbench_env, qtbot):
     panel.select_policy("half_life")
     with qtbot.waitSignal(panel.curveChanged, timeout=3000, check_params_cb=spec_is(want)):
         panel.form.editor("half_life").setValue(100)
-    np.testing.assert_allclose(panel.current_item.yData, expected(want))
+    np.testing.assert_allclose(panel.curve.current_item.yData, expected(want))
 
     win.show_panel("Plugins")
     table = win.plugin_panel.table
@@ -381,8 +382,6 @@ def test_a_broken_plugin_is_reported_and_the_window_still_opens(lrbench_env, qtb
 
 
 def test_reload_plugins_picks_up_a_new_file(window, lrbench_env, qtbot):
-    from lrbench_gui.plugins import get_registry
-
     assert "half_life" not in window.policy_panel.picker.names()
     (lrbench_env["plugins"] / "halflife.py").write_text(PLUGIN)
     window.show_panel("Plugins")

@@ -5,10 +5,12 @@ several overlays their LR and loss curves. The recommendations box ranks the pol
 and says what LR range worked. Export and Import share studies with other databases; an import
 always shows its dry-run summary first and states any refusal in plain words.
 
-Every database call runs on the panel's own one-thread pool, so opening a large database, an
-import or an export never blocks the window; results come back as signals. Tests drive the
-panel through :meth:`refresh`, :meth:`export_to`, :meth:`import_from` and
-:meth:`recommend_for` and wait on the signals; only the buttons open dialogs.
+Every database call runs on the window's :class:`~lrbench_gui.qt.db_jobs.DatabaseJobs` (a
+panel made on its own gets a queue of its own), so opening a large database, an import or an
+export never blocks the window, and they take their turn with the studies' writes; results come
+back as signals. Tests drive the panel through :meth:`refresh`, :meth:`export_to`,
+:meth:`import_from` and :meth:`recommend_for` and wait on the signals; only the buttons open
+dialogs.
 """
 
 from __future__ import annotations
@@ -21,15 +23,12 @@ from typing import Any, Callable
 import pyqtgraph as pg
 from PySide6.QtCore import (
     QAbstractTableModel,
-    QCoreApplication,
     QItemSelection,
     QItemSelectionModel,
     QModelIndex,
     QObject,
-    QRunnable,
     QSortFilterProxyModel,
     Qt,
-    QThreadPool,
     Signal,
 )
 from PySide6.QtWidgets import (
@@ -52,7 +51,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lrbench_gui.core.db import DatabaseError, ImportRefused, PolicyDB
+from lrbench_gui.core.db import ImportRefused, PolicyDB
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.db_jobs import DatabaseJobs
 from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["DatabasePanel", "TrialTableModel", "MAX_OVERLAY"]
@@ -129,30 +130,10 @@ class TrialTableModel(QAbstractTableModel):
         return None
 
 
-class _Relay(QObject):
-    """Carries a worker's result back to the GUI thread (queued connection)."""
-
-    done = Signal(object)
-    failed = Signal(object)
-
-
-class _Job(QRunnable):
-    def __init__(self, fn: Callable[[], Any], relay: _Relay) -> None:
-        super().__init__()
-        self.fn = fn
-        self.relay = relay
-
-    def run(self) -> None:
-        try:
-            result = self.fn()
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the GUI as a message
-            self.relay.failed.emit(exc)
-            return
-        self.relay.done.emit(result)
-
-
 class DatabasePanel(QWidget):
-    """The database view; give it a :class:`PolicyDB`, or a path to open on the worker thread."""
+    """The database view of ``db`` (a path, or a :class:`PolicyDB` for its path; default: the
+    jobs' database), read and written through ``jobs`` (default: a queue of its own, validating
+    with ``registry``)."""
 
     # The trial table was (re)loaded; carries the number of trials.
     refreshed = Signal(int)
@@ -169,23 +150,33 @@ class DatabasePanel(QWidget):
     # The curves of the selected trials were drawn; carries their ids.
     curvesShown = Signal(list)
 
-    def __init__(self, db: PolicyDB | str | Path | None = None, parent: QWidget | None = None) -> None:
+    def __init__(self, db: PolicyDB | str | Path | None = None, parent: QWidget | None = None, *,
+                 jobs: DatabaseJobs | None = None, registry: Registry | None = None) -> None:
         super().__init__(parent)
-        self._db: PolicyDB | None = db if isinstance(db, PolicyDB) else None
-        self._db_path = None if isinstance(db, PolicyDB) else (Path(db) if db is not None else None)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)  # one database operation at a time, in order
-        self._relays: set[_Relay] = set()
+        path = db.path if isinstance(db, PolicyDB) else db
+        self._own_jobs = jobs is None
+        if jobs is None:
+            if registry is None and isinstance(db, PolicyDB):
+                registry = db.registry
+            jobs = DatabaseJobs(path, self, registry=registry)
+        elif path is not None:
+            jobs.set_db_path(path)
+        self.jobs = jobs
+        self._busy = 0
         self._curve_request = itertools.count()
         self._latest_curve_request = -1
         self._confirm_import: str | None = None  # a path whose dry run the user started from the button
         self._interactive_failure = False
         self._closed = False
+        self._loaded = False
         self._build()
-        app = QCoreApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)  # never leave the worker running at exit
-        self.refresh()
+        if self._own_jobs:
+            self.refresh()  # a panel on its own loads now; the window's loads when first shown
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if not self._loaded:
+            self.refresh()
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -281,58 +272,36 @@ class DatabasePanel(QWidget):
         plot.setClipToView(True)
         return plot
 
-    # The worker.
+    # The jobs.
 
-    def _submit(self, fn: Callable[[], Any], on_done: Callable[[Any], None], on_failed: Callable[[BaseException], None] | None = None) -> None:
+    def _submit(self, fn: Callable[[PolicyDB], Any], on_done: Callable[[Any], None],
+                on_failed: Callable[[str], None] | None = None) -> None:
         if self._closed:
             return
-        relay = _Relay()
-        self._relays.add(relay)
+        self._busy += 1
 
         def done(result: Any) -> None:
-            self._relays.discard(relay)
+            self._busy -= 1
             if not self._closed:
                 on_done(result)
 
-        def failed(exc: Any) -> None:
-            self._relays.discard(relay)
-            if self._closed:
-                return
-            if on_failed is not None:
-                on_failed(exc)
-            else:
-                self.operationFailed.emit(self._describe(exc))
+        def failed(message: str) -> None:
+            self._busy -= 1
+            if not self._closed:
+                (on_failed or self.operationFailed.emit)(message)
 
-        relay.done.connect(done, Qt.ConnectionType.QueuedConnection)
-        relay.failed.connect(failed, Qt.ConnectionType.QueuedConnection)
-        self._pool.start(_Job(fn, relay))
-
-    @staticmethod
-    def _describe(exc: BaseException) -> str:
-        if isinstance(exc, (DatabaseError, ValueError, OSError)):
-            return str(exc)
-        return f"{type(exc).__name__}: {exc}"
-
-    def _database(self) -> PolicyDB:
-        """The database, opened on first use (on the worker thread)."""
-        if self._db is None:
-            self._db = PolicyDB(self._db_path)
-        return self._db
-
-    @property
-    def db(self) -> PolicyDB | None:
-        return self._db
+        self.jobs.submit(fn, done, failed)
 
     def is_busy(self) -> bool:
-        return bool(self._relays)
+        return self._busy > 0
 
     def shutdown(self) -> None:
-        """Finish the running operation and stop the worker thread; the panel ignores late results."""
+        """Ignore late results from now on; a queue of the panel's own finishes its jobs and stops."""
         if self._closed:
             return
-        self._pool.waitForDone()
         self._closed = True
-        self._pool.clear()
+        if self._own_jobs:
+            self.jobs.close()
 
     def closeEvent(self, event: Any) -> None:
         self.shutdown()
@@ -342,13 +311,13 @@ class DatabasePanel(QWidget):
 
     def refresh(self) -> None:
         """Reload the trial table (and the task list) from the database."""
+        self._loaded = True
 
-        def load() -> tuple[list[dict], dict[str, int]]:
-            db = self._database()
-            return db.trial_rows(), db.tasks()
+        def load(db: PolicyDB) -> tuple[list[dict], dict[str, int], Path]:
+            return db.trial_rows(), db.tasks(), db.path
 
-        def show(result: tuple[list[dict], dict[str, int]]) -> None:
-            rows, tasks = result
+        def show(result: tuple[list[dict], dict[str, int], Path]) -> None:
+            rows, tasks, path = result
             self.model.set_rows(rows)
             current = self.task_combo.currentText()
             self.task_combo.blockSignals(True)
@@ -357,7 +326,6 @@ class DatabasePanel(QWidget):
             if current:
                 self.task_combo.setCurrentText(current)
             self.task_combo.blockSignals(False)
-            path = self._db.path if self._db is not None else ""
             self.status_label.setText(f"{len(rows)} trials in {path}")
             self.refreshed.emit(len(rows))
 
@@ -390,7 +358,7 @@ class DatabasePanel(QWidget):
         """Export to ``path`` on the worker; ``exportFinished`` or ``operationFailed`` follows."""
         target = str(path)
         self.status_label.setText(f"Exporting to {target}…")
-        self._submit(lambda: self._database().export(target, study_ids), self._export_done)
+        self._submit(lambda db: db.export(target, study_ids), self._export_done)
 
     def import_from(self, path: str | Path, dry_run: bool = True, on_conflict: str = "refuse") -> None:
         """Import ``path`` (a dry run by default) on the worker.
@@ -401,20 +369,21 @@ class DatabasePanel(QWidget):
         source = str(path)
         self.status_label.setText(f"{'Checking' if dry_run else 'Importing'} {source}…")
 
-        def failed(exc: BaseException) -> None:
-            if isinstance(exc, ImportRefused):
-                report = exc.report.to_json()
-                report["summary"] = exc.report.summary()
-                self.importRefused.emit(report)
+        def work(db: PolicyDB) -> tuple[bool, dict]:
+            try:
+                report = db.import_file(source, dry_run=dry_run, on_conflict=on_conflict)
+            except ImportRefused as exc:
+                report = exc.report
+                refused = True
             else:
-                self.operationFailed.emit(self._describe(exc))
+                refused = False
+            return refused, {**report.to_json(), "summary": report.summary()}
 
-        def done(report: Any) -> None:
-            out = report.to_json()
-            out["summary"] = report.summary()
-            self.importFinished.emit(out)
+        def done(result: tuple[bool, dict]) -> None:
+            refused, report = result
+            (self.importRefused if refused else self.importFinished).emit(report)
 
-        self._submit(lambda: self._database().import_file(source, dry_run=dry_run, on_conflict=on_conflict), done, failed)
+        self._submit(work, done)
 
     def recommend_for(self, task: str, k: int = 5) -> None:
         """Rank the task's policies on the worker; ``recommended`` carries the result."""
@@ -422,8 +391,7 @@ class DatabasePanel(QWidget):
             self.banner.show_message("Choose a task to recommend policies for.", "warning")
             return
 
-        def work() -> dict:
-            db = self._database()
+        def work(db: PolicyDB) -> dict:
             return {"recommend": db.recommend(task, k=k), "lr_range": db.lr_range(task)}
 
         self._submit(work, self._show_recommendations)
@@ -507,8 +475,7 @@ class DatabasePanel(QWidget):
         request = next(self._curve_request)
         self._latest_curve_request = request
 
-        def load() -> list[tuple[str, dict]]:
-            db = self._database()
+        def load(db: PolicyDB) -> list[tuple[str, dict]]:
             return [(tid, db.curves(tid)) for tid in ids]
 
         def draw(result: list[tuple[str, dict]]) -> None:

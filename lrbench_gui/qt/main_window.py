@@ -6,8 +6,10 @@ panels slot in with :meth:`MainWindow.add_panel`, which by default inserts befor
 so that it stays last.
 
 The window owns the trial runner (QProcess per trial), the study controller that drives studies
-with it, and two database workers: ``db_writer`` for the Run panel's trials and ``db_jobs`` for
-studies (their records, resume, recipes). Closing with trials running asks first (a test sets
+with it, and the one database job queue, ``db_jobs``
+(:class:`~lrbench_gui.qt.db_jobs.DatabaseJobs`), that every panel reads and writes through: the
+Run panel's trials, the studies' records, resume, recipes, the Results panel and the Methods
+panel (:meth:`MainWindow.database_jobs`). Closing with trials running asks first (a test sets
 ``window.confirm_close = lambda: True``), then stops them; they are recorded as stopped and the
 study as stopped, resumable from the Study panel's banner on the next start.
 """
@@ -37,9 +39,10 @@ from lrbench_gui import __version__
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.qt._resources import icon
 from lrbench_gui.qt.plugin_panel import PluginPanel
-from lrbench_gui.qt.policy_panel import PolicyPanel
+from lrbench_gui.qt.policies import PolicyPanel
 
 if TYPE_CHECKING:
+    from lrbench_gui.qt.db_jobs import DatabaseJobs
     from lrbench_gui.qt.settings_dialog import AppSettings, SettingsDialog
 
 __all__ = ["MainWindow"]
@@ -92,18 +95,17 @@ class MainWindow(QMainWindow):
 
         self.policy_panel = PolicyPanel(registry, settings=settings)
         self.plugin_panel = PluginPanel(registry)
-        # trials run in subprocesses; their records go to the database on a worker thread
+        # trials run in subprocesses; their records go to the database on the jobs thread
         from lrbench_gui.core.paths import default_db_path
+        from lrbench_gui.qt.db_jobs import DatabaseJobs
         from lrbench_gui.qt.db_panel import DatabasePanel
-        from lrbench_gui.qt.db_writer import DbWriter
+        from lrbench_gui.qt.live import LivePanel
+        from lrbench_gui.qt.methods import MethodsPanel, methods_icon
         from lrbench_gui.qt.run_panel import RunPanel
-        from lrbench_gui.qt.trial_runner import TrialRunner
-
-        from lrbench_gui.qt.live_panel import LivePanel
-        from lrbench_gui.qt.methods_panel import MethodsPanel, methods_icon
         from lrbench_gui.qt.settings_dialog import AppSettings
-        from lrbench_gui.qt.study_controller import DatabaseJobs, StudyController
-        from lrbench_gui.qt.study_panel import StudyPanel
+        from lrbench_gui.qt.study import StudyPanel
+        from lrbench_gui.qt.study_controller import StudyController
+        from lrbench_gui.qt.trial_runner import TrialRunner
 
         self.app_settings = AppSettings.load(settings) if settings is not None else AppSettings()
         # an explicit path wins, then $LRBENCH_DB, then the settings, then the data folder
@@ -111,21 +113,19 @@ class MainWindow(QMainWindow):
             db_path = Path(self.app_settings.db_path).expanduser()
         self.db_path = Path(db_path) if db_path else default_db_path()
         self.runner = TrialRunner(1, parent=self)
-        self.db_writer = DbWriter(self.db_path, parent=self)
-        self.db_jobs = DatabaseJobs(self.db_path, parent=self)
+        self.db_jobs = DatabaseJobs(self.db_path, parent=self, registry=registry)
         self.study_controller = StudyController(self.runner, self.db_jobs, registry, parent=self)
         self.study_controller.gpus = list(self.app_settings.gpus)
         self.run_panel = RunPanel(registry, self.runner, spec_provider=self.policy_panel.current_spec)
         self.study_panel = StudyPanel(registry, self.study_controller, self.db_jobs, defaults=self._study_defaults)
         self.live_panel = LivePanel(self.study_controller, self.db_jobs, registry)
-        self.results_panel = DatabasePanel(self.db_path)
+        self.results_panel = DatabasePanel(jobs=self.db_jobs)
         self.methods_panel = MethodsPanel(registry, self.study_controller, self.db_jobs)
         self._results_timer = QTimer(self)
         self._results_timer.setSingleShot(True)
         self._results_timer.setInterval(300)
         self._results_timer.timeout.connect(lambda: self.results_panel.refresh())
-        self.run_panel.trialRecorded.connect(lambda record: self.db_writer.write_trial(record))
-        self._connect_writer()
+        self.run_panel.trialRecorded.connect(self._store_run_trial)
         self.study_controller.studyStarted.connect(lambda *_: self.show_panel("Live"))
         self.study_controller.recordStored.connect(lambda *_: self._results_timer.start())
         self.study_controller.studyFinished.connect(self._study_finished)
@@ -311,6 +311,7 @@ class MainWindow(QMainWindow):
     def set_registry(self, registry: Registry) -> None:
         """Show ``registry`` everywhere (after a plugin reload)."""
         self._registry = registry
+        self.db_jobs.set_registry(registry)
         self.policy_panel.set_registry(registry)
         self.run_panel.set_registry(registry)
         self.study_controller.set_registry(registry)
@@ -392,33 +393,24 @@ class MainWindow(QMainWindow):
 
     def set_db_path(self, path: "Path | str") -> None:
         """Switch every panel to the database at ``path`` (no trial may be running)."""
-        from lrbench_gui.qt.db_panel import DatabasePanel
-        from lrbench_gui.qt.db_writer import DbWriter
-
         if self.runner.is_busy() or self.study_controller.is_busy():
             raise RuntimeError("stop the running trials before switching databases")
         self.db_path = Path(path)
-        self.db_writer.close()
-        self.db_writer = DbWriter(self.db_path, parent=self)
-        self._connect_writer()
         self.db_jobs.set_db_path(self.db_path)
-        old = self.results_panel
-        index = self.stack.indexOf(old)
-        old.shutdown()
-        self.results_panel = DatabasePanel(self.db_path)
-        self.stack.insertWidget(index, self.results_panel)
-        self.stack.removeWidget(old)
-        self._panels["Results"] = self.results_panel
-        old.deleteLater()
-        if self.current_panel() == "Results":
-            self.stack.setCurrentWidget(self.results_panel)
+        self.results_panel.refresh()
         self.study_panel.refresh_studies()
         if self.methods_panel.isVisible():
             self.methods_panel.refresh()
 
-    def _connect_writer(self) -> None:
-        self.db_writer.written.connect(lambda _tid: self._results_timer.start())
-        self.db_writer.failed.connect(lambda _tid, msg: self.statusBar().showMessage(msg, 15000))
+    def database_jobs(self) -> "DatabaseJobs":
+        """The window's database job queue (one thread, jobs in order): how a panel reads or
+        writes the database off the GUI thread."""
+        return self.db_jobs
+
+    def _store_run_trial(self, record: dict) -> None:
+        """The Run panel's finished trial, to the database; a refusal is said in the status bar."""
+        self.db_jobs.write_trial(record, on_done=lambda _tid: self._results_timer.start(),
+                                 on_failed=lambda msg: self.statusBar().showMessage(msg[:1].upper() + msg[1:], 15000))
 
     def _studies_loaded(self, _studies: list) -> None:
         unfinished = self.study_panel.unfinished_studies()
@@ -479,7 +471,6 @@ class MainWindow(QMainWindow):
             self.stop_all_trials()
         self.study_controller.shutdown()
         self.results_panel.shutdown()
-        self.db_writer.close()
         self.db_jobs.close()
         if self._settings is not None:
             self._settings.setValue("window/geometry", self.saveGeometry())

@@ -1,8 +1,9 @@
 """The Run panel: start one trial of any task with any policy, watch its LR and loss live.
 
 The trial runs in a subprocess through :class:`~lrbench_gui.qt.trial_runner.TrialRunner`; its
-record goes to the database through :class:`~lrbench_gui.qt.db_writer.DbWriter`, off the GUI
-thread. A failed trial shows its message, and its log tail is one click away.
+record comes out as ``trialRecorded``, and the window stores it with
+:meth:`~lrbench_gui.qt.db_jobs.DatabaseJobs.write_trial`, off the GUI thread. A failed trial
+shows its message, and its log tail is one click away.
 """
 
 from __future__ import annotations
@@ -27,16 +28,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lrbench_gui.core.records import TrialStatus, spec_label
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.spec import SpecError, parse_spec
 from lrbench_gui.core.runs.trial import TrialError, load_trial, validate_trial
 from lrbench_gui.qt.live_plot import LivePlot
 from lrbench_gui.qt.param_form import ParamForm
 from lrbench_gui.qt.trial_runner import TrialRunner
+from lrbench_gui.qt.widgets import STATUS_COLORS
 
 __all__ = ["RunPanel"]
-
-_STATUS_COLORS = {"completed": "#2e7d32", "stopped": "#6b7280", "diverged": "#ef6c00", "failed": "#c62828"}
 
 
 class RunPanel(QWidget):
@@ -189,7 +190,7 @@ class RunPanel(QWidget):
             return
         self.composed = spec
         self.policy_form.setEnabled(False)
-        self.composed_label.setText(f"Running the Policies panel's spec:\n{_short(spec)}")
+        self.composed_label.setText(f"Running the Policies panel's spec:\n{spec_label(spec, self._registry)}")
 
     def policy_spec(self) -> dict:
         if self.composed is not None:
@@ -234,7 +235,7 @@ class RunPanel(QWidget):
         self.total_steps = cfg.budget.steps or 0
         self.t_start = time.monotonic()
         self.plot.clear()
-        self.plot.add_trial(cfg.trial_id, f"{cfg.policy.get('name', 'composition')} on {cfg.task}")
+        self.plot.add_trial(cfg.trial_id, f"{spec_label(cfg.policy, self._registry)} on {cfg.task}")
         self.log.clear()
         self.progress.setRange(0, self.total_steps)
         self.progress.setValue(0)
@@ -281,21 +282,16 @@ class RunPanel(QWidget):
                             if isinstance(v, (int, float)))
         cost = record.get("cost", {})
         text = f"{status.capitalize()} after {cost.get('steps', 0)} steps, {cost.get('seconds', 0):.1f} s. {metrics}"
-        if status == "failed":
+        if status == TrialStatus.FAILED:
             text += f"\n{record.get('notes', '').splitlines()[0] if record.get('notes') else ''}  (Show log for details)"
         self._set_status(text, status)
         self.trialRecorded.emit(record)
 
     def _set_status(self, text: str, status: str | None) -> None:
-        color = _STATUS_COLORS.get(status or "", "#111827")
+        color = STATUS_COLORS.get(status, "#111827") if status else "#111827"
         self.status.setStyleSheet(f"color: {color};")
         self.status.setText(text)
 
     def shutdown(self, grace: float = 5.0) -> None:
         self.runner.cancel_all(grace)
 
-
-def _short(spec: dict) -> str:
-    if "name" in spec:
-        return spec["name"]
-    return " -> ".join(_short(s) for s in spec["sequence"]) + f" at {spec['boundaries']}"

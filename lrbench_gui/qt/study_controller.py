@@ -1,270 +1,41 @@
-"""Drive a :class:`~lrbench_gui.core.study.Study` from the GUI.
+"""Drive a :class:`~lrbench_gui.core.tuning.study.Study` from the GUI.
 
-:class:`StudyController` is the GUI's study driver, the Qt twin of ``run_study_blocking`` in
-``lrbench_gui/cli/tune.py``: it asks the study for trials when the window's
+:class:`StudyController` is the GUI's study driver, the Qt twin of
+:func:`lrbench_gui.core.tuning.driver.run_study`: it asks the study for trials when the window's
 :class:`~lrbench_gui.qt.trial_runner.TrialRunner` has free slots, forwards every protocol event
 to ``study.on_event`` (and cancels a trial the tuner prunes), tells the study each finished
 trial, and ends the study when the tuner is done. Nothing here blocks the GUI thread.
 
 Database writes: the study is built with ``db=None``, so the core never writes from the GUI
 thread. The controller builds the records on the GUI thread (``study.study_record``, the trial
-record as the study completed it) and hands them to :class:`DatabaseJobs`, one worker thread that
-runs database work in order: the study record is always written before its trials, and a resume
-reads the stored trials and replays them into the tuner there, off the GUI thread.
+record as the study completed it) and hands them to the window's
+:class:`~lrbench_gui.qt.db_jobs.DatabaseJobs`, whose one worker thread runs database work in
+order: the study record is always written before its trials, and a resume reads the stored
+trials and replays them into the tuner there, off the GUI thread.
 
-Ray: ``RayScheduler.run`` blocks, so a Ray study runs on its own ``QThread``. The study object
-then lives on that thread until the run ends (the GUI never touches it meanwhile); events,
+Ray: a Ray study runs on its own ``QThread`` (:mod:`lrbench_gui.qt.ray_bridge`); its events,
 finished records and rankings come back as queued signals and feed the same handlers as a local
 study, so the panels cannot tell the two apart.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from lrbench_gui.core.runs.protocol import Event
+from lrbench_gui.core.records import StudyStatus, TrialStatus, spec_label
 from lrbench_gui.core.registry import Registry
-from lrbench_gui.core.tuning.study import Study, StudyConfig
+from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
+from lrbench_gui.core.tuning.study import Study, StudyConfig
+from lrbench_gui.qt.db_jobs import DatabaseJobs, describe_error
+from lrbench_gui.qt.ray_bridge import RayStudyDriver
 from lrbench_gui.qt.trial_runner import TrialRunner
 
-__all__ = ["StudyController", "DatabaseJobs", "trial_label", "FINAL_STATUSES"]
-
-FINAL_STATUSES = ("completed", "stopped", "diverged", "failed", "pruned")
-
-
-def trial_label(policy: dict[str, Any], registry: Registry | None = None) -> str:
-    """A short label for a policy spec: ``cosine(lr=0.012)``, ``fixed -> cosine @50``."""
-    from lrbench_gui.core.spec import parse_spec, spec_label
-
-    try:
-        return spec_label(parse_spec(policy, registry))
-    except Exception:  # noqa: BLE001 - a spec of a plugin that is not installed any more
-        return str(policy.get("name", "composition"))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text and not isinstance(exc, (KeyError, TypeError, AttributeError)) else (
-        f"{type(exc).__name__}: {text}")
-
-
-class _JobWorker(QObject):
-    """Lives on the jobs thread; opens the database once per path and runs the jobs in order."""
-
-    # a job returned: (job id, result)
-    jobDone = Signal(int, object)
-    # a job raised: (job id, message)
-    jobFailed = Signal(int, str)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._db: Any = None
-
-    @Slot(int, object, object)
-    def run(self, job_id: int, path: Any, fn: Any) -> None:
-        if fn is None:  # the last job: every job queued before it has run
-            QThread.currentThread().quit()
-            return
-        from lrbench_gui.core.db import PolicyDB
-
-        try:
-            if self._db is None or self._db.path != Path(path).expanduser().absolute():
-                self._db = PolicyDB(path)
-            result = fn(self._db)
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the GUI as a message
-            self.jobFailed.emit(job_id, _describe(exc))
-            return
-        self.jobDone.emit(job_id, result)
-
-
-class DatabaseJobs(QObject):
-    """Database work on one worker thread, in the order it was submitted.
-
-    ``submit(fn, on_done, on_failed)`` queues ``fn(db)`` (``db`` is a
-    :class:`~lrbench_gui.core.db.PolicyDB` opened on the worker) and returns at once; the
-    callbacks run on the GUI thread with the result, or with the error in words. The thread
-    starts on the first job; :meth:`close` finishes every queued job, then stops it.
-    """
-
-    # a job finished (after its callback ran): (job id)
-    jobFinished = Signal(int)
-    # the jobs thread is idle: every submitted job has finished
-    drained = Signal()
-    _submit = Signal(int, object, object)
-
-    def __init__(self, db_path: Path | str | None = None, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        from lrbench_gui.core.paths import default_db_path
-
-        self.db_path = Path(db_path) if db_path else default_db_path()
-        self.thread: QThread | None = None
-        self.worker: _JobWorker | None = None
-        self._ids = itertools.count(1)
-        self._callbacks: dict[int, tuple[Callable[[Any], None] | None, Callable[[str], None] | None]] = {}
-        self._closed = False
-
-    def set_db_path(self, path: Path | str) -> None:
-        """Later jobs use the database at ``path`` (jobs already queued keep theirs)."""
-        self.db_path = Path(path)
-
-    def submit(self, fn: Callable[[Any], Any], on_done: Callable[[Any], None] | None = None,
-               on_failed: Callable[[str], None] | None = None) -> int:
-        """Queue ``fn(db)``; returns the job's number (0: dropped, the jobs thread is closed)."""
-        if self._closed:
-            return 0  # the window is closing: late work (a refresh) is dropped
-        if self.thread is None:
-            self._start()
-        job_id = next(self._ids)
-        self._callbacks[job_id] = (on_done, on_failed)
-        self._submit.emit(job_id, self.db_path, fn)
-        return job_id
-
-    def pending(self) -> int:
-        return len(self._callbacks)
-
-    def _start(self) -> None:
-        self.thread = QThread()
-        self.thread.setObjectName("lrbench-db-jobs")
-        self.worker = _JobWorker()
-        self.worker.moveToThread(self.thread)
-        self._submit.connect(self.worker.run)
-        self.worker.jobDone.connect(self._done)
-        self.worker.jobFailed.connect(self._failed)
-        self.thread.finished.connect(self.worker.deleteLater)
-        self.thread.start()
-        from PySide6.QtCore import QCoreApplication
-
-        app = QCoreApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.close)  # never leave the thread running at exit
-
-    def _done(self, job_id: int, result: Any) -> None:
-        on_done, _ = self._callbacks.pop(job_id, (None, None))
-        if on_done is not None:
-            on_done(result)
-        self._settled(job_id)
-
-    def _failed(self, job_id: int, message: str) -> None:
-        _, on_failed = self._callbacks.pop(job_id, (None, None))
-        if on_failed is not None:
-            on_failed(message)
-        self._settled(job_id)
-
-    def _settled(self, job_id: int) -> None:
-        self.jobFinished.emit(job_id)
-        if not self._callbacks:
-            self.drained.emit()
-
-    def close(self) -> None:
-        """Run every queued job, stop the thread, then deliver the results still on their way."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.thread is not None and self.thread.isRunning():
-            self._submit.emit(-1, None, None)
-            self.thread.wait()
-        from PySide6.QtCore import QCoreApplication
-
-        QCoreApplication.sendPostedEvents(self)  # the queued jobDone/jobFailed of the last jobs
-
-
-# Ray Tune pickles the scheduler's callbacks with its searcher; a QObject cannot be pickled, so
-# the callbacks are module functions (pickled by reference) that find their driver by number.
-_RAY_DRIVERS: dict[int, "_RayDriver"] = {}
-_ray_numbers = itertools.count(1)
-
-
-def _ray_feed(number: int, n: int) -> list[TrialConfig]:
-    return _RAY_DRIVERS[number].feed(n)
-
-
-def _ray_event(number: int, trial_id: str, event: Event) -> bool:
-    return _RAY_DRIVERS[number].on_event(trial_id, event)
-
-
-def _ray_finished(number: int, trial_id: str, record: dict) -> None:
-    _RAY_DRIVERS[number].on_finished(trial_id, record)
-
-
-def _ray_log(number: int, trial_id: str, line: str) -> None:
-    _RAY_DRIVERS[number].log.emit(trial_id, line)
-
-
-class _RayDriver(QObject):
-    """Runs a study through ``RayScheduler.run`` on its own thread; reports with queued signals."""
-
-    # the tuner asked for a trial: (trial_id, TrialConfig)
-    added = Signal(str, object)
-    # a protocol event of a trial: (trial_id, Event)
-    event = Signal(str, object)
-    # a log line of a trial: (trial_id, line)
-    log = Signal(str, str)
-    # a trial ended and the study took it: (trial_id, stored record, study record, ranking)
-    finished = Signal(str, dict, dict, list)
-    # the run is over: (study status finished|stopped|failed, error message or "")
-    ended = Signal(str, str)
-
-    def __init__(self, study: Study) -> None:
-        super().__init__()
-        self.study = study
-        self.scheduler: Any = None
-        self.cancelled = False
-
-    # Called by the scheduler on this driver's thread.
-
-    def feed(self, n: int) -> list[TrialConfig]:
-        configs = self.study.next_trials(n)
-        for cfg in configs:
-            self.added.emit(cfg.trial_id, cfg)
-        return configs
-
-    def on_event(self, trial_id: str, event: Event) -> bool:
-        keep = self.study.on_event(trial_id, event)
-        self.event.emit(trial_id, event)
-        return keep
-
-    def on_finished(self, trial_id: str, record: dict) -> None:
-        study = self.study
-        study.on_finished(trial_id, record)
-        self.finished.emit(trial_id, study.records[trial_id], study.study_record("running"), study.ranking())
-
-    @Slot()
-    def run(self) -> None:
-        from functools import partial
-
-        from lrbench_gui.core.runs.ray_backend import RayScheduler
-
-        study = self.study
-        number = next(_ray_numbers)
-        _RAY_DRIVERS[number] = self
-        try:
-            self.scheduler = RayScheduler(
-                study.config, on_event=partial(_ray_event, number), on_finished=partial(_ray_finished, number),
-                feeder=partial(_ray_feed, number), on_log=partial(_ray_log, number))
-            if self.cancelled:
-                self.scheduler.cancel_all()
-            self.scheduler.run()
-        except BaseException as exc:  # noqa: BLE001 - Ray's errors are many; the study is marked failed
-            self.ended.emit("failed", f"the Ray backend failed: {_describe(exc)}")
-            return
-        finally:
-            _RAY_DRIVERS.pop(number, None)
-        self.ended.emit("finished" if study.tuner.done() and not study.stopped else "stopped", "")
-
-    def cancel(self) -> None:
-        """Stop asking for trials and stop the running ones (called from the GUI thread)."""
-        self.cancelled = True
-        self.study.stopped = True
-        if self.scheduler is not None:
-            self.scheduler.cancel_all()
+__all__ = ["StudyController"]
 
 
 class StudyController(QObject):
@@ -302,13 +73,9 @@ class StudyController(QObject):
     # (message in plain words)
     problem = Signal(str)
 
-    def __init__(self, runner: TrialRunner, jobs: DatabaseJobs, registry: Registry | None = None,
+    def __init__(self, runner: TrialRunner, jobs: DatabaseJobs, registry: Registry,
                  parent: QObject | None = None, *, update_ms: int = 120) -> None:
         super().__init__(parent)
-        if registry is None:
-            from lrbench_gui.plugins import get_registry
-
-            registry = get_registry()
         self.runner = runner
         self.jobs = jobs
         self.registry = registry
@@ -319,7 +86,7 @@ class StudyController(QObject):
         self.last_ranking: list[dict[str, Any]] = []
         self.last_result: dict[str, Any] | None = None
         self._ray_thread: QThread | None = None
-        self._ray_driver: _RayDriver | None = None
+        self._ray_driver: RayStudyDriver | None = None
         self._dirty: set[str] = set()
         self._cancel_resume = False
         self._timer = QTimer(self)
@@ -376,7 +143,7 @@ class StudyController(QObject):
             try:
                 config = StudyConfig.model_validate((found.get("extra") or {})["config"])
             except (KeyError, ValueError) as exc:
-                raise ValueError(f"study {study_id!r} has no usable configuration ({_describe(exc)})") from None
+                raise ValueError(f"study {study_id!r} has no usable configuration ({describe_error(exc)})") from None
             study = Study(config, registry=registry, db=db)
             study.resume()
             study.db = None  # from here on the controller writes, through the jobs thread
@@ -417,7 +184,7 @@ class StudyController(QObject):
                 self.trialFinished.emit(trial_id, record)
             if self.last_ranking:
                 self.rankingChanged.emit(self.ranking())
-        self._save_study(study.study_record("running"))
+        self._save_study(study.study_record(StudyStatus.RUNNING))
         self._timer.start()
         if cfg.backend == "ray":
             self._start_ray(study)
@@ -446,7 +213,7 @@ class StudyController(QObject):
             try:
                 configs = study.next_trials(free)
             except Exception as exc:  # noqa: BLE001 - a tuner plugin's bug must not take the window down
-                self.problem.emit(f"The tuner {study.config.tuner!r} failed: {_describe(exc)}; the study stops.")
+                self.problem.emit(f"The tuner {study.config.tuner!r} failed: {describe_error(exc)}; the study stops.")
                 self.stop()
                 return
         for cfg in configs:
@@ -455,14 +222,14 @@ class StudyController(QObject):
         # nothing of ours runs and nothing more was asked: the study is over (unless the slots are
         # all taken by other trials, such as the Run panel's: then it waits for one to end)
         if not study.running and (free > 0 or study.stopped):
-            self._finish_study("finished" if study.tuner.done() and not study.stopped else "stopped")
+            self._finish_study(StudyStatus.FINISHED if study.tuner.done() and not study.stopped else StudyStatus.STOPPED)
 
     def _add(self, trial_id: str, request: Any, replayed: bool = False) -> None:
         info = {
             "trial": trial_id,
             "key": request.key,
             "family": request.family or request.policy.get("name", "composition"),
-            "label": trial_label(request.policy, self.registry),
+            "label": spec_label(request.policy, self.registry),
             "policy": request.policy,
             "steps": int(request.steps),
             "point": dict(request.point),
@@ -470,7 +237,7 @@ class StudyController(QObject):
             "replayed": replayed,
         }
         self.states[trial_id] = {
-            **info, "status": "queued", "step": 0, "progress": 0.0, "loss": None, "lr": None,
+            **info, "status": TrialStatus.PENDING, "step": 0, "progress": 0.0, "loss": None, "lr": None,
             "metric": self.study.objective.metric if self.study else None, "value": None,
             "cost_steps": 0, "seconds": 0.0, "pruned": False, "notes": "", "started": None,
         }
@@ -478,8 +245,8 @@ class StudyController(QObject):
 
     def _runner_started(self, trial_id: str, _config: Any) -> None:
         state = self.states.get(trial_id)
-        if state is not None and state["status"] == "queued":
-            state["status"] = "running"
+        if state is not None and state["status"] == TrialStatus.PENDING:
+            state["status"] = TrialStatus.RUNNING
             state["started"] = time.monotonic()
             self._mark(trial_id)
 
@@ -489,7 +256,7 @@ class StudyController(QObject):
         try:
             keep = self.study.on_event(trial_id, event)
         except Exception as exc:  # noqa: BLE001
-            self.problem.emit(f"The tuner failed on an event of {trial_id}: {_describe(exc)}")
+            self.problem.emit(f"The tuner failed on an event of {trial_id}: {describe_error(exc)}")
             keep = True
         self._track(trial_id, event, keep)
         if not keep:
@@ -499,8 +266,8 @@ class StudyController(QObject):
         state = self.states.get(trial_id)
         if state is None:
             return
-        if state["status"] == "queued":
-            state["status"] = "running"
+        if state["status"] == TrialStatus.PENDING:
+            state["status"] = TrialStatus.RUNNING
         if event.type == "hello":
             state["steps"] = int(event.get("steps") or state["steps"])
         elif event.type == "step":
@@ -540,14 +307,14 @@ class StudyController(QObject):
         try:
             study.on_finished(trial_id, record)
         except Exception as exc:  # noqa: BLE001
-            self.problem.emit(f"The tuner failed on the result of {trial_id}: {_describe(exc)}")
+            self.problem.emit(f"The tuner failed on the result of {trial_id}: {describe_error(exc)}")
             study.running.discard(trial_id)
-            self.states[trial_id]["status"] = record.get("status", "failed")
+            self.states[trial_id]["status"] = record.get("status", TrialStatus.FAILED)
             self._mark(trial_id)
             self._feed()
             return
         stored = study.records[trial_id]
-        self._took(trial_id, stored, study.results[trial_id].status, study.study_record("running"), study.ranking())
+        self._took(trial_id, stored, study.results[trial_id].status, study.study_record(StudyStatus.RUNNING), study.ranking())
         self._feed()
 
     def _took(self, trial_id: str, stored: dict, status: str, study_record: dict, ranking: list) -> None:
@@ -564,22 +331,22 @@ class StudyController(QObject):
         value = (record.get("metrics") or {}).get(state["metric"])
         state.update({
             "status": status,
-            "pruned": status == "pruned" or "pruned" in (record.get("tags") or []),
+            "pruned": status == TrialStatus.PRUNED or "pruned" in (record.get("tags") or []),
             "cost_steps": int(cost.get("steps") or 0),
             "seconds": float(cost.get("seconds") or 0.0),
             "value": float(value) if isinstance(value, (int, float)) else state["value"],
             "step": int(cost.get("steps") or state["step"]),
         })
-        if state["pruned"] and state["status"] != "pruned":
-            state["status"] = "pruned"
-        if state["status"] == "completed":
+        if state["pruned"] and state["status"] != TrialStatus.PRUNED:
+            state["status"] = TrialStatus.PRUNED
+        if state["status"] == TrialStatus.COMPLETED:
             state["progress"] = 1.0
         elif state["steps"]:
             state["progress"] = min(1.0, state["step"] / state["steps"])
         metrics = record.get("metrics") or {}
         if state["loss"] is None and isinstance(metrics.get("final_loss"), (int, float)):
             state["loss"] = float(metrics["final_loss"])
-        if record.get("notes") and status in ("failed", "diverged"):
+        if record.get("notes") and status in (TrialStatus.FAILED, TrialStatus.DIVERGED):
             state["notes"] = str(record["notes"])
         elif state["pruned"] and not state["notes"]:
             state["notes"] = "stopped early by the tuner"
@@ -615,7 +382,7 @@ class StudyController(QObject):
         for trial_id in running:
             self.runner.cancel(trial_id)
         if not study.running:
-            self._finish_study("stopped")
+            self._finish_study(StudyStatus.STOPPED)
 
     def _finish_study(self, status: str) -> None:
         study = self.study
@@ -659,33 +426,15 @@ class StudyController(QObject):
         self.jobs.submit(write, done, on_failed or (lambda msg: self.problem.emit(f"Could not record the study: {msg}")))
 
     def _write_trial(self, study_record: dict, record: dict) -> None:
-        trial_id = str(record.get("id"))
-
-        def write(db: Any) -> str:
-            try:
-                with db.batch():
-                    db.add_study(study_record, replace=True)
-                    db.add_trial(record, replace=True)
-            except Exception as exc:
-                spare = Path(db.path).parent / f"unsaved-trial-{trial_id}.json"
-                try:
-                    spare.write_text(json.dumps(record))
-                    where = f"; the trial was saved to {spare}"
-                except OSError:
-                    where = ""
-                raise RuntimeError(f"{_describe(exc)}{where}") from None
-            return trial_id
-
-        self.jobs.submit(
-            write,
-            lambda tid: self.recordStored.emit("trials", tid),
-            lambda msg: self.problem.emit(f"Could not record trial {trial_id}: {msg}"),
-        )
+        """The trial after its study's record; a refused trial is saved beside the database."""
+        self.jobs.write_trial(record, study_record,
+                              lambda tid: self.recordStored.emit("trials", tid),
+                              lambda msg: self.problem.emit(msg[:1].upper() + msg[1:]))
 
     # Ray.
 
     def _start_ray(self, study: Study) -> None:
-        driver = _RayDriver(study)
+        driver = RayStudyDriver(study)
         thread = QThread()
         thread.setObjectName("lrbench-ray-study")
         driver.moveToThread(thread)
@@ -704,7 +453,7 @@ class StudyController(QObject):
         request = self.study.requests.get(trial_id)
         if request is not None:
             self._add(trial_id, request)
-            self.states[trial_id]["status"] = "running"
+            self.states[trial_id]["status"] = TrialStatus.RUNNING
             self.states[trial_id]["started"] = time.monotonic()
 
     def _ray_event(self, trial_id: str, event: Event) -> None:
@@ -714,7 +463,7 @@ class StudyController(QObject):
     def _ray_finished(self, trial_id: str, stored: dict, study_record: dict, ranking: list) -> None:
         if trial_id not in self.states:
             return
-        status = "pruned" if "pruned" in (stored.get("tags") or []) else str(stored.get("status"))
+        status = TrialStatus.PRUNED if "pruned" in (stored.get("tags") or []) else str(stored.get("status"))
         self._took(trial_id, stored, status, study_record, ranking)
 
     def _ray_ended(self, status: str, message: str) -> None:
@@ -724,8 +473,8 @@ class StudyController(QObject):
         if thread is not None:
             thread.quit()
             thread.wait()
-        if self.status == "stopping" and status == "finished":
-            status = "stopped"
+        if self.status == "stopping" and status == StudyStatus.FINISHED:
+            status = StudyStatus.STOPPED
         self._finish_study(status)
 
     def shutdown(self) -> None:

@@ -1,4 +1,5 @@
-"""Small widgets the panels share: an inline message banner and colour swatches."""
+"""Small things the panels share: an inline message banner, colour swatches, and the colour of
+each trial and study status."""
 
 from __future__ import annotations
 
@@ -6,7 +7,28 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
-__all__ = ["MessageBanner", "swatch_icon"]
+from lrbench_gui.core.records import StudyStatus, TrialStatus
+
+__all__ = ["MessageBanner", "swatch_icon", "STATUS_COLORS", "STUDY_STATUS_COLORS"]
+
+#: the colour of a trial's status, the same in every panel
+STATUS_COLORS: dict[str, str] = {
+    TrialStatus.PENDING: "#6b7280",
+    TrialStatus.RUNNING: "#1d4ed8",
+    TrialStatus.COMPLETED: "#2e7d32",
+    TrialStatus.STOPPED: "#6b7280",
+    TrialStatus.DIVERGED: "#ef6c00",
+    TrialStatus.FAILED: "#c62828",
+    TrialStatus.PRUNED: "#7c3aed",
+}
+#: the colour of a study's status
+STUDY_STATUS_COLORS: dict[str, str] = {
+    StudyStatus.FINISHED: "#2e7d32",
+    StudyStatus.RUNNING: "#1d4ed8",
+    StudyStatus.STOPPED: "#6b7280",
+    StudyStatus.FAILED: "#c62828",
+    StudyStatus.CREATED: "#6b7280",
+}
 
 _KINDS = {
     "error": ("#fdecea", "#f1b5b0", "#8a1c1c"),

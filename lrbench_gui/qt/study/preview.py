@@ -1,0 +1,57 @@
+"""What a study will run, in words: the search space the study itself will build, its compute
+budget, where it runs and how it is ranked."""
+
+from __future__ import annotations
+
+from lrbench_gui.core.registry import Registry
+from lrbench_gui.core.tuning.space import SearchSpace, study_space
+from lrbench_gui.core.tuning.study import StudyConfig
+
+__all__ = ["preview_space", "preview_html", "MAX_FAMILIES_SHOWN"]
+
+MAX_FAMILIES_SHOWN = 12
+
+
+def preview_space(cfg: StudyConfig, registry: Registry) -> SearchSpace | None:
+    """The space the study of ``cfg`` searches, built by the same function as the study
+    (:func:`~lrbench_gui.core.tuning.space.study_space`); None for a study kind that searches no
+    policy space (its tuner's ``uses_space`` is False). Raises the space's errors."""
+    if not getattr(registry.tuner(cfg.tuner), "uses_space", True):
+        return None
+    return study_space(cfg.policies, cfg.method, registry, cfg.overrides, cfg.lr_range)
+
+
+def _dims(family) -> str:  # noqa: ANN001 - a Family
+    return ", ".join(
+        f"{d.name} {d.low:.2g}–{d.high:.2g}{' (log)' if d.log else ''}" if d.kind != "choice"
+        else f"{d.name} in {list(d.choices)}" for d in family.dims) or "nothing searched"
+
+
+def preview_html(cfg: StudyConfig, registry: Registry) -> str:
+    """The "What will run" text of ``cfg`` (rich text). Raises the space's errors."""
+    space = preview_space(cfg, registry)
+    tuner = registry.tuner(cfg.tuner)
+    title = tuner.display_title() if hasattr(tuner, "display_title") else cfg.tuner
+    if space is None:
+        searched = f"The {title} tuner chooses its own trials (it searches no policy space)."
+    else:
+        parts = [f"&nbsp;&nbsp;• <b>{f.name}</b>: {_dims(f)}" for f in space.families[:MAX_FAMILIES_SHOWN]]
+        if len(space.families) > MAX_FAMILIES_SHOWN:
+            parts.append(f"&nbsp;&nbsp;• … and {len(space.families) - MAX_FAMILIES_SHOWN} more")
+        n = len(space.families)
+        searched = f"Searched ({n} famil{'y' if n == 1 else 'ies'}):<br>" + "<br>".join(parts)
+    total = cfg.trials * cfg.budget_steps
+    where = "a Ray cluster" if cfg.backend == "ray" else f"{cfg.parallel} local worker{'s' if cfg.parallel > 1 else ''}"
+    if cfg.method == "cost":
+        ranked = f"the steps to reach {cfg.metric or 'the metric'} {cfg.target:g}"
+    else:
+        ranked = f"{cfg.metric or 'the task metric'} ({cfg.mode or 'min'})"
+    lines = [
+        f"<b>{cfg.method}</b> study of <b>{cfg.task}</b> with the <b>{cfg.tuner}</b> tuner",
+        searched,
+        f"Up to {cfg.trials} trials × {cfg.budget_steps:,} steps = {total:,} steps of compute, "
+        f"{cfg.parallel} at a time on {where}.",
+        f"Ranked by {ranked}.",
+        "Recorded in the database as it runs; a stopped study can be resumed.",
+    ]
+    return "<br><br>".join(lines)

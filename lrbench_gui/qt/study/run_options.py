@@ -1,0 +1,122 @@
+"""The Study panel's budget and backend boxes: how long each trial runs, how many, how many at a
+time, with which optimizer, and where (local processes or a Ray cluster)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox, QWidget
+
+from lrbench_gui.core.tuning.study import StudyConfig
+
+__all__ = ["BudgetBox", "BackendBox"]
+
+
+def _spin(low: int, high: int, value: int, tip: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setValue(value)
+    if tip:
+        spin.setToolTip(tip)
+    return spin
+
+
+class BudgetBox(QGroupBox):
+    """Steps per trial, trials, parallel workers, batch size, optimizer, evaluation, seed."""
+
+    #: Fires when the steps, trials or parallelism changed (the preview is stale).
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Budget", parent)
+        self.budget_steps = _spin(1, 100_000_000, 300, "Optimizer steps of one full-length trial")
+        self.budget_steps.setSingleStep(50)
+        self.budget_steps.setSuffix(" steps")
+        self.trials = _spin(1, 100_000, 16, "Trials the tuner may use (full-length equivalents for halving)")
+        self.parallel = _spin(1, 256, 1, "Trials side by side: CPU workers, or GPUs (Settings)")
+        self.batch = _spin(1, 65536, 32)
+        self.optimizer = QComboBox()
+        self.optimizer.addItems(["adamw", "adam", "sgd"])
+        self.eval_every = _spin(0, 10_000_000, 0)
+        self.eval_every.setSpecialValueText("auto (a tenth)")
+        self.seed = _spin(0, 2**31 - 1, 0)
+        form = QFormLayout(self)
+        for label, widget in (("Steps per trial", self.budget_steps), ("Trials", self.trials),
+                              ("Parallel workers", self.parallel), ("Batch size", self.batch),
+                              ("Optimizer", self.optimizer), ("Evaluate every", self.eval_every), ("Seed", self.seed)):
+            form.addRow(label, widget)
+        for w in (self.budget_steps, self.trials, self.parallel):
+            w.valueChanged.connect(lambda _value: self.changed.emit())
+
+    def values(self) -> dict[str, Any]:
+        """These fields of a :class:`StudyConfig`."""
+        return {
+            "budget_steps": self.budget_steps.value(),
+            "trials": self.trials.value(),
+            "parallel": self.parallel.value(),
+            "batch_size": self.batch.value(),
+            "optimizer": {"name": self.optimizer.currentText()},
+            "eval_every": self.eval_every.value(),
+            "seed": self.seed.value(),
+        }
+
+    def load(self, cfg: StudyConfig) -> None:
+        self.budget_steps.setValue(cfg.budget_steps)
+        self.trials.setValue(cfg.trials)
+        self.parallel.setValue(cfg.parallel)
+        self.batch.setValue(cfg.batch_size)
+        self.optimizer.setCurrentText(str(cfg.optimizer.get("name", "adamw")))
+        self.eval_every.setValue(cfg.eval_every)
+        self.seed.setValue(cfg.seed)
+
+
+class BackendBox(QGroupBox):
+    """Where the trials run (local processes or a Ray cluster, at an address) and the study's name."""
+
+    #: Fires when the backend or the Ray address changed (the preview is stale).
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Backend", parent)
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItem("Local processes", "local")
+        self.backend_combo.addItem("Ray cluster", "ray")
+        self.ray_address = QLineEdit()
+        self.ray_address.setPlaceholderText("ray://host:10001 or host:6379; empty: a local Ray")
+        self.backend_note = QLabel()
+        self.backend_note.setWordWrap(True)
+        self.backend_note.setStyleSheet("color: #6b7280;")
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("optional; default: method, tuner and task")
+        form = QFormLayout(self)
+        form.addRow("Run on", self.backend_combo)
+        form.addRow("Ray address", self.ray_address)
+        form.addRow(self.backend_note)
+        form.addRow("Study name", self.name_edit)
+        self.backend_combo.currentIndexChanged.connect(self._backend_changed)
+        self.ray_address.textChanged.connect(lambda _text: self.changed.emit())
+        self._backend_changed()
+
+    def _backend_changed(self, *_: Any) -> None:
+        ray = self.backend_combo.currentData() == "ray"
+        self.ray_address.setEnabled(ray)
+        self.backend_note.setText(
+            "Each trial runs the same trainer on a Ray worker (Ray Tune); the study is driven from a "
+            "background thread and its events stream back here. Needs `pip install ray[tune]`."
+            if ray else
+            "Trials run as local processes: one per CPU worker, or one per GPU listed in Settings.")
+        self.changed.emit()
+
+    def set_backend(self, backend: str, address: str | None) -> None:
+        self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(backend)))
+        self.ray_address.setText(address or "")
+
+    def values(self) -> dict[str, Any]:
+        """These fields of a :class:`StudyConfig`."""
+        backend = self.backend_combo.currentData()
+        return {
+            "name": self.name_edit.text().strip(),
+            "backend": backend,
+            "ray_address": (self.ray_address.text().strip() or None) if backend == "ray" else None,
+        }
