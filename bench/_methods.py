@@ -1,6 +1,6 @@
 """What bench/horizon.py, bench/path_switch.py and bench/merge.py share: run one study of a
-tuner plugin to its end with real trial subprocesses (2 side by side, 1 thread each) in a
-throw-away data folder, and give back its summary and wall time."""
+study kind to its end on the study driver, with real trial subprocesses (2 side by side, 1 thread
+each) in a throw-away data folder, and give back its summary and wall time."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lrbench_gui.cli.methods import LM_OPTIMIZER  # noqa: E402
+from lrbench_builtins.tuners.horizon import LM_OPTIMIZER  # noqa: E402
 
 PARALLEL = 2
-#: AdamW as the CLI's methods train (clipping 1.0 is the trainer's default)
+#: AdamW as the LLM kinds train by default (clipping 1.0 is the trainer's default)
 OPTIMIZER = {"name": "adamw", **LM_OPTIMIZER}
 
 
@@ -31,29 +31,30 @@ def workdir(prefix: str) -> Path:
 
 
 def run_study(name: str, tuner: str, tuner_params: dict[str, Any], *, task_params: dict[str, Any],
-              batch_size: int, seed: int = 0, budget_steps: int = 1, log: bool = True) -> tuple[Any, dict, float]:
-    from lrbench_gui.cli.tune import run_study_blocking
+              batch_size: int, seed: int = 0, log: bool = True) -> tuple[Any, dict, float]:
+    """One study of kind ``tuner`` on ``tinylm-pretrain``, built as ``lrbench study`` builds it (the
+    kind's defaults and run length), evaluated at the end of each trial only."""
     from lrbench_gui.core.db import PolicyDB
-    from lrbench_gui.core.tuning.study import Study, StudyConfig
+    from lrbench_gui.core.tuning.driver import run_study as drive
+    from lrbench_gui.core.tuning.kinds import study_config
+    from lrbench_gui.core.tuning.study import Study
+    from lrbench_gui.plugins import get_registry
 
-    config = StudyConfig(
-        name=name, task="tinylm-pretrain", task_params=task_params, tuner=tuner, tuner_params=tuner_params,
-        policies=["fixed"], budget_steps=budget_steps, trials=1, parallel=PARALLEL, batch_size=batch_size,
-        optimizer=OPTIMIZER, seed=seed, threads=1, eval_every=10**8,  # evaluate at the end only
-    )
-    study = Study(config, db=PolicyDB())
+    registry = get_registry()
+    config = study_config(registry.tuner(tuner), tuner_params, {
+        "name": name, "task": "tinylm-pretrain", "task_params": task_params, "parallel": PARALLEL,
+        "batch_size": batch_size, "optimizer": OPTIMIZER, "seed": seed, "threads": 1,
+        "eval_every": 10**8,  # evaluate at the end only
+    })
+    study = Study(config, registry=registry, db=PolicyDB(registry=registry))
     t0 = time.perf_counter()
 
-    class Progress:
-        def update(self) -> None:
-            if log:
-                print(f"  [{name}] {len(study.results)} trials done, {len(study.running)} running, "
-                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    def progress(study: Any) -> None:
+        if log:
+            print(f"  [{name}] {len(study.results)} trials done, {len(study.running)} running, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
 
-        def close(self) -> None:
-            pass
-
-    run_study_blocking(study, Progress())
+    drive(study, on_progress=progress)
     return study, study.tuner.summary_json(), time.perf_counter() - t0
 
 

@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                   target_steps=4 * max(params["horizons"]))
     workdir("horizon")
     load0 = load()
-    study, s, seconds = run_study("horizon", "horizon", params, task_params={}, batch_size=8,
-                                  budget_steps=max(params["horizons"]))
+    study, s, seconds = run_study("horizon", "horizon", params, task_params={}, batch_size=8)
     plot = args.plot or str(ROOT / "docs" / "figures" / ("horizon-quick.png" if args.quick else "horizon.png"))
     from lrbench_gui.cli.method_plots import plot_horizon
 

@@ -42,15 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     load0 = load()
     summaries, minutes = [], 0.0
     for seed in range(seeds):
-        _, s, seconds = run_study(f"path-switch seed {seed}", "path-switch", params, task_params={}, batch_size=16,
-                                  seed=seed, budget_steps=chunk)
+        study, s, seconds = run_study(f"path-switch seed {seed}", "path-switch", params, task_params={},
+                                      batch_size=16, seed=seed)
         summaries.append(s)
         minutes += seconds / 60
     plot = args.plot or str(ROOT / "docs" / "figures" / ("path_switch-quick.png" if args.quick else "path_switch.png"))
     from lrbench_gui.cli.method_plots import plot_path_switch
 
     Path(plot).parent.mkdir(parents=True, exist_ok=True)
-    plot_path_switch(summaries[0], plot, title=f"tinylm-pretrain, 4 versions, chunks of {chunk} steps (seed 0)")
+    plot_path_switch(summaries[0], plot, title=f"tinylm-pretrain, 4 versions, chunks of {chunk} steps (seed 0)",
+                     registry=study.registry)
 
     if not args.quick:  # the Methods panel's screenshot shows seed 0 (docs/screenshots/make_screenshots.py)
         (ROOT / "docs" / "figures" / "path-switch-summary.json").write_text(json.dumps(summaries[0], indent=1))

@@ -134,7 +134,8 @@ def test_cli_horizon_path_switch_and_merge_end_to_end(lrbench_env, tmp_path):
     # every study is in the database, with its summary
     out = _cli("db", "list", "studies", "--json")
     studies = json.loads(out.stdout)
-    assert sorted(s["name"].split(" on ")[0] for s in studies) == ["horizon", "merge", "path switching"]
+    # (a study is named after its kind: "KIND on TASK", the same rule for every kind)
+    assert sorted(s["name"].split(" on ")[0] for s in studies) == ["horizon", "merge", "path-switch"]
 
     # user errors: one line, exit 2
     bad = _cli("merge", "--trial", "nope", ok=False)

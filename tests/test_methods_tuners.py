@@ -13,7 +13,7 @@ import pytest
 from lrbench_gui.core.tuning.horizon_fit import bootstrap_power_law, fit_power_law, lr_optimum, zero_overhead
 from lrbench_gui.core.tuner import TrialResult
 
-# --- the fits ---------------------------------------------------------------------------------
+# The fits.
 
 
 def test_quadratic_optimum_finds_the_vertex_between_grid_points():
@@ -77,7 +77,7 @@ def test_zero_overhead_rule_scales_with_the_fixed_exponent():
     assert zero_overhead(1e-2, 1e6, 8e6, beta=0.32) == pytest.approx(1e-2 * 8 ** -0.32)
 
 
-# --- horizon tuner ----------------------------------------------------------------------------
+# Horizon tuner.
 
 TOKENS_PER_STEP = 512
 
@@ -165,7 +165,7 @@ def test_horizon_refuses_bad_grids():
         _horizon(horizons=[100, 200], check=True)
 
 
-# --- path switching ---------------------------------------------------------------------------
+# Path switching.
 
 
 def _ps(**params):
@@ -245,7 +245,7 @@ def test_path_switch_stops_branching_where_the_main_path_diverged():
     assert any("main path ended diverged" in w for w in tuner.summary_json()["warnings"])
 
 
-# --- merging ----------------------------------------------------------------------------------
+# Merging.
 
 
 def _merge(**params):

@@ -5,7 +5,6 @@ line, checked against the CLI's) and the live redraw of a running study. No trai
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import shlex
@@ -21,7 +20,8 @@ from lrbench_gui.core.db import PolicyDB
 from lrbench_gui.core.params import validate_params
 from lrbench_gui.core.spec import build_schedule
 from lrbench_gui.core.tuning.study import StudyConfig
-from lrbench_gui.qt.methods_panel import (
+from lrbench_gui.qt.methods import (
+    VIEWS,
     HorizonView,
     MergeView,
     MethodsPanel,
@@ -141,7 +141,7 @@ def test_path_switch_view_draws_the_tree_the_losses_and_the_cost(qtbot, registry
     for p in tree:
         x, y = xy(view.path_items[p["trial"]])
         np.testing.assert_array_equal(x, np.arange(p["start"], p["start"] + p["steps"]))
-        np.testing.assert_allclose(y, build_schedule(p["policy"], p["steps"]).lrs())
+        np.testing.assert_allclose(y, build_schedule(p["policy"], p["steps"], registry).lrs())
     assert xy(view.path_items["main"])[0][-1] == 119
     assert xy(view.path_items["branch-v2-f0.5-replay"])[0][0] == 120
 
@@ -283,6 +283,9 @@ def test_panel_lists_the_method_studies_newest_first_and_shows_their_views(qtbot
         panel.refresh()
     merge, path, horizon = records[3]["id"], records[2]["id"], records[0]["id"]
     assert panel.study_ids() == [merge, path, horizon]  # newest first, the random search left out
+    # the kinds come from the registry: every tuner whose view has an entry in the one table
+    assert panel.kinds() == ["horizon", "path-switch", "merge"]
+    assert {k for k in registry.tuners if registry.tuner(k).view in VIEWS} == set(panel.kinds())
     assert panel.selected_study_id() == merge and isinstance(panel.current_widget(), MergeView)
     assert panel.select_study(horizon)
     view = panel.current_widget()
@@ -293,27 +296,16 @@ def test_panel_lists_the_method_studies_newest_first_and_shows_their_views(qtbot
 
     form = panel.new_study("horizon")  # without a controller: the command line only
     assert panel.current_widget() is form and not form.start_btn.isEnabled()
-    assert form.command_line().startswith("lrbench horizon --task tinylm-pretrain --horizons 448,896,1792")
+    # every value is the kind's default (HorizonTuner.Params, its study_defaults): nothing to say but the db
+    assert form.command_line() == f"lrbench study horizon --db {jobs.db_path}"
 
 
-def _cli_config(monkeypatch, argv: list[str]) -> StudyConfig:
-    """The StudyConfig the CLI builds from ``argv`` (the study is not run)."""
-    import lrbench_gui.core.tuning.study as study_module
-    from lrbench_gui.cli import main
+def _cli_config(registry, argv: list[str]) -> StudyConfig:
+    """The StudyConfig ``lrbench study KIND ...`` builds from ``argv`` (the study is not run)."""
+    from lrbench_gui.cli.study import config_from_argv
 
-    got: list[StudyConfig] = []
-
-    class Built(Exception):
-        pass
-
-    def fake_study(config, *args, **kwargs):
-        got.append(config)
-        raise Built
-
-    monkeypatch.setattr(study_module, "Study", fake_study)
-    with pytest.raises(Built):
-        main(argv)
-    return got[0]
+    assert argv[:2] == ["lrbench", "study"]
+    return config_from_argv(registry, argv[2], argv[3:], PolicyDB(registry=registry))
 
 
 def _same_study(a: StudyConfig, b: StudyConfig, registry) -> None:
@@ -324,8 +316,7 @@ def _same_study(a: StudyConfig, b: StudyConfig, registry) -> None:
 
 
 @pytest.mark.parametrize("kind", ["horizon", "path-switch", "merge"])
-def test_new_form_builds_the_study_and_the_same_command_line(qtbot, registry, method_db, jobs, monkeypatch,
-                                                             tmp_path, kind):
+def test_new_form_builds_the_study_and_the_same_command_line(qtbot, registry, method_db, jobs, tmp_path, kind):
     panel = MethodsPanel(registry, FakeController(), jobs)
     qtbot.addWidget(panel)
     form = panel.new_study(kind)
@@ -355,8 +346,8 @@ def test_new_form_builds_the_study_and_the_same_command_line(qtbot, registry, me
     command = form.command_edit.toPlainText()
     assert command == form.command_line() and f"--db {jobs.db_path}" in command
     argv = shlex.split(command)
-    assert argv[:2] == ["lrbench", kind]
-    _same_study(_cli_config(monkeypatch, argv[1:]), config, registry)
+    assert argv[:3] == ["lrbench", "study", kind]
+    _same_study(_cli_config(registry, argv), config, registry)
 
     with qtbot.waitSignal(panel.studyRequested, timeout=1000):
         form.start_btn.click()

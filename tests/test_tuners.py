@@ -16,15 +16,11 @@ from lrbench_gui.core.spec import parse_spec
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult
 from lrbench_gui.testing import check_policy, check_tuner
 from lrbench_builtins.policies.finder import RangeExp
-from lrbench_builtins.tuners.search import (
-    TUNERS,
-    BayesTuner,
-    GridTuner,
-    HalvingTuner,
-    RandomTuner,
-    RangeTestTuner,
-    ValueRangeTuner,
-)
+from lrbench_builtins.tuners import range_test, search
+from lrbench_builtins.tuners.range_test import RangeTestTuner, ValueRangeTuner
+from lrbench_builtins.tuners.search import BayesTuner, GridTuner, HalvingTuner, RandomTuner
+
+TUNERS = [*search.TUNERS, *range_test.TUNERS]
 
 FAMILIES = ["cosine", "fixed", "step", "exp"]
 OPTIMUM = {"cosine": 3e-3, "fixed": 1e-3, "step": 1e-2, "exp": 2e-2}

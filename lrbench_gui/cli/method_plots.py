@@ -1,14 +1,20 @@
-"""Matplotlib figures of the horizon, path-switch and merge studies (CLI ``-o``, benches, docs).
+"""The CLI's output of a study kind, looked up by the tuner's ``view`` key: its table
+(:func:`print_summary`) and its matplotlib figure (:data:`FIGURES`, ``-o``; the benches and docs
+draw with the same functions).
 
-Each function takes the study's summary (its tuner's ``summary_json()``) and writes a PNG.
+Each takes the study's summary (its tuner's ``summary_json()``); the range tests' figure also
+reads the trial's curves from the study. A kind without a view prints the ranking of its trials.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
-__all__ = ["plot_horizon", "plot_path_switch", "plot_merge"]
+__all__ = ["plot_horizon", "plot_path_switch", "plot_merge", "plot_range_test", "print_summary", "FIGURES",
+           "TABLES"]
 
 
 def _plt() -> Any:
@@ -104,8 +110,9 @@ def plot_horizon(summary: dict[str, Any], output: str, title: str = "") -> None:
 _METHOD_COLORS = {"main": "#6b7280", "scratch": "#d62728", "continued": "#ff7f0e", "path_switch": "#2ca02c"}
 
 
-def plot_path_switch(summary: dict[str, Any], output: str, title: str = "") -> None:
-    """The LR paths as a tree (global step on x), the release loss per version, the cost bars."""
+def plot_path_switch(summary: dict[str, Any], output: str, title: str = "", registry: Any = None) -> None:
+    """The LR paths as a tree (global step on x), the release loss per version, the cost bars;
+    ``registry`` knows the paths' policies (a path whose policy it lacks is not drawn)."""
     plt = _plt()
     from lrbench_gui.core.spec import build_schedule
 
@@ -118,7 +125,7 @@ def plot_path_switch(summary: dict[str, Any], output: str, title: str = "") -> N
         start = int(path.get("start") or 0)
         offsets[path["trial"]] = start
         try:
-            lrs = build_schedule(path["policy"], max(1, path["steps"])).lrs()
+            lrs = build_schedule(path["policy"], max(1, path["steps"]), registry).lrs()
         except Exception:  # a policy of a plugin not installed here
             continue
         xs = list(range(start, start + len(lrs)))
@@ -195,3 +202,138 @@ def plot_merge(summaries: list[tuple[str, dict[str, Any]]], output: str, title: 
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     _save(plt, fig, output, title)
+
+
+def plot_range_test(study: Any, summary: dict[str, Any], output: str, title: str = "") -> None:
+    """The range test: the loss against the LR (raw and smoothed) with the suggested LRs. The value
+    range test: each LR's final value, the range that trains well shaded."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    if "per_lr" in summary:
+        rows = [r for r in summary["per_lr"] if r.get("value") is not None]
+        ax.plot([r["lr"] for r in rows], [r["value"] for r in rows], marker="o", color="#1f77b4", label="final value")
+        if summary.get("lr_range"):
+            ax.axvspan(*summary["lr_range"], color="#2ca02c", alpha=0.15, label="trains well")
+        ax.set_ylabel(study.objective.metric)
+    else:
+        results = list(study.results.values())
+        lrs = dict(results[0].lrs) if results else {}
+        pts = [(lrs[s], v) for s, v in (results[0].losses if results else []) if s in lrs and lrs[s] > 0]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#9ca3af", linewidth=1, label="loss")
+        smooth = summary.get("curve") or {}
+        if smooth.get("lr"):
+            ax.plot(smooth["lr"], smooth["smoothed"], color="#1f77b4", linewidth=2, label="smoothed loss")
+        colors = {"steepest": "#d62728", "valley": "#2ca02c", "minimum": "#ff7f0e"}
+        for name, info in (summary.get("suggestions") or {}).items():
+            lr = info.get("lr") if isinstance(info, dict) else info
+            if isinstance(lr, (int, float)) and lr > 0:
+                ax.axvline(lr, linestyle="--", color=colors.get(name, "#6b7280"), label=f"{name} {lr:.2g}")
+        ax.set_ylabel("training loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    _save(plt, fig, output, title)
+
+
+#: view key -> figure(study, summary, output, title)
+FIGURES: dict[str, Callable[[Any, dict[str, Any], str, str], None]] = {
+    "horizon": lambda study, s, output, title: plot_horizon(s, output, title),
+    "path-switch": lambda study, s, output, title: plot_path_switch(s, output, title, study.registry),
+    "merge": lambda study, s, output, title: plot_merge(
+        [(f"{Path(s['earlier']).stem} -> {Path(s['later']).stem}", s)], output, title),
+    "range-test": plot_range_test,
+}
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _horizon_table(s: dict[str, Any]) -> None:
+    print(f"{'steps':>7} {'tokens':>10} {'best LR':>9} {'LR*':>9} {'fit':>9} {'bracketed':>9} {'best loss':>9}")
+    for r in s["horizons"]:
+        print(f"{r['steps']:>7} {r['tokens']:>10.0f} {_fmt(r['best_lr'], '.3g'):>9} {_fmt(r['lr_star'], '.3g'):>9} "
+              f"{r['method']:>9} {str(r['bracketed']):>9} {_fmt(r['best_loss']):>9}")
+    law = s.get("power_law")
+    if law:
+        band = law.get("beta_band")
+        band_text = f", 90% band [{band[0]:.3f}, {band[1]:.3f}] by {law['band_method']}" if band else ""
+        print(f"\npower law: LR*(D) = {law['B']:.4g} * D^-{law['beta']:.4f}{band_text}")
+    z = s.get("zero_overhead")
+    if z:
+        print(f"zero-overhead rule: beta fixed at {z['beta']}, B from the {z['from_steps']}-step sweep")
+    if s.get("target"):
+        t = s["target"]
+        print(f"target {t['steps']} steps ({t['tokens']:.3g} tokens): LR {_fmt(t.get('lr'), '.3g')} "
+              f"(band {t.get('band') and [round(x, 6) for x in t['band']]}); zero-overhead rule "
+              f"{_fmt(t.get('zero_overhead_lr'), '.3g')}")
+    h = s.get("holdout")
+    if h:
+        print(f"held-out horizon {h['steps']} steps: predicted {_fmt(h['predicted_lr'], '.3g')}, measured LR* "
+              f"{_fmt(h.get('measured_lr_star'), '.3g')} (x{_fmt(h.get('ratio'), '.2f')}); loss at the prediction "
+              f"{_fmt(h.get('loss_at_predicted'))} vs best {_fmt(h.get('best_grid_loss'))} "
+              f"({_fmt(h.get('loss_gap'), '+.2%')})")
+
+
+def _path_switch_table(s: dict[str, Any]) -> None:
+    print(f"{'method':<44} {'final val loss':>14} {'vs scratch':>10} {'steps':>8} {'tokens':>11}  per version")
+    for m in s["methods"].values():
+        per = " ".join(_fmt(r["val_loss"], ".4f") for r in m["releases"])
+        print(f"{m['label']:<44} {_fmt(m['final_val_loss'], '.4f'):>14} {_fmt(m.get('vs_scratch'), '+.2%'):>10} "
+              f"{m['total_steps']:>8} {m['total_tokens']:>11}  {per}")
+
+
+def _merge_table(s: dict[str, Any]) -> None:
+    print(f"{'#':>2} {'lambda':>8} {s['metric']:>12}")
+    for e in s["evaluations"]:
+        print(f"{e['order'] + 1:>2} {e['lambda']:>8.4f} {e['value']:>12.6f}")
+    if s.get("best"):
+        b = s["best"]
+        gain = s.get("gain_vs_better_endpoint")
+        print(f"\nbest lambda {b['lambda']:.4f}: {s['metric']} {b['value']:.6f}"
+              + (f", {gain:+.3%} vs the better checkpoint" if gain is not None else ""))
+    if s.get("grid_best"):
+        print(f"grid of {len(s['grid'])}: best lambda {s['grid_best']['lambda']:.4f} ({s['grid_best']['value']:.6f}); "
+              f"BO within {s['bo_vs_grid']:+.4%} of it, reached (0.01%) after "
+              f"{s.get('evaluations_to_reach_grid') or '-'} evaluations")
+    if s.get("model_dir"):
+        print(f"merged model written to {s['model_dir']} (with merge-report.json)")
+
+
+def _range_test_table(s: dict[str, Any]) -> None:
+    if "per_lr" in s:
+        print(f"{'LR':>10} {'status':>10} {'value':>10} {'loss fell':>9} {'good':>5}")
+        for r in s["per_lr"]:
+            print(f"{r['lr']:>10.3g} {r['status']:>10} {_fmt(r['value']):>10} {str(r['loss_fell']):>9} "
+                  f"{str(r['good']):>5}")
+    for name, info in (s.get("suggestions") or {}).items():
+        lr = info.get("lr") if isinstance(info, dict) else None
+        rule = info.get("rule", "") if isinstance(info, dict) else "could not be computed"
+        print(f"{name:>9}: {lr:.3g}   {rule}" if isinstance(lr, (int, float)) else f"{name:>9}: -   {rule}")
+    if s.get("chosen"):
+        print(f"\nchosen: {s['chosen']}, lr = {s['lr']:.3g}")
+    if s.get("lr_range"):
+        print(f"LR range: {s['lr_range'][0]:.3g} to {s['lr_range'][1]:.3g}")
+    if s.get("why"):
+        print(s["why"])
+
+
+#: view key -> table(summary), printed to stdout
+TABLES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "horizon": _horizon_table, "path-switch": _path_switch_table, "merge": _merge_table,
+    "range-test": _range_test_table,
+}
+
+
+def print_summary(view: str, study: Any, summary: dict[str, Any]) -> None:
+    """The kind's table; for a kind without one, the ranking of its trials."""
+    table = TABLES.get(view)
+    if table is not None:
+        table(summary)
+        return
+    from lrbench_gui.cli.tune import format_ranking
+
+    print(format_ranking(study))
+    sys.stdout.flush()

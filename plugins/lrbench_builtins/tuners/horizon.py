@@ -12,16 +12,56 @@ that horizon's own sweep, which says whether the law holds on this task. The fit
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
-from lrbench_gui.core.tuning.horizon_fit import PAPER_BETA, bootstrap_power_law, lr_optimum, zero_overhead
 from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest
+from lrbench_gui.core.tuning.horizon_fit import PAPER_BETA, bootstrap_power_law, lr_optimum, zero_overhead
+from lrbench_gui.core.tuning.search import PlannedTuner, finite
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_gui.core.tuning.search import PlannedTuner, finite
+__all__ = ["HorizonTuner", "HorizonSummary", "LM_OPTIMIZER"]
 
-__all__ = ["HorizonTuner"]
+#: AdamW as the LLM papers (and ../shared/MINIATURES.md) train: betas 0.9/0.95, weight decay 0.1
+LM_OPTIMIZER = {"weight_decay": 0.1, "betas": [0.9, 0.95]}
+
+
+class HorizonRow(TypedDict, total=False):
+    """One horizon of the summary: its sweep (seed means per LR) and its optimum
+    (:class:`~lrbench_gui.core.tuning.horizon_fit.LROptimum` fields)."""
+
+    steps: int
+    tokens: float  # the horizon D, as the trials counted it
+    lrs: list[float]
+    loss_mean: list[float | None]  # None: a seed diverged or failed at that LR
+    loss_sd: list[float | None]
+    seeds: list[int]
+    diverged: list[int]
+    widened: dict[str, int]  # {"low", "high"}: LRs added beyond each end
+    best_lr: float | None
+    best_loss: float | None
+    lr_star: float | None
+    loss_at_star: float | None
+    method: str  # quadratic | grid | none
+    bracketed: bool
+    edge: str | None
+    coef: list[float] | None  # the quadratic in ln LR
+    fit_lrs: list[float]
+
+
+class HorizonSummary(TypedDict, total=False):
+    """``HorizonTuner.summary_json()``: per-horizon optima, the power law, the predictions."""
+
+    tuner: str
+    policy: str
+    seeds: int
+    horizons: list[HorizonRow]
+    power_law: dict[str, Any] | None  # B, beta, beta_band, band_method, points, horizons...
+    power_law_all: dict[str, Any]  # with check: the law over every horizon, held-out one included
+    target: dict[str, Any] | None  # steps, tokens, lr, band, zero_overhead_lr
+    zero_overhead: dict[str, Any] | None  # beta, from_steps, from_tokens, B
+    holdout: dict[str, Any] | None  # steps, predicted_lr, measured_lr_star, ratio, loss_gap...
+    warnings: list[str]
 
 
 def _lr_key(lr: float) -> str:
@@ -34,12 +74,19 @@ class HorizonTuner(PlannedTuner):
     name = "horizon"
     version = "1"
     summary = "Token-horizon LR transfer: sweeps at short horizons, LR*(D) = B*D^-beta, the LR for a long run"
+    title = "Token-horizon LR transfer"
+    hint = ("Sweeps the peak LR at each horizon, fits LR*(D) = B·D^-beta and predicts the LR of a longer run. "
+            "check holds out the longest horizon to test the prediction.")
+    uses_space = False
+    study_defaults = {"task": "tinylm-pretrain", "batch_size": 8, "optimizer": LM_OPTIMIZER, "parallel": 2}
+    view = "horizon"
+    Summary = HorizonSummary
 
     class Params(Params):
-        horizons: list[int] = param([100, 200, 400, 800], "Training lengths swept, in optimizer steps (each "
+        horizons: list[int] = param([448, 896, 1792], "Training lengths swept, in optimizer steps (each "
                                     "trial's tokens are counted and used as its horizon D).")
-        lr_min: float = param(1e-3, "Lowest LR of the grid.", gt=0, log=True)
-        lr_max: float = param(3e-2, "Highest LR of the grid.", gt=0, log=True)
+        lr_min: float = param(3.5e-3, "Lowest LR of the grid.", gt=0, log=True)
+        lr_max: float = param(2.8e-2, "Highest LR of the grid.", gt=0, log=True)
         points: int = param(7, "LRs on the grid (geometric from lr_min to lr_max).", ge=3, le=40)
         seeds: int = param(2, "Seeds per LR and horizon; fits use the seed means.", ge=1, le=32)
         widen: int = param(2, "LRs the grid may add beyond an end, per horizon and side, when the best LR is "
@@ -58,6 +105,11 @@ class HorizonTuner(PlannedTuner):
         check: bool = param(False, "Hold out the longest horizon: fit on the others, run the predicted LR at the "
                             "longest with every seed, and compare with its sweep.")
         beta_fixed: float = param(PAPER_BETA, "Exponent of the zero-overhead rule (the paper's 0.32).", ge=0, le=2)
+
+    @classmethod
+    def budget_steps(cls, params: Params) -> int | None:
+        """The longest horizon: the study's longest trial."""
+        return max(params.horizons or [1])
 
     def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
                  seed: int = 0) -> None:

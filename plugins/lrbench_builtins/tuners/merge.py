@@ -12,15 +12,14 @@ go first and count as evaluations. Optionally a dense grid over ``[alpha, 1]`` i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
+from lrbench_gui.core.tuning.search import coerce_params, finite
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_gui.core.tuning.search import coerce_params, finite
-
-__all__ = ["MergeTuner"]
+__all__ = ["MergeTuner", "MergeSummary"]
 
 #: a lambda this close to one already evaluated is not evaluated again
 _SAME = 1e-4
@@ -28,14 +27,49 @@ _SAME = 1e-4
 REACH = 1e-4
 
 
+class MergeSummary(TypedDict, total=False):
+    """``MergeTuner.summary_json()``: the BO's evaluations, the optional grid, the best merge.
+    Every point is ``{"lambda", "value", "trial"}`` (``order`` too for the BO's)."""
+
+    tuner: str
+    later: str
+    earlier: str
+    alpha: float
+    metric: str
+    evaluations: list[dict[str, Any]]
+    grid: list[dict[str, Any]]
+    best: dict[str, Any] | None  # lambda, value, trial
+    endpoints: dict[str, float]  # "later" (lambda 1), "earlier" (lambda 0), when evaluated
+    gain_vs_better_endpoint: float | None
+    grid_best: dict[str, float]
+    bo_vs_grid: float
+    evaluations_to_reach_grid: int | None
+    model_dir: str | None  # the merged model folder the write trial saved
+    warnings: list[str]
+
+
 class MergeTuner(Tuner):
     name = "merge"
     version = "1"
     summary = "Checkpoint merging: lambda*later + (1-lambda)*earlier, lambda by GP Bayesian optimization"
+    title = "Checkpoint merging"
+    hint = ("lambda·later + (1−lambda)·earlier, lambda chosen by GP Bayesian optimization on held-out loss. "
+            "later and earlier are trainer .safetensors checkpoints of the same model (a trial run with "
+            "checkpoints keeps them in its folder; lrbench study merge --trial ID finds them for you).")
+    uses_space = False
+    #: the LLM miniature's task, as for horizon and path-switch (``--trial`` takes its trial's task)
+    study_defaults = {"task": "tinylm-pretrain", "batch_size": 32, "parallel": 2}
+    view = "merge"
+    Summary = MergeSummary
+
+    @classmethod
+    def budget_steps(cls, params: Params) -> int | None:
+        """Evaluations train nothing: a merge trial runs zero steps."""
+        return 1
 
     class Params(Params):
-        later: str = param("", "The later checkpoint theta_t (a trainer .safetensors file).")
-        earlier: str = param("", "The earlier checkpoint theta_(t-1), same architecture.")
+        later: str = param("", "The later checkpoint theta_t (a trainer .safetensors file).", unit="file")
+        earlier: str = param("", "The earlier checkpoint theta_(t-1), same architecture.", unit="file")
         alpha: float = param(0.0, "Lowest lambda searched (the paper's alpha).", ge=0, lt=1)
         evaluations: int = param(6, "Held-out evaluations the BO may spend, the first points included.", ge=3,
                                  le=200)

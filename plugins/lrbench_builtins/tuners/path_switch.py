@@ -22,21 +22,62 @@ optimizer state in checkpoints); ``branch_warmup`` eases that in.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest
-from lrbench_gui.hookspecs import hookimpl
-
 from lrbench_gui.core.tuning.search import PlannedTuner, finite
+from lrbench_gui.hookspecs import hookimpl
+from lrbench_builtins.tuners.horizon import LM_OPTIMIZER
 
-__all__ = ["PathSwitchTuner"]
+__all__ = ["PathSwitchTuner", "PathSwitchSummary"]
+
+
+class Release(TypedDict):
+    trial: str
+    version: int | None
+    status: str  # the trial's status, or "pending"
+    val_loss: float | None
+    steps: int
+    tokens: int
+
+
+class MethodRow(TypedDict, total=False):
+    """One method (scratch, continued, main, ``branch_f{f}_{data}``): its releases and its cost."""
+
+    label: str
+    releases: list[Release]
+    total_steps: int  # every trial the method needs, the shared main path included
+    total_tokens: int
+    final_val_loss: float | None
+    complete: bool
+    vs_scratch: float  # relative to retraining from scratch
+    cost_vs_scratch: float
+
+
+class PathSwitchSummary(TypedDict, total=False):
+    """``PathSwitchTuner.summary_json()``: every method's releases and cost, and the LR-path tree."""
+
+    tuner: str
+    versions: int
+    chunk_steps: int
+    lr: float
+    methods: dict[str, MethodRow]
+    paths: list[dict[str, Any]]  # trial, method, version, parent, start, steps, policy, status, val_loss, f, data
+    warnings: list[str]
 
 
 class PathSwitchTuner(PlannedTuner):
     name = "path-switch"
     version = "1"
     summary = "LR path switching: a constant-LR main path with fast-decay branches per version, vs retraining"
+    title = "LR path switching"
+    hint = ("A constant-LR main path with a fast-decay branch per version, against retraining from scratch and "
+            "continued pre-training.")
+    uses_space = False
+    study_defaults = {"task": "tinylm-pretrain", "batch_size": 16, "optimizer": LM_OPTIMIZER, "parallel": 2}
+    view = "path-switch"
+    Summary = PathSwitchSummary
     # branches and the continued chain go as soon as what they start from exists: they are short
     # and sequential, and would otherwise leave a slot idle at the end
     plan_eagerly = True
@@ -59,6 +100,11 @@ class PathSwitchTuner(PlannedTuner):
                                      "optimizer starts fresh).", ge=0, lt=1)
         scratch: bool = param(True, "Run the retrain-from-scratch baseline.")
         continued: bool = param(True, "Run the continued-pre-training baseline.")
+
+    @classmethod
+    def budget_steps(cls, params: Params) -> int | None:
+        """One chunk: what every per-version trial is measured against."""
+        return int(params.chunk_steps)
 
     def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
                  seed: int = 0) -> None:

@@ -1,10 +1,10 @@
-"""The built-in tuners: grid, random, bayes (Optuna), halving (successive halving / ASHA), and the
-two LR tests, range-test (Smith's LR range test) and value-range (LRBench's value range test).
+"""The built-in search tuners: grid, random, bayes (Optuna) and halving (successive halving /
+ASHA). The two LR tests (range-test, value-range) are in :mod:`lrbench_builtins.tuners.range_test`.
 
 Every tuner follows :mod:`lrbench_gui.core.tuner`: the study asks, runs, reports and tells; a
-tuner never runs anything. Keys are stable (``g0003``, ``r0012``, ``b0007``, ``h012.r1``,
-``range-test``, ``v03``) and, given the seed and the same tells in the same order, so are the
-requests. docs/tuning.md describes each one.
+tuner never runs anything. Keys are stable (``g0003``, ``r0012``, ``b0007``, ``h012.r1``) and,
+given the seed and the same tells in the same order, so are the requests. docs/tuning.md
+describes each one.
 """
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ import warnings
 from typing import Any, Literal
 
 from lrbench_gui.core.params import Params, param
-from lrbench_gui.core.tuning.range_analysis import analyze_range_test
-from lrbench_gui.core.tuner import TrialRequest, TrialResult, Tuner
+from lrbench_gui.core.tuner import TrialRequest, TrialResult
+from lrbench_gui.core.tuning.search import SearchTuner, finite
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_gui.core.tuning.search import SearchTuner, coerce_params, finite
-from lrbench_builtins.policies.finder import RangeExp
+__all__ = ["GridTuner", "RandomTuner", "BayesTuner", "HalvingTuner", "TUNERS"]
 
 
 def _trials(requested: int, budget_trials: int) -> int:
@@ -32,6 +31,8 @@ class GridTuner(SearchTuner):
     name = "grid"
     version = "1"
     summary = "Every family x a grid of each dimension (log-spaced for LRs), each at the full budget"
+    title = "Grid search"
+    hint = "Every policy family times a grid of each searched parameter, every trial at the full budget."
 
     class Params(Params):
         points: int = param(5, "Grid points per dimension (geometric for log-scale ones); a choice uses all its values.", ge=1, le=50)
@@ -68,6 +69,8 @@ class RandomTuner(SearchTuner):
     name = "random"
     version = "1"
     summary = "Random points (log-uniform for LRs) across the families, each at the full budget"
+    title = "Random search"
+    hint = "Random points across the families (log-uniform for LRs), every trial at the full budget."
 
     class Params(Params):
         trials: int = param(0, "Trials to run; 0: the study's trial budget.", ge=0, le=100_000)
@@ -109,6 +112,8 @@ class BayesTuner(SearchTuner):
     name = "bayes"
     version = "1"
     summary = "Bayesian optimization with Optuna (TPE or GP), optionally pruning by intermediate values"
+    title = "Bayesian optimization"
+    hint = "Optuna's TPE (or GP) sampler over the families and their parameters; median pruning optional."
 
     class Params(Params):
         trials: int = param(0, "Trials to run; 0: the study's trial budget.", ge=0, le=100_000)
@@ -258,6 +263,8 @@ class HalvingTuner(SearchTuner):
     name = "halving"
     version = "1"
     summary = "Successive halving / ASHA: many short runs, the best 1/eta re-run at eta times the budget"
+    title = "Successive halving (ASHA)"
+    hint = "Many short runs; the best 1/eta of each rung run again eta times longer, up to the full budget."
 
     class Params(Params):
         n: int = param(0, "Configurations on the bottom rung; 0: as many as cost about the study's trial budget.", ge=0, le=100_000)
@@ -383,187 +390,7 @@ class HalvingTuner(SearchTuner):
         return out
 
 
-class RangeTestTuner(Tuner):
-    """One trial whose LR grows from start_lr to end_lr (the ``range_exp`` policy), then the
-    (LR, loss) curve's suggestions (see :mod:`lrbench_gui.core.tuning.range_analysis`).
-
-    The request carries ``tags``: ``kind: "range_test"``, ``diverge_factor`` (for the trial file:
-    a range test is meant to diverge, so it stops only far past the turn) and ``log_every: 1``
-    (the analysis wants the loss of every step).
-    """
-
-    name = "range-test"
-    version = "1"
-    summary = "LR range test: one run with the LR growing from start_lr to end_lr, then suggested LRs"
-
-    class Params(Params):
-        start_lr: float = param(1e-6, "First LR of the test.", gt=0, log=True, search=(1e-8, 1e-3))
-        end_lr: float = param(1.0, "Last LR of the test.", gt=0, log=True, search=(1e-2, 10.0))
-        mode: Literal["exp", "linear"] = param("exp", "Growth of the LR: exp (equal ratios, the usual) or linear.")
-        steps: int = param(0, "Steps of the test; 0: the study's steps.", ge=0, unit="steps")
-        choose: Literal["valley", "steepest", "minimum"] = param(
-            "valley", "Which suggestion becomes the answer: valley (fastai's default), steepest, or minimum/10."
-        )
-        beta: float = param(0.98, "Smoothing of the loss (exponential moving average).", ge=0, lt=1)
-        diverge: float = param(4.0, "The analysis ends where the smoothed loss exceeds this x its minimum.", gt=1)
-        stop_factor: float = param(
-            10.0, "The trial stops when its raw loss exceeds this x max(first, best) (the trial's diverge_factor).", gt=1
-        )
-
-    def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
-                 seed: int = 0) -> None:
-        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
-        p = self.params
-        if p.start_lr >= p.end_lr:
-            raise ValueError(f"range-test: start_lr ({p.start_lr}) must be below end_lr ({p.end_lr})")
-        self.steps = p.steps or self.budget.steps
-        self.request: TrialRequest | None = None
-        self.result: TrialResult | None = None
-        self.analysis: dict[str, Any] | None = None
-
-    def ask(self) -> TrialRequest | None:
-        if self.request is not None:
-            return None
-        p = self.params
-        point = {"start_lr": p.start_lr, "end_lr": p.end_lr, "mode": p.mode}
-        self.request = TrialRequest(
-            key="range-test",
-            policy={"name": RangeExp.name, "params": point},
-            steps=self.steps,
-            family=RangeExp.name,
-            point=point,
-            tags={"kind": "range_test", "diverge_factor": p.stop_factor, "log_every": 1, "asked_after_tells": 0},
-        )
-        return self.request
-
-    def done(self) -> bool:
-        return self.request is not None
-
-    def tell(self, result: TrialResult) -> None:
-        if self.request is None or result.key != self.request.key:
-            raise KeyError(f"range-test: result for {result.key!r}, which was never asked")
-        self.result = result
-        p = self.params
-        lr_by_step = {int(s): float(v) for s, v in result.lrs}
-        policy = RangeExp(RangeExp.Params(start_lr=p.start_lr, end_lr=p.end_lr, mode=p.mode), self.steps)
-        pairs = sorted((int(s), float(v)) for s, v in result.losses)
-        lrs = [lr_by_step.get(s, policy.lr_at(s)) for s, _ in pairs]
-        self.analysis = analyze_range_test(lrs, [v for _, v in pairs], beta=p.beta, diverge=p.diverge, choose=p.choose)
-
-    def summary_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tuner": self.name, "status": self.result.status if self.result else None}
-        if self.analysis is None:
-            return {**out, "suggestions": None, "chosen": None, "lr": None, "why": "the test has not finished"}
-        a = self.analysis
-        out.update(a)
-        if a["lr_range"]:
-            out["lr_min"], out["lr_max"] = a["lr_range"]
-        return out
-
-
-class ValueRangeTuner(Tuner):
-    """LRBench's value range test: short runs of the ``fixed`` policy at LRs on a log grid.
-
-    An LR *trains well* when its trial completed with a finite value within ``tolerance``
-    (relative, of the best value's magnitude) of the best, and its training loss fell: the mean
-    of the last 10 % of the logged losses is at most ``loss_ratio`` times the mean of the first
-    5 % (skipped when no losses came back). The answer is the run of neighbouring grid LRs that
-    train well around the best one: ``lr_range: [lowest, highest]``.
-    """
-
-    name = "value-range"
-    version = "1"
-    summary = "LRBench value range test: short fixed-LR runs over a log grid, then the range that trains well"
-
-    class Params(Params):
-        low: float = param(1e-5, "Lowest LR of the grid.", gt=0, log=True, search=(1e-8, 1e-2))
-        high: float = param(1.0, "Highest LR of the grid.", gt=0, log=True, search=(1e-3, 10.0))
-        points: int = param(7, "LRs on the grid (geometric).", ge=2, le=100)
-        fraction: float = param(0.2, "Steps of each run, as a fraction of the study's steps.", gt=0, le=1)
-        tolerance: float = param(0.1, "An LR trains well within this relative distance of the best value.", ge=0)
-        loss_ratio: float = param(1.0, "... and when its final training loss is at most this x its first.", gt=0)
-
-    def __init__(self, params: Any = None, space: Any = None, objective: Any = None, budget: Any = None,
-                 seed: int = 0) -> None:
-        super().__init__(coerce_params(type(self), params), space, objective, budget, seed)
-        p = self.params
-        if p.low >= p.high:
-            raise ValueError(f"value-range: low ({p.low}) must be below high ({p.high})")
-        ratio = math.log(p.high / p.low)
-        self.lrs = [p.low * math.exp(ratio * i / (p.points - 1)) for i in range(p.points)]
-        self.lrs[-1] = p.high
-        self.steps = max(1, int(round(p.fraction * self.budget.steps)))
-        self.requests: dict[str, TrialRequest] = {}
-        self.results: dict[str, TrialResult] = {}
-
-    def ask(self) -> TrialRequest | None:
-        if self.done():
-            return None
-        i = len(self.requests)
-        lr = self.lrs[i]
-        key = f"v{i:02d}"
-        self.requests[key] = TrialRequest(
-            key=key, policy={"name": "fixed", "params": {"lr": lr}}, steps=self.steps, family="fixed",
-            point={"lr": lr}, tags={"kind": "value_range", "lr": lr, "asked_after_tells": len(self.results)},
-        )
-        return self.requests[key]
-
-    def done(self) -> bool:
-        return len(self.requests) >= len(self.lrs)
-
-    def tell(self, result: TrialResult) -> None:
-        if result.key not in self.requests:
-            raise KeyError(f"value-range: result for {result.key!r}, which was never asked")
-        self.results[result.key] = result
-
-    def _loss_fell(self, result: TrialResult) -> bool | None:
-        losses = [float(v) for _, v in sorted(result.losses) if finite(v)]
-        if len(losses) < 2:
-            return None
-        head = losses[: max(1, len(losses) // 20)]
-        tail = losses[-max(1, len(losses) // 10):]
-        return sum(tail) / len(tail) <= self.params.loss_ratio * (sum(head) / len(head))
-
-    def summary_json(self) -> dict[str, Any]:
-        p = self.params
-        sign = 1.0 if self.objective.mode == "min" else -1.0
-        rows = []
-        for i, lr in enumerate(self.lrs):
-            res = self.results.get(f"v{i:02d}")
-            value = res.value if res is not None and res.status == "completed" and finite(res.value) else None
-            rows.append({"lr": lr, "status": res.status if res else "pending", "value": value,
-                         "loss_fell": self._loss_fell(res) if res else None, "good": False})
-        scored = [r for r in rows if r["value"] is not None]
-        out: dict[str, Any] = {"tuner": self.name, "steps_per_trial": self.steps, "lr_range": None, "best_lr": None,
-                               "per_lr": rows, "steps_asked": self.steps * len(self.requests)}
-        if not scored:
-            out["why"] = "no LR completed with a value"
-            return out
-        best = min(scored, key=lambda r: sign * r["value"])
-        margin = p.tolerance * abs(best["value"])
-        for r in scored:
-            r["good"] = sign * (r["value"] - best["value"]) <= margin and r["loss_fell"] is not False
-        i_best = rows.index(best)
-        lo = hi = i_best
-        while lo > 0 and rows[lo - 1]["good"]:
-            lo -= 1
-        while hi < len(rows) - 1 and rows[hi + 1]["good"]:
-            hi += 1
-        out.update(
-            best_lr=best["lr"],
-            lr_range=[rows[lo]["lr"], rows[hi]["lr"]],
-            lr_min=rows[lo]["lr"],
-            lr_max=rows[hi]["lr"],
-            why=(f"the best {self.objective.metric} ({best['value']:.4g}) was at LR {best['lr']:.3g}; the neighbouring "
-                 f"LRs within {p.tolerance:.0%} of it whose training loss fell span {rows[lo]['lr']:.3g} to "
-                 f"{rows[hi]['lr']:.3g}"),
-        )
-        if not best["good"]:
-            out["why"] += " (the best LR's own training loss did not fall: the runs may be too short)"
-        return out
-
-
-TUNERS = [GridTuner, RandomTuner, BayesTuner, HalvingTuner, RangeTestTuner, ValueRangeTuner]
+TUNERS = [GridTuner, RandomTuner, BayesTuner, HalvingTuner]
 
 
 @hookimpl
