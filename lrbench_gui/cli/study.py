@@ -311,9 +311,9 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         print(f"stopped; resume with: {prog} --resume {config.study_id}", file=sys.stderr)
         raise
     progress.close()
-    from lrbench_gui.cli.tune import _all_failed  # the same rule as lrbench tune: no result at all is an error
+    from lrbench_gui.cli.tune import all_failed  # the same rule as lrbench tune: no result at all is an error
 
-    failure = _all_failed(study)
+    failure = all_failed(study)
     summary = study.tuner.summary_json()
     if failure is not None:
         if args.json:

@@ -13,7 +13,7 @@ from typing import Any
 from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set
 
-__all__ = ["add_parser", "run_study_blocking", "format_ranking"]
+__all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed"]
 
 
 def _split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -130,7 +130,7 @@ def run_study_blocking(study: Any, progress: _Progress | None = None, on_event: 
 
 
 def format_ranking(study: Any, limit: int = 20) -> str:
-    from lrbench_gui.core.spec import parse_spec, spec_label
+    from lrbench_gui.core.records import spec_label
 
     rows = study.ranking()[:limit]
     cost = study.config.method == "cost"
@@ -173,7 +173,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         return 130
     progress.close()
     best = study.best()
-    failure = _all_failed(study)
+    failure = all_failed(study)
     if failure is not None and not args.json:
         print(format_ranking(study))
         print(f"lrbench: error: every trial of study {study.config.study_id} failed; the first: {failure}",
@@ -205,7 +205,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _all_failed(study: Any) -> str | None:
+def all_failed(study: Any) -> str | None:
     """The first failure's reason when the study has trials and none of them gave a result."""
     records = list(study.records.values())
     if not records or any(r.get("status") in ("completed",) for r in records):
