@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,6 +58,15 @@ def save_unsaved_trial(record: dict[str, Any], db_path: Path | None) -> Path | N
             continue
         return spare
     return None
+
+
+def _stop_thread(thread: QThread, worker: QObject) -> None:
+    try:
+        if thread.isRunning():
+            thread.quit()
+            thread.wait()
+    except RuntimeError:  # already deleted on the C++ side
+        pass
 
 
 class _Worker(QObject):
@@ -192,6 +202,9 @@ class DatabaseJobs(QObject):
         self.worker.jobFailed.connect(self._failed)
         self.thread.finished.connect(self.worker.deleteLater)
         self.thread.start()
+        # a queue dropped without close() (a panel made and forgotten) must not leave Qt to destroy
+        # a running QThread, which aborts the process: stop it when this object is collected
+        weakref.finalize(self, _stop_thread, self.thread, self.worker)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.close)  # never leave the thread running at exit
