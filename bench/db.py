@@ -5,8 +5,10 @@
 
 Measures, on a fresh temporary folder: building a database in one batch, exporting it, importing
 the export into an empty database (the 5 s target), the file size (100 MB), reopening it (2 s),
-a recommendation query on a cold database (200 ms), and that a re-export of the imported
-database is byte-identical. The baseline is TinyDB used naively in the same process: the default
+a recommendation query on a cold database (200 ms), that a re-export of the imported
+database is byte-identical, and the cost of adding one trial (its own batch, as a study does)
+to the full database: appended to the write-ahead journal (the 20 ms target) next to a whole
+rewrite of the file (what every add cost before the journal), measured in the same run. The baseline is TinyDB used naively in the same process: the default
 ``JSONStorage``, one ``insert`` per trial, curves as JSON number lists. It is quadratic, so it
 runs on at most ``--naive-trials`` trials and is extrapolated to the full count by fitting the
 per-insert time as a + b*n (said so in the output as ``naive_extrapolated``).
@@ -107,6 +109,29 @@ def _extrapolate(naive: dict, n_full: int) -> dict:
     }
 
 
+def _add_one(path: Path, registry, n: int, points: int) -> dict:
+    """One trial at a time into the database of ``n`` trials: journaled, then rewritten."""
+    extra = [synthetic_trial(n + j, study="study0", task="task0", points=points) for j in range(25)]
+    db = PolicyDB(path, registry=registry)
+    journaled = [_timed(db.add_trial, t)[1] for t in extra[:20]]
+    assert db.stats()["journal_bytes"] > 0, "the adds should have gone to the journal"
+    reopen = statistics.median(_timed(PolicyDB, path, registry=registry)[1] for _ in range(3))
+    _, compact = _timed(db.compact)
+    rewrite_db = PolicyDB(path, registry=registry, journal_after=1 << 62)  # the file is always rewritten
+    rewritten = [_timed(rewrite_db.add_trial, t)[1] for t in extra[20:]]
+    assert rewrite_db.stats()["journal_bytes"] == 0
+    assert len(PolicyDB(path, registry=registry).trials()) == n + len(extra)
+    return {
+        "add_one_ms": statistics.median(journaled) * 1000,
+        "add_one_max_ms": max(journaled) * 1000,
+        "add_one_runs": len(journaled),
+        "add_one_rewrite_ms": statistics.median(rewritten) * 1000,
+        "add_one_rewrite_runs": len(rewritten),
+        "reopen_journal_s": reopen,
+        "compact_s": compact,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="1,000 trials, naive baseline on 150")
@@ -186,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"re-export byte-identical: {figures['roundtrip_identical']}")
         del src, dst, reopened
 
+        figures.update(_add_one(folder / "source.json", registry, n, args.points))
+        print(
+            f"add one trial at {n} trials: {figures['add_one_ms']:.1f} ms appended to the journal (median of {figures['add_one_runs']}; "
+            f"max {figures['add_one_max_ms']:.1f} ms), {figures['add_one_rewrite_ms']:.0f} ms rewriting the file (median of "
+            f"{figures['add_one_rewrite_runs']}); reopen with the journal {figures['reopen_journal_s']:.2f} s, "
+            f"folding it in (compact) {figures['compact_s']:.2f} s"
+        )
+
         n_plain = min(n, 1000)
         plain_doc = {"format": "lrbench-db-export", "version": 1, "studies": studies, "trials": []}
         for t in trials[:n_plain]:
@@ -229,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                 "reopen_under_2s": figures["reopen_s"] < 2,
                 "recommend_under_200ms": figures["recommend_ms"] < 200,
                 "file_under_100mb": figures["file_mb"] < 100,
+                "add_one_trial_under_20ms": figures["add_one_ms"] <= 20,
             }
+        figures["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         figures["python"] = platform.python_version()
         figures["cpus"] = os.cpu_count()
     finally:

@@ -1,10 +1,12 @@
 """``lrbench db``: the policy database from the command line.
 
-``path | stats | list | show ID | recommend --task NAME | export | import FILE | backup``, each
-with ``--db PATH`` (default ``$LRBENCH_DB`` or the user data folder) and ``--json``. Other
-commands that use the database take ``--db`` the same way through :func:`add_db_argument` and
-:func:`open_db_from_args`, which hands the database the installed plugins' registry (the CLI is
-an edge: the core never looks the registry up itself).
+``path | stats | list | show ID | recommend --task NAME | export | import FILE | backup |
+compact``, each with ``--db PATH`` (default ``$LRBENCH_DB`` or the user data folder), ``--wait
+SECONDS`` (how long a write waits for another writer's lock, saying so on stderr while it
+waits) and ``--json``. Other commands that use the database take ``--db`` and ``--wait`` the
+same way through :func:`add_db_argument` and :func:`open_db_from_args`, which hands the
+database the installed plugins' registry (the CLI is an edge: the core never looks the
+registry up itself). ``--db ''`` is refused, never read as "the default".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.core.db import DEFAULT_LOCK_TIMEOUT, DatabaseError, ImportRefused, PolicyDB
+from lrbench_gui.core.db.curves import CurveError
 from lrbench_gui.core.paths import default_db_path
 from lrbench_gui.core.records import TRIAL_STORED, curve_points
 from lrbench_gui.cli import CliError, print_json
@@ -43,6 +46,8 @@ def add_db_argument(parser: argparse.ArgumentParser, *, wait: bool = False) -> N
 
 def db_path_from_args(args: argparse.Namespace) -> Path:
     path = getattr(args, "db", None)
+    if path is not None and not str(path).strip():
+        raise CliError("--db: the database path is empty; give a file, or leave --db out for the default (lrbench db path)")
     return Path(path).expanduser() if path else default_db_path()
 
 
@@ -51,8 +56,12 @@ def open_db_from_args(args: argparse.Namespace) -> PolicyDB:
     checked by their policies' schemas); a database problem becomes a :class:`CliError`."""
     from lrbench_gui.plugins import get_registry
 
+    path = db_path_from_args(args)
+    wait = getattr(args, "wait", DEFAULT_LOCK_TIMEOUT)
+    if wait is None or not wait >= 0 or wait == float("inf"):
+        raise CliError(f"--wait: must be a number of seconds >= 0, got {wait}")
     try:
-        return PolicyDB(db_path_from_args(args), registry=get_registry(), lock_timeout=getattr(args, "wait", DEFAULT_LOCK_TIMEOUT))
+        return PolicyDB(path, registry=get_registry(), lock_timeout=wait)
     except DatabaseError as exc:
         raise CliError(str(exc)) from None
 
@@ -64,7 +73,7 @@ def _handler(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
             return fn(args)
         except ImportRefused:
             raise
-        except (DatabaseError, KeyError) as exc:
+        except (DatabaseError, KeyError, CurveError) as exc:
             raise CliError(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc)) from None
 
     return run
@@ -115,6 +124,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 @_handler
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise CliError(f"--limit: must be 0 (all rows) or more, got {args.limit}")
     db = open_db_from_args(args)
     limit = None if args.limit == 0 else args.limit
     if args.table == "trials":
@@ -166,8 +177,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _curve_summary(curve: dict[str, Any]) -> str:
-    points = curve_points(curve)
+def _points(trial: str, name: str, curve: dict[str, Any]) -> list[tuple[int, float]]:
+    try:
+        return curve_points(curve)
+    except Exception as exc:  # noqa: BLE001 - a hand-edited file: one line, not a traceback
+        raise CliError(f"trial {trial!r}: field curves.{name}: cannot be decoded ({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _curve_summary(points: list[tuple[int, float]]) -> str:
     if not points:
         return "0 points"
     values = [v for _, v in points]
@@ -182,11 +199,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         raise CliError(f"no record with id {args.id!r} in {db.path}")
     curves = record.get("curves") or {}
     for name, c in curves.items():
+        points = _points(args.id, name, c)
         if args.curves:
-            points = curve_points(c)
             curves[name] = {"steps": [s for s, _ in points], "values": [v for _, v in points]}
         elif not args.json:
-            curves[name] = _curve_summary(c)
+            curves[name] = _curve_summary(points)
     if args.json:
         print_json(record)
     else:
@@ -200,7 +217,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise CliError(f"--k must be >= 1, got {args.k}")
     db = open_db_from_args(args)
     kw = {"model_family": args.model_family, "model_size": args.model_size, "metric": args.metric}
-    rec = db.recommend(args.task, k=args.k, **kw)
+    rec = db.recommend(args.task, k=args.k, steps=args.steps, world_size=args.world_size, **kw)
     rng = db.lr_range(args.task, **kw)
     if args.json:
         print_json({"recommend": rec, "lr_range": rng})
@@ -218,6 +235,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
             ],
             ["#", "POLICY", "MEAN", "BEST", "N", "STEPS", "TOKENS", "SECONDS", "BEST TRIAL"],
         )
+        print(f"Comparable trials only: {rec['group_text']}")
+        others = [g for g in rec["groups"] if not g["chosen"]]
+        if others:
+            print(f"Not pooled with them ({len(others)} other group(s); pick one with --steps, --world-size, --model-family, --model-size):")
+            for g in others[:5]:
+                print(f"  {g['trials']} trial(s): {g['text']}")
     if rng["suggested"]:
         lo, hi = rng["suggested"]
         print(f"LR range from {len(rng['range_tests'])} range test(s): {lo:.3g} to {hi:.3g}")
@@ -242,8 +265,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 @_handler
 def _cmd_import(args: argparse.Namespace) -> int:
     db = open_db_from_args(args)
+    source = "/dev/stdin" if args.file == "-" else args.file
     try:
-        report = db.import_file(args.file, dry_run=args.dry_run, on_conflict=args.on_conflict)
+        report = db.import_file(source, dry_run=args.dry_run, on_conflict=args.on_conflict)
     except ImportRefused as exc:
         if args.json:
             print_json(exc.report.to_json())
@@ -268,19 +292,31 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+@_handler
+def _cmd_compact(args: argparse.Namespace) -> int:
+    db = open_db_from_args(args)
+    folded = db.compact()
+    info = {"path": str(db.path), "folded_journal": folded, "bytes": db.stats()["bytes"]}
+    if args.json:
+        print_json(info)
+    else:
+        print(f"{'folded the journal into' if folded else 'nothing to fold into'} {db.path} ({info['bytes']:,} bytes)")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("db", help="the policy database: stats, list, show, recommend, export, import, backup")
+    p = sub.add_parser("db", help="the policy database: stats, list, show, recommend, export, import, backup, compact")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION")
     dsub.required = True
 
-    def cmd(name: str, help: str, func: Callable, *, wait: bool = False) -> argparse.ArgumentParser:
+    def cmd(name: str, help: str, func: Callable, *, wait: bool = True) -> argparse.ArgumentParser:
         q = dsub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         add_db_argument(q, wait=wait)
         q.add_argument("--json", action="store_true", help="print JSON")
         q.set_defaults(func=func)
         return q
 
-    cmd("path", "print the database's path", _cmd_path)
+    cmd("path", "print the database's path", _cmd_path, wait=False)
     cmd("stats", "counts, size, tasks and backups", _cmd_stats)
 
     q = cmd("list", "list trials, studies or policies", _cmd_list)
@@ -300,14 +336,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--model-family", metavar="NAME", help="prefer trials of this model family (llama, gpt-j...)")
     q.add_argument("--model-size", metavar="SIZE", help="prefer trials of this model size (7B...)")
     q.add_argument("--metric", metavar="NAME", help="rank by this metric (default: the trials' objective)")
+    q.add_argument("--steps", type=int, metavar="N", help="only trials with this budget in steps (default: the largest group of comparable trials)")
+    q.add_argument("--world-size", type=int, metavar="N", help="only trials that ran on this many processes")
 
     q = cmd("export", "write studies, trials and policies to one JSON document (.gz: gzipped)", _cmd_export)
     q.add_argument("--study", action="append", metavar="ID", help="only this study and its trials (repeatable)")
     q.add_argument("-o", "--output", required=True, metavar="FILE")
     q.add_argument("--no-policies", action="store_true", help="leave the policies and recipes out")
 
-    q = cmd("import", "import an export document, all or nothing, after validating every field", _cmd_import, wait=True)
-    q.add_argument("file", metavar="FILE")
+    q = cmd("import", "import an export document, all or nothing, after validating every field", _cmd_import)
+    q.add_argument("file", metavar="FILE", help="the document (.gz: gzipped; - or /dev/stdin: read from a pipe)")
     q.add_argument("--dry-run", action="store_true", help="validate and report; write nothing")
     q.add_argument(
         "--on-conflict",
@@ -316,5 +354,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a record whose id is here with different content: refuse the import (default), keep ours, or replace it",
     )
 
-    q = cmd("backup", "copy the database file now", _cmd_backup, wait=True)
+    q = cmd("backup", "copy the database file now", _cmd_backup)
     q.add_argument("-o", "--output", metavar="FILE", help="where (default: the backup folder beside the database)")
+
+    cmd("compact", "fold the write-ahead journal into the database file", _cmd_compact)

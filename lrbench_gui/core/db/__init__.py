@@ -1,7 +1,11 @@
 """The policy database: a TinyDB file of studies, trials and named policies.
 
 ``PolicyDB`` (:mod:`.policy_db`) is the one way in; the modules beside it are its parts:
-``storage`` (atomic writes, the lock), ``migrations`` (schema versions), ``validate`` (every
+``store`` (the file as a transactional store), ``storage`` (atomic writes, the lock, backups),
+``journal`` (the write-ahead journal that makes adding a trial cost what it writes),
+``recovery`` (records the database could not take, kept in a file with the command that applies
+it), ``bounded`` (untrusted JSON read within bounds, before parsing), ``migrations`` (schema
+versions), ``validate`` (every
 record's fields, defaults and content hash, built on the bounded JSON checks of ``fields``),
 ``document`` (the export document's envelope, read and written), ``transfer`` (what an import
 adds, skips or refuses), ``curves`` (packed, bounded curves), ``query`` (recommendations, LR
@@ -17,12 +21,15 @@ from lrbench_gui.core.db.policy_db import (
     DatabaseCorrupt,
     DatabaseError,
     DatabaseLocked,
+    DatabaseReadOnly,
     DatabaseTooNew,
+    DatabaseWriteError,
     ImportRefused,
     ImportReport,
     PolicyDB,
     RecordInvalid,
 )
+from lrbench_gui.core.db.recovery import EXIT_RECOVERED, RecoveryResult, write_or_recover
 
 __all__ = [
     "PolicyDB",
@@ -30,7 +37,12 @@ __all__ = [
     "DatabaseLocked",
     "DatabaseCorrupt",
     "DatabaseTooNew",
+    "DatabaseReadOnly",
+    "DatabaseWriteError",
     "RecordInvalid",
+    "RecoveryResult",
+    "write_or_recover",
+    "EXIT_RECOVERED",
     "ImportRefused",
     "ImportReport",
     "SCHEMA_VERSION",

@@ -6,22 +6,24 @@ top-level fields, record counts), not the records, which go through
 :func:`lrbench_gui.core.db.validate.normalize_record` one by one; :func:`encode_document` writes
 one, deterministically.
 
-Reading never executes or unpickles anything: the bytes go through a capped gzip stream
-(:data:`MAX_DOCUMENT_BYTES`), then ``json.loads`` with hooks that turn NaN/Infinity into markers
-the validators refuse by record and field, and that notice duplicate keys
+Reading never executes or unpickles anything: the bytes are streamed through a capped gzip
+stream (:data:`MAX_DOCUMENT_BYTES`) and scanned as they arrive
+(:class:`lrbench_gui.core.db.bounded.JSONScanner`: depth, value count, record count, string
+length, bytes that cannot be JSON), so a bomb is refused before any object is built; only then
+``json.loads`` runs, with hooks that turn NaN/Infinity into markers the validators refuse by
+record and field, and that notice duplicate keys
 (:func:`lrbench_gui.core.db.fields.parse_json_bytes`).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lrbench_gui.core.db.fields import FieldError, as_object, parse_json_bytes, type_name
+from lrbench_gui.core.db.bounded import JSONBoundsError, JSONScanner, read_bytes_bounded
+from lrbench_gui.core.db.fields import FieldError, as_int, as_object, parse_json_bytes, type_name
 from lrbench_gui.core.db.validate import TABLES
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "TABLES",
     "MAX_DOCUMENT_BYTES",
     "MAX_RECORDS",
+    "MAX_VALUES",
+    "MAX_DEPTH",
     "Problem",
     "DocumentError",
     "read_document",
@@ -42,10 +46,15 @@ FORMAT_NAME = "lrbench-db-export"
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
-MAX_DOCUMENT_BYTES = 512 * 1024 * 1024  # after decompression
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # after decompression
 MAX_GZIP_RATIO = 200  # decompressed/compressed, checked once past GZIP_RATIO_AFTER
 GZIP_RATIO_AFTER = 64 * 1024 * 1024
 MAX_RECORDS = 200_000  # per table, in one document
+#: JSON values (containers and comma-separated items) in one document, counted before parsing:
+#: what bounds the memory the parsed objects take (a 10,000-trial export holds ~1.5 million)
+MAX_VALUES = 6_000_000
+MAX_DEPTH = 64
+MAX_STRING = 2_000_000  # the longest string a record may hold (a packed curve's base64)
 
 
 @dataclass
@@ -114,43 +123,24 @@ def _problem(file: str, message: str) -> DocumentError:
 
 
 def read_document_bytes(path: Path, max_bytes: int | None = None) -> bytes:
-    """The file's bytes, gunzipped through a capped stream when it is gzip (by name or magic)."""
+    """The file's bytes, gunzipped through a capped stream when it is gzip (by name or magic),
+    scanned within the document's bounds as they are read; DocumentError in one line."""
     name = str(path)
-    if max_bytes is None:
-        max_bytes = MAX_DOCUMENT_BYTES
+    scanner = JSONScanner(name, max_depth=MAX_DEPTH, max_values=MAX_VALUES, max_string=MAX_STRING)
     try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise _problem(name, f"cannot be read: {exc.strerror or exc}") from None
-    with f:
-        head = f.read(2)
-        f.seek(0)
-        is_gz = head == b"\x1f\x8b"
-        if path.name.endswith(".gz") and not is_gz:
-            raise _problem(name, "is named .gz but is not a gzip file")
-        if not is_gz:
-            size = f.seek(0, 2)
-            f.seek(0)
-            if size > max_bytes:
-                raise _problem(name, f"is {size} bytes; the limit is {max_bytes}")
-            return f.read()
-        chunks: list[bytes] = []
-        total = 0
-        try:
-            with gzip.GzipFile(fileobj=f, mode="rb") as gz:
-                while True:
-                    chunk = gz.read(1 << 20)
-                    if not chunk:
-                        break
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise _problem(name, f"decompresses to more than {max_bytes} bytes (a size bomb?); refused")
-                    if total > GZIP_RATIO_AFTER and total > MAX_GZIP_RATIO * max(1, f.tell()):
-                        raise _problem(name, f"decompresses more than {MAX_GZIP_RATIO} times its size (a size bomb?); refused")
-                    chunks.append(chunk)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _problem(name, f"is not a valid gzip file ({exc or type(exc).__name__}); truncated?") from None
-        return b"".join(chunks)
+        data = read_bytes_bounded(
+            Path(path),
+            max_bytes=MAX_DOCUMENT_BYTES if max_bytes is None else max_bytes,
+            scanner=scanner,
+            max_ratio=MAX_GZIP_RATIO,
+            ratio_after=GZIP_RATIO_AFTER,
+            name=name,
+        )
+    except JSONBoundsError as exc:
+        raise _problem(name, exc.message) from None
+    if scanner.records > len(TABLES) * MAX_RECORDS:
+        raise _problem(name, f"holds {scanner.records} records; the limit is {MAX_RECORDS} per table")
+    return data
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -178,6 +168,10 @@ def read_document(path: Path) -> dict[str, Any]:
     if doc.get("format") != FORMAT_NAME:
         raise _problem(name, f"is not an lrbench export (field format must be {FORMAT_NAME!r}, got {_short(doc.get('format'))})")
     version = doc.get("version")
+    try:
+        version = as_int(version, "version")  # a whole number may be written 1.0
+    except FieldError:
+        pass
     if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise _problem(
             name,
@@ -191,8 +185,11 @@ def read_document(path: Path) -> dict[str, Any]:
     for key in ("app_version",):
         if key in doc and doc[key] is not None and (not isinstance(doc[key], str) or len(doc[key]) > 64):
             raise _problem(name, f"field {key}: must be a short string")
-    if "schema" in doc and type(doc["schema"]) is not int:
-        raise _problem(name, "field schema: must be a whole number")
+    if "schema" in doc:
+        try:
+            as_int(doc["schema"], "schema")
+        except FieldError:
+            raise _problem(name, "field schema: must be a whole number") from None
     for table in TABLES:
         records = doc.get(table, [])
         if not isinstance(records, list):

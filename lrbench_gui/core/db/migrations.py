@@ -22,9 +22,9 @@ from lrbench_gui import __version__
 from lrbench_gui.core.db.fields import FieldError
 from lrbench_gui.core.db.recipes import seed_policies
 from lrbench_gui.core.db.storage import DatabaseCorrupt, DatabaseError, DatabaseTooNew, list_backups
-from lrbench_gui.core.db.validate import TABLES, normalize_record
+from lrbench_gui.core.db.validate import REQUIRED, TABLES, normalize_record
 
-__all__ = ["SCHEMA_VERSION", "META_TABLE", "MIGRATIONS", "new_meta", "normalized_seeds", "parse_database"]
+__all__ = ["SCHEMA_VERSION", "META_TABLE", "MIGRATIONS", "new_meta", "normalized_seeds", "parse_database", "corrupt"]
 
 SCHEMA_VERSION = 1
 META_TABLE = "_meta"
@@ -77,7 +77,8 @@ def _migrate_0_to_1(data: dict[str, Any]) -> dict[str, Any]:
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1}
 
 
-def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
+def corrupt(path: Path, reason: str) -> DatabaseCorrupt:
+    """The one-line refusal of a database file that cannot be read, naming the latest backup."""
     backups = list_backups(path)
     if backups:
         hint = (
@@ -97,28 +98,28 @@ def parse_database(raw: bytes, path: Path) -> tuple[dict[str, Any], int]:
     """The tables of the database file ``path`` holding ``raw``, and its schema version (0: a
     plain TinyDB file). Raises :class:`DatabaseCorrupt` or :class:`DatabaseTooNew`."""
     if not raw.strip():
-        raise _corrupt(path, "the file is empty")
+        raise corrupt(path, "the file is empty")
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise _corrupt(path, f"not UTF-8 text at byte {exc.start}") from None
+        raise corrupt(path, f"not UTF-8 text at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise _corrupt(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise corrupt(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:
-        raise _corrupt(path, str(exc) or "nested too deeply") from None
+        raise corrupt(path, str(exc) or "nested too deeply") from None
     if not isinstance(data, dict):
-        raise _corrupt(path, "the file does not hold a JSON object of tables")
+        raise corrupt(path, "the file does not hold a JSON object of tables")
     for name, table in data.items():
         if not isinstance(table, dict) or not all(isinstance(doc, dict) for doc in table.values()):
-            raise _corrupt(path, f"table {name!r} is not a TinyDB table (an object of documents)")
+            raise corrupt(path, f"table {name!r} is not a TinyDB table (an object of documents)")
     meta = data.get(META_TABLE, {}).get("1")
     if meta is None:
         if META_TABLE in data:
-            raise _corrupt(path, f"table {META_TABLE} has no document 1")
+            raise corrupt(path, f"table {META_TABLE} has no document 1")
         return data, 0
     schema = meta.get("schema")
     if type(schema) is not int or schema < 1:
-        raise _corrupt(path, f"{META_TABLE}.schema must be a whole number >= 1, got {schema!r}")
+        raise corrupt(path, f"{META_TABLE}.schema must be a whole number >= 1, got {schema!r}")
     if schema > SCHEMA_VERSION:
         raise DatabaseTooNew(
             f"the database {path} has schema version {schema}, written by a newer lrbench "
@@ -126,4 +127,20 @@ def parse_database(raw: bytes, path: Path) -> tuple[dict[str, Any], int]:
         )
     for table in TABLES:
         data.setdefault(table, {})
+        _check_table(path, table, data[table])
     return data, schema
+
+
+def _check_table(path: Path, table: str, docs: dict[str, Any]) -> None:
+    """The structure every reader relies on, checked in one pass when the file is opened: doc
+    ids TinyDB can read (whole numbers), and each record's id, hash and required fields. (The
+    fields themselves were validated when the record was added.)"""
+    required = REQUIRED[table]
+    for doc_id, doc in docs.items():
+        if not doc_id.isdigit() or len(doc_id) > 18:
+            raise corrupt(path, f"table {table!r} has the document id {doc_id[:40]!r}, which is not a whole number")
+        missing = next((f for f in required if f not in doc), None)
+        if missing is not None:
+            raise corrupt(path, f"{table} document {doc_id}: missing field {missing}")
+        if not isinstance(doc["id"], str) or not isinstance(doc.get("hash"), str):
+            raise corrupt(path, f"{table} document {doc_id}: field {'id' if not isinstance(doc['id'], str) else 'hash'} must be a string")

@@ -9,11 +9,15 @@
 >>> db.import_file("share.json.gz", dry_run=True)  # validates every field, writes nothing
 
 How it stays safe (see ``docs/database.md``): the file is TinyDB's JSON layout, written only
-through :class:`~lrbench_gui.core.db.storage.AtomicJSONStorage` (temp file, fsync, rename) once
-per :meth:`PolicyDB.batch`, under a lock file that stops two processes writing at once. Before
-each write the database re-reads the file if another process replaced it, so two writers never
-lose each other's records. Imports and migrations take a backup first; a file that cannot be
-read is refused with the latest backup named, never replaced.
+through :class:`~lrbench_gui.core.db.storage.AtomicJSONStorage` once per
+:meth:`PolicyDB.batch`, under a lock file that stops two processes writing at once: a small
+batch into a large file is one fsync'd line of the journal beside it
+(:mod:`~lrbench_gui.core.db.journal`), anything else an atomic rewrite (temp file, fsync,
+rename). Before each write the database reads what another process wrote since, so two
+writers never lose each other's records. Imports and migrations take a backup first; a file
+that cannot be read is refused with the latest backup named, never replaced. A write the
+database cannot make (locked too long, read-only, a full disk) is kept in a recovery file by
+:meth:`PolicyDB.add_trial_or_recover` (:mod:`~lrbench_gui.core.db.recovery`).
 
 Records handed out by the read methods are the stored objects: treat them as read-only.
 """
@@ -23,41 +27,43 @@ from __future__ import annotations
 import copy
 import gzip
 import os
-import threading
+import zlib
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from tinydb import TinyDB, where
+from tinydb import where
 
 from lrbench_gui import __version__
 from lrbench_gui.core.db import migrations
-from lrbench_gui.core.db.curves import unpack
+from lrbench_gui.core.db.curves import CurveError, unpack
 from lrbench_gui.core.db.document import DocumentError, encode_document, read_document
 from lrbench_gui.core.db.fields import FieldError
-from lrbench_gui.core.db.migrations import META_TABLE, new_meta, normalized_seeds, parse_database
+from lrbench_gui.core.db.migrations import META_TABLE, normalized_seeds
 from lrbench_gui.core.db.query import lr_range as _lr_range
 from lrbench_gui.core.db.query import recommend as _recommend
 from lrbench_gui.core.db.query import trial_row
 from lrbench_gui.core.db.storage import (
-    AtomicJSONStorage,
     DatabaseCorrupt,
     DatabaseError,
     DatabaseLocked,
+    DatabaseReadOnly,
     DatabaseTooNew,
-    FileLock,
+    DatabaseWriteError,
     atomic_write_bytes,
+    check_output_path,
     file_signature,
     list_backups,
     make_backup,
-    remove_stale_temps,
+    os_error_text,
 )
+from lrbench_gui.core.db.store import DEFAULT_LOCK_TIMEOUT, DatabaseFile
 from lrbench_gui.core.db.transfer import ON_CONFLICT, TABLE_WORD, ImportRefused, ImportReport, Validated, plan_import, validate_import
-from lrbench_gui.core.db.validate import TABLES, normalize_record
-from lrbench_gui.core.paths import default_db_path
+from lrbench_gui.core.db.validate import TABLES, finite_curves, normalize_record
 from lrbench_gui.core.records import StudyRecord, TrialRecord
-from lrbench_gui.core.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lrbench_gui.core.db.recovery import RecoveryResult
 
 __all__ = [
     "PolicyDB",
@@ -65,25 +71,28 @@ __all__ = [
     "DatabaseLocked",
     "DatabaseCorrupt",
     "DatabaseTooNew",
+    "DatabaseReadOnly",
+    "DatabaseWriteError",
     "RecordInvalid",
     "ImportRefused",
     "ImportReport",
     "DEFAULT_LOCK_TIMEOUT",
 ]
 
-DEFAULT_LOCK_TIMEOUT = 10.0
-
 
 class RecordInvalid(DatabaseError, ValueError):
     """A record handed to ``add_*`` was refused; the message names the record and field."""
 
 
-class PolicyDB:
+class PolicyDB(DatabaseFile):
     """The database at ``path`` (default: ``$LRBENCH_DB`` or the user data folder).
 
-    Opening reads the whole file (missing: an empty database with the seed recipes, written on
-    the first change) and migrates an older schema after a backup. ``lock_timeout`` is how long
-    a write waits for another process's write to finish.
+    Opening reads the whole file and its journal (missing: an empty database with the seed
+    recipes, written on the first change) and migrates an older schema after a backup.
+    ``lock_timeout`` is how long a write waits for another process's write to finish; while it
+    waits, ``on_wait`` gets one line saying who holds the lock (default: printed on stderr).
+    ``journal_after`` is the file size from which a small batch is appended to the journal
+    instead of rewriting the file (:data:`lrbench_gui.core.db.journal.JOURNAL_AFTER_BYTES`).
 
     ``registry`` is what the database knows of policies: the specs of added and imported
     records whose policy it has are validated by that policy's schema, and labels name the
@@ -92,132 +101,10 @@ class PolicyDB:
     object, and an import report lists its name. The edges (CLI, app) pass the installed
     plugins' registry; the database never looks it up itself.
 
-    Thread-safe within a process; across processes, writers take turns through the lock file.
+    A symlinked ``path`` is read and written through the link (the lock, journal and backups
+    sit beside the file it points to). Thread-safe within a process; across processes, writers
+    take turns through the lock file.
     """
-
-    def __init__(self, path: str | os.PathLike | None = None, *, registry: Registry | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
-        self.path = Path(path).expanduser().absolute() if path is not None else default_db_path().absolute()
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.registry = registry
-        self._lock = FileLock(self.lock_path, lock_timeout)
-        self._mutex = threading.RLock()
-        self._depth = 0
-        self._sig: tuple | None = None
-        self._storage: AtomicJSONStorage
-        self._tdb: TinyDB
-        self.schema = migrations.SCHEMA_VERSION
-        self._load()
-        if self.schema < migrations.SCHEMA_VERSION:
-            self._migrate()
-
-    def __repr__(self) -> str:
-        return f"PolicyDB({str(self.path)!r})"
-
-    def __enter__(self) -> "PolicyDB":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing stays open between calls; kept so ``with PolicyDB(...)`` reads naturally."""
-
-    @property
-    def exists(self) -> bool:
-        return self.path.exists()
-
-    def _load(self) -> None:
-        """(Re)read the file into memory; a missing file is a fresh, seeded database."""
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
-            seeds = {str(i): r for i, r in enumerate(normalized_seeds(), 1)}
-            data = {META_TABLE: {"1": new_meta()}, "studies": {}, "trials": {}, "policies": seeds}
-            self._install(data, None, migrations.SCHEMA_VERSION)  # the first write creates the file
-            return
-        except OSError as exc:
-            raise DatabaseError(f"cannot read the database {self.path}: {exc.strerror or exc}") from None
-        with f:
-            st = os.fstat(f.fileno())
-            raw = f.read()
-        sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        data, schema = parse_database(raw, self.path)
-        self._install(data, sig, schema)
-
-    def _install(self, data: dict[str, Any], sig: tuple | None, schema: int) -> None:
-        self._storage = AtomicJSONStorage(self.path, data)
-        self._tdb = TinyDB(storage=lambda: self._storage)
-        self._sig = sig
-        self.schema = schema
-
-    def _sync(self) -> None:
-        """Re-read the file if another process replaced it since we read or wrote it."""
-        if file_signature(self.path) != self._sig:
-            self._load()
-            if self.schema < migrations.SCHEMA_VERSION:
-                raise DatabaseError(f"the database {self.path} was replaced by an older schema version; open it again to migrate it")
-
-    def _migrate(self) -> None:
-        with self.batch():
-            target = migrations.SCHEMA_VERSION
-            if self.schema >= target:
-                return  # another process migrated it while we waited for the lock
-            make_backup(self.path, f"migrate-v{self.schema}")
-            data = self._storage.data
-            version = self.schema
-            try:
-                while version < target:
-                    data = migrations.MIGRATIONS[version](data)
-                    version += 1
-            except DatabaseError as exc:
-                raise DatabaseError(f"cannot migrate the database {self.path} to schema {target}: {exc}; the file was left as it is") from None
-            self._storage.write(data)
-            self._tdb = TinyDB(storage=lambda: self._storage)
-            self.schema = version
-
-    @contextmanager
-    def batch(self) -> Iterator["PolicyDB"]:
-        """Group changes into one atomic write, under the lock; nested batches join the outer one.
-
-        On entry the lock is taken (waiting up to ``lock_timeout``) and the file is re-read if
-        another process changed it. If an exception leaves the outermost batch, its changes are
-        discarded and the file is not touched.
-        """
-        with self._mutex:
-            if self._depth == 0:
-                self._lock.acquire()
-                try:
-                    self._sync()
-                    remove_stale_temps(self.path)
-                except BaseException:
-                    self._lock.release()
-                    raise
-            self._depth += 1
-            ok = False
-            try:
-                yield self
-                ok = True
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    try:
-                        if self._storage.dirty:
-                            if ok:
-                                self._storage.flush()
-                                self._sig = file_signature(self.path)
-                            else:
-                                self._load()
-                    except BaseException:
-                        self._load()
-                        raise
-                    finally:
-                        self._lock.release()
-
-    def _table(self, name: str):
-        return self._tdb.table(name)
-
-    def _docs(self, table: str) -> dict[str, dict[str, Any]]:
-        return self._storage.data.get(table, {})
 
     # Adding records.
 
@@ -235,17 +122,41 @@ class PolicyDB:
     def add_trial(self, record: dict[str, Any], *, replace: bool = False) -> TrialRecord:
         return self.add("trials", record, replace=replace)  # type: ignore[return-value]
 
+    def add_trial_or_recover(self, record: dict[str, Any], *, replace: bool = False, study: dict[str, Any] | None = None) -> "RecoveryResult":
+        """Store a trial, or, when the database cannot take it for any reason (locked past the
+        wait, read-only, a full disk, a damaged file, a refused field), keep it in a recovery
+        file and say how to apply it: see :func:`lrbench_gui.core.db.recovery.write_or_recover`.
+        ``study`` (its study's record) goes into the recovery file with it, so that file imports
+        on its own. Never raises for a database problem."""
+        from lrbench_gui.core.db.recovery import write_or_recover
+
+        return write_or_recover(self, "trials", [record], replace=replace, with_studies=[study])
+
+    def add_study_or_recover(self, record: dict[str, Any], *, replace: bool = False) -> "RecoveryResult":
+        """:meth:`add_trial_or_recover` for a study record."""
+        from lrbench_gui.core.db.recovery import write_or_recover
+
+        return write_or_recover(self, "studies", [record], replace=replace)
+
     def add_policy(self, record: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
         return self.add("policies", record, replace=replace)
 
     def add_many(self, table: str, records: list[dict[str, Any]], *, replace: bool = False) -> list[dict[str, Any]]:
-        """Validate and store many records of one table in one write."""
+        """Validate and store many records of one table in one write.
+
+        A trial's plain curves may hold non-finite points (a run whose LR or loss went to
+        infinity): they are dropped and the record says so in its notes and in
+        ``extra.dropped_points``, so the trial is stored instead of refused. Everything else is
+        validated as an import is.
+        """
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r} (tables: {', '.join(TABLES)})")
         word = TABLE_WORD[table]
         normalized = []
         for i, rec in enumerate(records):
             try:
+                if table == "trials":
+                    rec = finite_curves(rec)
                 normalized.append(normalize_record(table, rec, self.registry).record)
             except FieldError as exc:
                 rid = rec.get("id") if isinstance(rec, dict) else None
@@ -324,12 +235,21 @@ class PolicyDB:
             self._sync()
             for doc in self._docs("trials").values():
                 if doc.get("id") == trial_id:
-                    return {name: unpack(c) for name, c in (doc.get("curves") or {}).items()}
+                    out = {}
+                    for name, c in (doc.get("curves") or {}).items():
+                        try:
+                            out[name] = unpack(c)
+                        except (CurveError, ValueError, TypeError, KeyError, zlib.error) as exc:
+                            raise DatabaseCorrupt(f"trial {trial_id!r} in {self.path}: field curves.{name}: cannot be decoded ({exc})") from None
+                    return out
         raise KeyError(f"no trial {trial_id!r} in {self.path}")
 
-    def recommend(self, task: str, *, k: int = 5, model_family: str | None = None, model_size: str | None = None, metric: str | None = None) -> dict[str, Any]:
-        """The top ``k`` policies for ``task`` (see :func:`lrbench_gui.core.db.query.recommend`)."""
-        return _recommend(self.trials(task=task), task, k=k, model_family=model_family, model_size=model_size, metric=metric, registry=self.registry)
+    def recommend(self, task: str, *, k: int = 5, model_family: str | None = None, model_size: str | None = None, metric: str | None = None,
+                  steps: int | None = None, world_size: int | None = None) -> dict[str, Any]:
+        """The top ``k`` policies for ``task`` among comparable trials (see
+        :func:`lrbench_gui.core.db.query.recommend`)."""
+        return _recommend(self.trials(task=task), task, k=k, model_family=model_family, model_size=model_size, metric=metric,
+                          registry=self.registry, steps=steps, world_size=world_size)
 
     def lr_range(self, task: str, *, model_family: str | None = None, model_size: str | None = None, metric: str | None = None) -> dict[str, Any]:
         """What LR range worked for ``task`` (see :func:`lrbench_gui.core.db.query.lr_range`)."""
@@ -341,11 +261,14 @@ class PolicyDB:
             trials = list(self._docs("trials").values())
             counts = {t: len(self._docs(t)) for t in TABLES}
             meta = self._docs(META_TABLE).get("1", {})
-        backups = list_backups(self.path)
+        backups = list_backups(self.target)
+        size = file_signature(self.target)
+        jsize = file_signature(self.journal_path)
         return {
             "path": str(self.path),
-            "exists": self.path.exists(),
-            "bytes": self.path.stat().st_size if self.path.exists() else 0,
+            "exists": size is not None,
+            "bytes": size[2] if size else 0,
+            "journal_bytes": jsize[2] if jsize else 0,
             "schema": self.schema,
             "created": meta.get("created"),
             "counts": counts,
@@ -358,15 +281,26 @@ class PolicyDB:
     # Backups, export, import.
 
     def backup(self, dest: str | os.PathLike | None = None, reason: str = "manual") -> Path:
-        """Copy the database file now (into its backup folder unless ``dest``); returns the copy."""
+        """Copy the database file now (into its backup folder unless ``dest``); returns the copy.
+
+        ``dest`` may not be the database (or its journal or lock, also through a link) nor a
+        folder. The journal is folded into the file first, so the copy holds everything.
+        """
+        out = check_output_path(Path(dest), self._protected(), "backup") if dest is not None else None
+        if not self.target.exists():
+            raise DatabaseError(f"there is no database file at {self.path} yet, so nothing to back up")
         with self.batch():  # the lock keeps another writer from replacing the file mid-copy
-            made = make_backup(self.path, reason, Path(dest) if dest is not None else None)
+            self._fold_journal()
+            try:
+                made = make_backup(self.target, reason, out)
+            except OSError as exc:
+                raise DatabaseWriteError(f"cannot write the backup {out or 'copy'}: {os_error_text(exc)}") from None
         if made is None:
             raise DatabaseError(f"there is no database file at {self.path} yet, so nothing to back up")
         return made
 
     def latest_backup(self) -> Path | None:
-        backups = list_backups(self.path)
+        backups = list_backups(self.target)
         return backups[-1] if backups else None
 
     def export_bytes(self, study_ids: list[str] | None = None, *, include_policies: bool = True) -> tuple[bytes, dict[str, int]]:
@@ -397,13 +331,21 @@ class PolicyDB:
         """Write the export document to ``dest`` atomically; gzip when the name ends in ``.gz``.
 
         The output is deterministic (records sorted by id, no timestamps, gzip mtime 0), so the
-        same content exports to the same bytes.
+        same content exports to the same bytes. ``dest`` may not be the database itself (nor its
+        journal or lock, also through a symlink or a hard link) nor a folder. The journal is
+        folded into the database first when the lock is free and the file writable (skipped
+        otherwise: the export is made from what was read either way).
         """
         dest = Path(dest)
+        out = check_output_path(dest, self._protected(), "export")
+        self.close()
         data, counts = self.export_bytes(study_ids, include_policies=include_policies)
         if dest.name.endswith(".gz"):
             data = gzip.compress(data, compresslevel=6, mtime=0)
-        atomic_write_bytes(dest, data)
+        try:
+            atomic_write_bytes(out, data)
+        except OSError as exc:
+            raise DatabaseWriteError(f"cannot write the export {dest}: {os_error_text(exc)}") from None
         return {"path": str(dest), "bytes": len(data), "counts": counts}
 
     def import_file(self, src: str | os.PathLike, *, dry_run: bool = False, on_conflict: str = "refuse") -> ImportReport:
@@ -440,8 +382,10 @@ class PolicyDB:
             if report.refused:
                 raise ImportRefused(report)
             if any(plan["new"].values()):
-                made = make_backup(self.path, "import")
+                self._fold_journal()
+                made = make_backup(self.target, "import")
                 report.backup = str(made) if made else None
+                self._storage.rewrite = True
                 for table in TABLES:
                     if plan["remove"][table]:
                         self._table(table).remove(doc_ids=plan["remove"][table])

@@ -1,19 +1,26 @@
 """Questions answered from stored trials: which policies did best on a task, and what LR range
 worked. Pure functions over trial records, so they are tested without a database file.
 
-Ranking: the trials of the task that completed and recorded the metric are grouped by policy
-(the exact spec: a cosine at 1e-4 and a cosine at 3e-4 are two policies); a policy's score is
-the mean of its trials' final metric (its seeds), ties broken by lower mean cost in seconds,
-then steps. The metric is the one named, else the objective most trials of the task name;
-the direction comes from the trials' objective, else from the metric's name.
+Ranking: only *comparable* trials are pooled. The completed trials of the task that recorded
+the metric are first split by :func:`comparable_key` (the task's parameters, the budget, the
+world size, the model's family, size and tokenizer): an 11-step and a 33-step run, a 1-rank and
+a 2-rank run, two models with different tokenizers never share a mean. The ranking is made in
+the largest such group (equally large: the one whose best policy does best), and says which
+(``group``) and what else there was (``groups``). Within it, trials are grouped by policy (the
+exact spec: a cosine at 1e-4 and a cosine at 3e-4 are two policies); a policy's score is the
+mean of its trials' final metric (its seeds), ties broken by lower mean cost in seconds, then
+steps. The metric is the one named, else the objective most trials of the task name; the
+direction comes from the trials' objective, else from the metric's name.
 
-LR range: from range tests (``kind == "range_test"``), each test's suggestion is the
+LR range: from range tests (``kind == "range_test"``; a range test's own budget is its
+sweep, so they are not split into groups), each test's suggestion is the
 ``lr_min``/``lr_max`` metrics its tuner recorded, else the ``lr_range`` that
 :func:`lrbench_gui.core.tuning.range_analysis.analyze_range_test` (the one range-test reader)
 finds in its LR and loss curves: from the LR where the smoothed loss fell fastest to the LR of
 the lowest smoothed loss. The task's range is the median of the lower and of the upper ends.
 From ordinary trials, the peak LRs of the trials whose metric is within ``tolerance`` of the
-best give a second, empirical range.
+best, in the same group of comparable trials that the ranking uses, give a second, empirical
+range.
 
 Labels and peak LRs name a spec's LR by the parameter role its policy declares (the
 ``registry`` argument; :func:`lrbench_gui.core.records.lr_param`), so a third-party policy
@@ -26,6 +33,7 @@ import json
 import math
 import re
 import statistics
+import zlib
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -37,11 +45,20 @@ from lrbench_gui.core.tuning.range_analysis import analyze_range_test
 if TYPE_CHECKING:  # pragma: no cover
     from lrbench_gui.core.registry import Registry
 
-__all__ = ["recommend", "lr_range", "metric_mode", "trial_metric", "peak_lr", "trial_row"]
+__all__ = ["recommend", "lr_range", "metric_mode", "trial_metric", "peak_lr", "trial_row", "comparable_key", "describe_group"]
 
 _MAXIMIZE = re.compile(r"acc|f1|score|auc|bleu|rouge|exact|reward|precision|recall|map\b|ndcg|win", re.IGNORECASE)
 #: range tests whose curves say something (a diverged test is the usual end of one)
 _RANGE_TEST_USABLE = frozenset({TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.DIVERGED})
+
+
+def _points(curve: Any) -> list[tuple[int, float]]:
+    """:func:`curve_points`, with a curve that cannot be decoded (a hand-edited file) read as
+    empty: one damaged record must not stop a recommendation."""
+    try:
+        return curve_points(curve)
+    except (ValueError, TypeError, KeyError, zlib.error):
+        return []
 
 
 def metric_mode(name: str) -> str:
@@ -110,6 +127,51 @@ def _choose_metric(trials: Iterable[dict], metric: str | None) -> tuple[str | No
     return metric, mode
 
 
+def _whole(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def comparable_key(trial: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two trials' metrics to be averaged: the task's parameters, the
+    budget (steps, else the steps it ran; epochs, tokens), the world size (``extra.world_size``;
+    a trial that does not record one ran as one process), the model's family and size and the
+    tokenizer (``extra.tokenizer``, or a ``tokenizer`` task parameter)."""
+    budget = trial.get("budget") or {}
+    cost = trial.get("cost") or {}
+    model = trial.get("model") or {}
+    extra = trial.get("extra") or {}
+    params = trial.get("task_params") or {}
+    steps = budget.get("steps") if budget.get("steps") is not None else cost.get("steps")
+    tokenizer = extra.get("tokenizer", params.get("tokenizer") if isinstance(params, dict) else None)
+    return {
+        "task_params": params,
+        "steps": _whole(steps),
+        "epochs": budget.get("epochs"),
+        "tokens": _whole(budget.get("tokens")),
+        "world_size": _whole(extra.get("world_size")) or 1,
+        "model_family": model.get("family"),
+        "model_size": model.get("size"),
+        "tokenizer": tokenizer if isinstance(tokenizer, (str, int, float)) or tokenizer is None else json.dumps(tokenizer, sort_keys=True)[:200],
+    }
+
+
+def describe_group(key: dict[str, Any]) -> str:
+    """A group key in words: ``steps 33, world size 1, model mlp/small, task_params {"hidden": 64}``."""
+    parts = []
+    for name in ("steps", "epochs", "tokens"):
+        if key.get(name) is not None:
+            parts.append(f"{name} {key[name]:g}" if isinstance(key[name], float) else f"{name} {key[name]}")
+    parts.append(f"world size {key.get('world_size', 1)}")
+    model = "/".join(str(key[k]) for k in ("model_family", "model_size") if key.get(k))
+    if model:
+        parts.append(f"model {model}")
+    if key.get("tokenizer") is not None:
+        parts.append(f"tokenizer {key['tokenizer']}")
+    params = json.dumps(key.get("task_params") or {}, sort_keys=True)
+    parts.append(f"task_params {params if len(params) <= 120 else params[:117] + '...'}")
+    return ", ".join(parts)
+
+
 def _mean_or_none(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.fmean(vals) if vals else None
@@ -124,26 +186,63 @@ def recommend(
     model_size: str | None = None,
     metric: str | None = None,
     registry: "Registry | None" = None,
+    steps: int | None = None,
+    world_size: int | None = None,
 ) -> dict[str, Any]:
-    """The top ``k`` policies for ``task`` ranked by the final metric, each with its cost."""
+    """The top ``k`` policies for ``task`` ranked by the final metric, each with its cost, within
+    one group of comparable trials (see the module docstring; ``steps`` and ``world_size`` pick
+    the group instead of the largest).
+
+    Returns ``task, metric, mode, scope, considered, results`` as before, plus ``group`` (the
+    chosen group's :func:`comparable_key`), ``group_text`` (it in words) and ``groups`` (every
+    group: key, words, number of trials, whether it was chosen).
+    """
     pool = [t for t in trials if t.get("task") == task and t.get("kind", "train") == "train" and t.get("status") == TrialStatus.COMPLETED]
     pool, scope = _scoped(pool, model_family, model_size)
     metric, mode = _choose_metric(pool, metric)
-    out: dict[str, Any] = {"task": task, "metric": metric, "mode": mode, "scope": scope, "considered": 0, "results": []}
+    out: dict[str, Any] = {"task": task, "metric": metric, "mode": mode, "scope": scope, "considered": 0, "results": [],
+                           "group": None, "group_text": None, "groups": []}
     if metric is None:
         return out
-    groups: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    sign = 1.0 if mode == "min" else -1.0
+    cohorts: dict[str, tuple[dict[str, Any], list[tuple[float, dict]]]] = {}
     for t in pool:
         value = trial_metric(t, metric)
-        if value is not None:
-            groups[json.dumps(t["policy"], sort_keys=True)].append((value, t))
-    out["considered"] = sum(len(g) for g in groups.values())
-    sign = 1.0 if mode == "min" else -1.0
+        if value is None:
+            continue
+        key = comparable_key(t)
+        if (steps is not None and key["steps"] != steps) or (world_size is not None and key["world_size"] != world_size):
+            continue
+        cohorts.setdefault(json.dumps(key, sort_keys=True, default=str), (key, []))[1].append((value, t))
+    if not cohorts:
+        return out
+    ranked_groups = {name: _rank(members, sign, registry) for name, (_, members) in cohorts.items()}
+    chosen = min(cohorts, key=lambda name: (-len(cohorts[name][1]), sign * ranked_groups[name][0]["mean"], name))
+    key, members = cohorts[chosen]
+    ranked = ranked_groups[chosen]
+    out["considered"] = len(members)
+    out["group"] = key
+    out["group_text"] = describe_group(key)
+    out["groups"] = sorted(
+        ({"key": k, "text": describe_group(k), "trials": len(m), "chosen": name == chosen} for name, (k, m) in cohorts.items()),
+        key=lambda g: (not g["chosen"], -g["trials"], g["text"]),
+    )
+    for i, r in enumerate(ranked[: max(0, k)], 1):
+        r["rank"] = i
+    out["results"] = ranked[: max(0, k)]
+    return out
+
+
+def _rank(members: list[tuple[float, dict]], sign: float, registry: "Registry | None") -> list[dict[str, Any]]:
+    """The policies of one group of comparable trials, best first."""
+    groups: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+    for value, t in members:
+        groups[json.dumps(t["policy"], sort_keys=True)].append((value, t))
     ranked = []
-    for key, members in groups.items():
-        values = [v for v, _ in members]
-        best_value, best = min(members, key=lambda vt: sign * vt[0])
-        costs = [m[1].get("cost") or {} for m in members]
+    for _, same in groups.items():
+        values = [v for v, _ in same]
+        best_value, best = min(same, key=lambda vt: sign * vt[0])
+        costs = [m[1].get("cost") or {} for m in same]
         mean_cost = {f: _mean_or_none([c.get(f) for c in costs]) for f in ("steps", "tokens", "seconds")}
         ranked.append(
             {
@@ -154,7 +253,7 @@ def recommend(
                 "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
                 "n": len(values),
                 "best_trial": best["id"],
-                "trials": sorted(m[1]["id"] for m in members)[:50],
+                "trials": sorted(m[1]["id"] for m in same)[:50],
                 "cost": dict(best.get("cost") or {}),
                 "mean_cost": mean_cost,
                 "optimizer": (best.get("optimizer") or {}).get("name"),
@@ -169,15 +268,12 @@ def recommend(
             r["label"],
         )
     )
-    for i, r in enumerate(ranked[: max(0, k)], 1):
-        r["rank"] = i
-    out["results"] = ranked[: max(0, k)]
-    return out
+    return ranked
 
 
 def peak_lr(trial: dict[str, Any], registry: "Registry | None" = None) -> float | None:
     """The largest LR of a trial: from its LR curve, else from its spec's LR parameter(s)."""
-    points = curve_points((trial.get("curves") or {}).get("lr"))
+    points = _points((trial.get("curves") or {}).get("lr"))
     if points:
         return max(v for _, v in points)
     stack = [trial.get("policy") or {}]
@@ -201,7 +297,7 @@ def _range_test_suggestion(trial: dict[str, Any]) -> tuple[float, float] | None:
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi:
         return float(lo), float(hi)
     curves = trial.get("curves") or {}
-    lr_points, loss_points = curve_points(curves.get("lr")), curve_points(curves.get("loss"))
+    lr_points, loss_points = _points(curves.get("lr")), _points(curves.get("loss"))
     if len(loss_points) < 5 or len(lr_points) < 2:
         return None
     # the two curves may have been downsampled to different steps: read the LR at each loss step
@@ -238,8 +334,16 @@ def lr_range(
     metric, mode = _choose_metric(pool, metric)
     if metric is not None:
         scored = [(v, t) for t in pool if (v := trial_metric(t, metric)) is not None]
+        sign = 1.0 if mode == "min" else -1.0
+        key: dict[str, Any] | None = None
+        if scored:  # the best trials of one group of comparable trials only
+            cohorts: dict[str, list[tuple[float, dict]]] = defaultdict(list)
+            for v, t in scored:
+                cohorts[json.dumps(comparable_key(t), sort_keys=True, default=str)].append((v, t))
+            chosen = min(cohorts, key=lambda name: (-len(cohorts[name]), min(sign * v for v, _ in cohorts[name]), name))  # the largest; ties: the best trial
+            scored = cohorts[chosen]
+            key = comparable_key(scored[0][1])
         if scored:
-            sign = 1.0 if mode == "min" else -1.0
             best = min(scored, key=lambda vt: sign * vt[0])[0]
             margin = tolerance * max(abs(best), 1e-12)
             good = [t for v, t in scored if sign * (v - best) <= margin]
@@ -253,5 +357,7 @@ def lr_range(
                     "n": len(peaks),
                     "lr_min": min(peaks),
                     "lr_max": max(peaks),
+                    "group": key,
+                    "group_text": describe_group(key) if key else None,
                 }
     return out

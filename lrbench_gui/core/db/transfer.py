@@ -18,9 +18,13 @@ from lrbench_gui.core.db.storage import DatabaseError
 from lrbench_gui.core.db.validate import TABLES, normalize_record
 from lrbench_gui.core.registry import Registry
 
-__all__ = ["ImportReport", "ImportRefused", "MAX_PROBLEMS", "ON_CONFLICT", "validate_import", "plan_import", "TABLE_WORD"]
+__all__ = ["ImportReport", "ImportRefused", "MAX_PROBLEMS", "MAX_DOCUMENT_POINTS", "ON_CONFLICT", "validate_import", "plan_import", "TABLE_WORD", "curve_points_claimed"]
 
 MAX_PROBLEMS = 50  # an import stops collecting refusals after this many
+#: curve points one document may hold, counted from the records before any curve is decoded:
+#: a packed curve of 100,000 equal values is ~700 bytes, so a 12 MB file could otherwise ask
+#: for billions of points (minutes of decoding). A 10,000-trial export holds 20 million.
+MAX_DOCUMENT_POINTS = 100_000_000
 ON_CONFLICT = ("refuse", "keep", "replace")
 TABLE_WORD = {"studies": "study", "trials": "trial", "policies": "policy"}
 
@@ -112,10 +116,33 @@ class ImportRefused(DatabaseError):
         super().__init__(first + (f" (and {more} more problem{'s' if more > 1 else ''}{'+' if report.truncated else ''})" if more > 0 else ""))
 
 
+def curve_points_claimed(trials: Any) -> int:
+    """How many curve points the trial records claim (a packed curve's ``n``, a plain curve's
+    list length), without decoding anything."""
+    total = 0
+    for t in trials if isinstance(trials, list) else ():
+        curves = t.get("curves") if isinstance(t, dict) else None
+        for c in curves.values() if isinstance(curves, dict) else ():
+            if not isinstance(c, dict):
+                continue
+            n = c.get("n") if "encoding" in c else c.get("steps")
+            total += n if type(n) is int and n > 0 else (len(n) if isinstance(n, list) else 0)
+    return total
+
+
 def validate_import(doc: dict[str, Any], registry: Registry | None, report: ImportReport) -> Validated:
-    """Every record of ``doc`` normalized; refusals (bad fields, ids twice in the file) go to ``report``."""
+    """Every record of ``doc`` normalized; refusals (bad fields, ids twice in the file, more
+    than :data:`MAX_DOCUMENT_POINTS` curve points in all) go to ``report``."""
     out: Validated = {t: [] for t in TABLES}
     unknown: set[str] = set()
+    points = curve_points_claimed(doc.get("trials"))
+    if points > MAX_DOCUMENT_POINTS:
+        report.refused.append(Problem(
+            report.file,
+            f"field trials: the curves hold {points:,} points in all; the limit is {MAX_DOCUMENT_POINTS:,} "
+            "per import (lrbench stores at most 1,000 a curve: downsample them, or split the file)",
+        ))
+        return out
     for table in TABLES:
         seen: dict[str, int] = {}
         for i, raw in enumerate(doc.get(table, [])):

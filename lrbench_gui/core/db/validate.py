@@ -50,6 +50,7 @@ __all__ = [
     "FieldError",
     "Normalized",
     "normalize_record",
+    "finite_curves",
     "check_spec",
     "record_hash",
     "TABLES",
@@ -199,6 +200,44 @@ def check_spec(value: Any, path: str, registry: Registry | None, unknown: set[st
     else:
         unknown.add(name)  # type: ignore[arg-type]
     return {"name": name, "params": params}
+
+
+def _finite_number(v: Any) -> bool:
+    return type(v) is int or (type(v) is float and v - v == 0.0 and abs(v) <= 3.4e38)
+
+
+def finite_curves(raw: Any) -> Any:
+    """A trial record from this app with the non-finite points of its plain curves dropped.
+
+    A run whose LR or loss went to infinity (the trial protocol carries ``"inf"``) is still a
+    result worth keeping: rather than refuse the record, the points that are not finite
+    numbers (or overflow float32) are dropped, counted in ``extra.dropped_points`` and named
+    in ``notes``. Anything else is left for validation; the input is not modified.
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("curves"), dict):
+        return raw
+    dropped: dict[str, int] = {}
+    curves: dict[str, Any] = {}
+    for name, c in raw["curves"].items():
+        if isinstance(c, dict) and set(c) == {"steps", "values"} and isinstance(c["steps"], list) and isinstance(c["values"], list) \
+                and len(c["steps"]) == len(c["values"]) and not all(map(_finite_number, c["values"])):
+            keep = [i for i, v in enumerate(c["values"]) if _finite_number(v)]
+            dropped[str(name)] = len(c["values"]) - len(keep)
+            c = {"steps": [c["steps"][i] for i in keep], "values": [c["values"][i] for i in keep]}
+        curves[name] = c
+    if not dropped:
+        return raw
+    out = dict(raw)
+    out["curves"] = curves
+    extra = out.get("extra")
+    if extra is None or isinstance(extra, dict):
+        out["extra"] = {**(extra or {}), "dropped_points": dropped}
+    note = "non-finite points dropped from the curves: " + ", ".join(f"{k} {n}" for k, n in dropped.items())
+    notes = out.get("notes")
+    if isinstance(notes, str) or notes is None:
+        out["notes"] = ((notes + "\n") if notes else "") + note
+        out["notes"] = out["notes"][-MAX_TEXT:]
+    return out
 
 
 @dataclass
