@@ -87,6 +87,14 @@ def test_sample_spec_file_with_a_composition(capsys, tmp_path):
         (["policy", "show", "nope"], "unknown policy 'nope'"),
         (["policy", "export", "cosine", "--to", "hf"], "--steps N is required"),
         (["policy", "frobnicate"], "invalid choice"),
+        (["policy", "sample", "exp", "--steps", "500", "--set", "gamma=10"], "policy exp: lr_at(309) raised OverflowError"),
+        (["policy", "sample", "cosine", "--steps", "5", "--set", 'lr="inf"'], "params.lr: must be a finite number"),
+        (["policy", "export", "sigmoid", "--to", "torch", "--steps", "100", "--set", 'gamma="nan"'], "params.gamma: must be a finite"),
+        (["policy", "sample", "cosine", "--steps", "5", "--set", "lr=" + "[" * 100 + "]" * 100], "--set lr nests deeper"),
+        (["policy", "sample", "cosine", "--steps", "5", "--set", "lr={oops"], "--set lr is not valid JSON"),
+        (["policy", "sample", '{"name": "fixed", "name": "cosine"}', "--steps", "5"], "the key 'name' appears twice"),
+        (["policy", "sample", '{"sequence": [' * 300 + "]}" * 300, "--steps", "5"], "inline spec nests deeper than 64"),
+        (["policy", "show", "z" * 5000], "(5,000 characters)"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(capsys, argv, message):
@@ -94,6 +102,18 @@ def test_bad_input_exits_2_with_a_message(capsys, argv, message):
     assert status == 2
     assert message in err, err
     assert "Traceback" not in err
+    assert len(err.strip().splitlines()[-1]) < 700
+
+
+def test_a_policy_is_sampled_only_when_every_lr_is_finite_and_not_negative(registry):
+    from lrbench_gui.core.spec import ScheduleError, build_schedule
+
+    schedule = build_schedule({"name": "exp", "params": {"lr": 0.1, "gamma": 10.0}}, 500, registry)
+    assert schedule.checked_lr(3) == pytest.approx(100.0)
+    with pytest.raises(ScheduleError, match=r"policy exp: lr_at\(309\) raised OverflowError"):
+        schedule.lrs()
+    linear = build_schedule({"name": "linear", "params": {"lr": 0.1}}, 10, registry)
+    assert linear.checked_lrs() == linear.lrs()
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):

@@ -246,6 +246,66 @@ def test_trace_prints_each_hook_call(lrbench_env, monkeypatch, capsys):
     assert "user:halving.register_policies registered ['halving']" in err
 
 
+def test_what_a_plugin_prints_while_loading_goes_to_stderr(lrbench_env, capfd):
+    write_plugin(lrbench_env["plugins"], "noisy.py", """
+        import os
+        from lrbench_gui.hookspecs import hookimpl
+        print("noisy at import")
+        os.write(1, b"noisy from C-level stdout\\n")
+
+        @hookimpl
+        def register_tasks(register):
+            print("noisy in a hook")
+        """)
+    reg = load_plugins()
+    out, err = capfd.readouterr()
+    assert "user:noisy" in reg.plugins and out == ""
+    assert "noisy at import" in err and "noisy from C-level stdout" in err and "noisy in a hook" in err
+    print("after loading")  # stdout is stdout again
+    assert capfd.readouterr().out == "after loading\n"
+
+
+def test_a_slow_plugin_is_named_with_the_way_to_disable_it(lrbench_env, monkeypatch, capfd):
+    monkeypatch.setenv("LRBENCH_PLUGIN_NOTICE", "0.1")
+    write_plugin(lrbench_env["plugins"], "sleepy.py", "import time\ntime.sleep(0.35)\n")
+    reg = load_plugins()
+    err = capfd.readouterr().err
+    assert "user:sleepy" in reg.plugins
+    folder = lrbench_env["plugins"]
+    assert f"lrbench: still loading plugin user:sleepy (0.1 s); disable it by moving sleepy.py out of {folder}" in err
+    assert "user:sleepy (0.3 s)" in err
+
+
+def test_threads_a_plugin_leaves_running_are_remembered(lrbench_env):
+    from lrbench_gui.plugins import plugin_threads
+
+    write_plugin(lrbench_env["plugins"], "spinner.py", """
+        import threading
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, name="spinner-thread").start()
+        """)
+    load_plugins()
+    try:
+        found = [(p, t.name) for p, t in plugin_threads()]
+        assert ("user:spinner", "spinner-thread") in found
+    finally:
+        sys.modules["lrbench_user_plugins.spinner"].stop.set()
+    for _, t in plugin_threads():
+        t.join(5)
+    assert plugin_threads() == []
+
+
+def test_the_command_does_not_wait_for_a_plugins_thread(lrbench_env):
+    write_plugin(lrbench_env["plugins"], "forever.py", """
+        import threading, time
+        threading.Thread(target=time.sleep, args=(600,), name="forever").start()
+        """)
+    proc = subprocess.run([sys.executable, "-m", "lrbench_gui.cli", "policy", "sample", "fixed", "--steps", "2",
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == [0.01, 0.01]
+    assert "not waiting for threads that plugins left running: user:forever (forever)" in proc.stderr
+
+
 def test_cli_lists_plugins_and_their_errors_and_still_runs(lrbench_env):
     write_plugin(lrbench_env["plugins"], "halving.py", GOOD_PLUGIN.format(name="halving"))
     write_plugin(lrbench_env["plugins"], "broken.py", "import no_such_module_here\n")

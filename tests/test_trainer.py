@@ -43,8 +43,76 @@ def test_protocol_round_trip_and_log_text():
         assert parse_line(junk) is None
 
 
+def test_events_with_fields_of_the_wrong_type_are_log_text():
+    good = {"v": 1, "type": "step", "trial": "t", "step": 1, "lr": 0.1, "loss": "inf"}
+    assert parse_line(json.dumps(good))["loss"] == float("inf")
+    for field, value in [("step", "1"), ("step", -1), ("step", True), ("step", 1.5), ("lr", "fast"), ("loss", None)]:
+        assert parse_line(json.dumps({**good, field: value})) is None, (field, value)
+    assert parse_line(json.dumps({"v": 1, "type": "eval", "trial": "t", "step": 2, "metrics": [1]})) is None
+    assert parse_line('{"v": 1, "type": "hello", "trial": "t", "pid": 1, "pad": "' + "x" * (1 << 20) + '"}') is None
+
+
+def test_the_first_end_event_is_the_trials_end_and_non_finite_points_are_left_out():
+    from lrbench_gui.core.runs.recorder import TrialRecorder
+
+    rec = TrialRecorder(trial())
+    for line in [encode("hello", "t", pid=1, steps=3), encode("step", "t", step=0, lr=0.1, loss=2.0),
+                 encode("step", "t", step=1, lr=float("inf"), loss=float("nan")),
+                 encode("end", "t", status="diverged", metrics={"val_loss": float("inf"), "best_loss": None}),
+                 encode("end", "t", status="completed", metrics={"val_loss": 0.5})]:
+        rec.feed(parse_line(line))
+    rec.finish(0, [])
+    record = rec.record()
+    assert record["status"] == "diverged" and "val_loss" not in record["metrics"]
+    assert record["curves"]["lr"] == {"steps": [0], "values": [0.1]}
+    assert record["curves"]["loss"] == {"steps": [0], "values": [2.0]}
+    notes = record["notes"]
+    assert "a second end event (status completed) was ignored" in notes
+    assert "step 1: the trainer reported a non-finite LR (inf)" in notes and "metric val_loss" in notes
+    assert "best_loss" not in notes  # None means "not measured", not a bad value
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"threads": 1025}, "threads: Input should be less than or equal to 1024"),
+        ({"trial_id": "a/b"}, "trial_id: must be 1 to 128"),
+        ({"trial_id": "a..b"}, "without '..'"),
+        ({"trial_id": "x" * 129}, "trial_id"),
+        ({"study_id": "../s"}, "study_id"),
+        ({"optimizer": {"betas": [0.9, 1.0]}}, "optimizer.betas: betas[1] must be in [0, 1)"),
+        ({"optimizer": {"eps": float("inf")}}, "optimizer.eps: must be a finite number (got inf)"),
+        ({"optimizer": {"weight_decay": 1e6}}, "optimizer.weight_decay"),
+        ({"max_grad_norm": float("nan")}, "max_grad_norm: must be a finite number"),
+        ({"budget": {"steps": 10**12}}, "budget.steps"),
+        ({"checkpoint_steps": [0]}, "checkpoint_steps: every checkpoint step must be in [1,"),
+        ({"device": "cuda; rm -rf /"}, "device"),
+        ({"task": None}, "task"),
+    ],
+)
+def test_trial_fields_are_bounded(fields, message):
+    with pytest.raises(TrialError) as info:
+        trial(**fields)
+    assert message in str(info.value) and len(str(info.value)) < 400
+
+
+def test_trial_files_are_read_bounded(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text('{"task": "digits-mlp", "task": "x", "policy": {}}')
+    with pytest.raises(TrialError, match="the key 'task' appears twice"):
+        load_trial(path)
+    path.write_text('{"task": "digits-mlp", "policy": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(TrialError, match="nests deeper than 64 levels"):
+        load_trial(path)
+    path.write_bytes(b'{"task": "d\xffigits"}')
+    with pytest.raises(TrialError, match="not UTF-8"):
+        load_trial(path)
+    with pytest.raises(TrialError, match="task: required"):
+        load_trial('{"policy": {"name": "fixed"}}')
+
+
 def test_trial_file_validation_names_the_field():
-    with pytest.raises(TrialError, match="budget: Value error, give exactly one of steps, epochs or tokens"):
+    with pytest.raises(TrialError, match="^budget: give exactly one of steps, epochs or tokens"):
         trial(budget={"steps": 10, "epochs": 1})
     with pytest.raises(TrialError, match="optimizer.name"):
         trial(optimizer={"name": "lion"})

@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``lrbench`` command. Called as the process entry point (no ``argv``), it does not wait
+    at exit for a non-daemon thread a plugin left running (:func:`~lrbench_gui.plugins.exit_if_plugin_threads`)."""
+    try:
+        status = _main(argv)
+    except SystemExit as exc:  # --help, --version
+        status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+        _exit_if_plugin_threads(argv, status)
+        raise
+    _exit_if_plugin_threads(argv, status)
+    return status
+
+
+def _exit_if_plugin_threads(argv: Sequence[str] | None, status: int) -> None:
+    if argv is None and "lrbench_gui.plugins" in sys.modules:
+        sys.modules["lrbench_gui.plugins"].exit_if_plugin_threads(status)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from lrbench_gui.core.export import TARGETS, export_policy
-from lrbench_gui.core.params import describe
+from lrbench_gui.core.params import clip, describe
 from lrbench_gui.core.registry import UnknownName
-from lrbench_gui.core.spec import PolicySpec, Spec, SpecError, build_schedule, parse_spec, spec_label
+from lrbench_gui.core.spec import (JsonFileError, PolicySpec, ScheduleError, Spec, SpecError, build_schedule,
+                                   loads_bounded, parse_spec, read_json_file, spec_label)
 from lrbench_gui.cli import CliError, print_json
 
 __all__ = ["add_parser", "parse_set", "resolve_spec"]
@@ -20,33 +21,31 @@ __all__ = ["add_parser", "parse_set", "resolve_spec"]
 
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; a value is read as JSON when it parses (numbers, lists, booleans),
-    as a string otherwise."""
+    as a string otherwise (a value that opens a list or an object must be valid JSON)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise CliError(f"--set {item!r}: expected key=value")
+            raise CliError(f"--set {clip(item)}: expected key=value")
+        key = clip(key, 80)
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
+            value = loads_bounded(raw, f"--set {key}")
+        except JsonFileError as exc:
+            if raw.lstrip().startswith(("[", "{")):
+                raise CliError(str(exc)) from None
             value = raw
         if isinstance(value, float) and not math.isfinite(value):
-            raise CliError(f"--set {key}: must be a finite number, got {raw}")
+            raise CliError(f"--set {key}: must be a finite number, got {clip(raw)}")
         out[key] = value
     return out
 
 
 def _load_spec_file(path: str) -> Any:
-    p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CliError(f"cannot read spec file {path}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"spec file {path} is not valid JSON: {exc}") from None
+        return read_json_file(path, "spec file")
+    except JsonFileError as exc:
+        raise CliError(str(exc)) from None
 
 
 def resolve_spec(name: str | None, spec_file: str | None, sets: list[str]) -> Spec:
@@ -58,9 +57,9 @@ def resolve_spec(name: str | None, spec_file: str | None, sets: list[str]) -> Sp
         obj, where = _load_spec_file(spec_file), spec_file
     elif name.lstrip().startswith("{"):
         try:
-            obj = json.loads(name)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"inline spec is not valid JSON: {exc}") from None
+            obj = loads_bounded(name, "inline spec")
+        except JsonFileError as exc:
+            raise CliError(str(exc)) from None
     elif name.endswith(".json"):
         obj, where = _load_spec_file(name), name
     else:
@@ -73,7 +72,15 @@ def resolve_spec(name: str | None, spec_file: str | None, sets: list[str]) -> Sp
     try:
         return parse_spec(obj, _registry())
     except SpecError as exc:
-        raise CliError(f"{where + ': ' if where else ''}{exc}") from None
+        raise CliError(f"{clip(where) + ': ' if where else ''}{exc}") from None
+
+
+def _lrs(spec: Spec, steps: int) -> list[float]:
+    """Every step's LR, each finite and >= 0, or one line naming the policy and the step."""
+    try:
+        return build_schedule(spec, steps, _registry()).checked_lrs()
+    except ScheduleError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _registry() -> Any:
@@ -135,7 +142,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         item = reg.policies[args.name] if args.name in reg.policies else reg.policy(args.name)
     except UnknownName as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc) if len(args.name) <= 200 else f"unknown policy {clip(args.name)}") from None
     cls = item.obj
     info = {
         "name": item.name,
@@ -168,10 +175,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.name, args.spec, args.set)
     steps = _steps(args, spec)
-    lrs = build_schedule(spec, steps, _registry()).lrs()
-    bad = next((i for i, v in enumerate(lrs) if not math.isfinite(v)), None)
-    if bad is not None:
-        raise CliError(f"the policy gives a non-finite LR ({lrs[bad]}) at step {bad}: check its parameters")
+    lrs = _lrs(spec, steps)
     if args.json:
         json.dump(lrs, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
@@ -192,9 +196,10 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    curves = [_lrs(spec, steps) for spec in specs]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for spec in specs:
-        ax.plot(range(steps), build_schedule(spec, steps, _registry()).lrs(), label=spec_label(spec, _registry()), linewidth=1.6)
+    for spec, lrs in zip(specs, curves):
+        ax.plot(range(steps), lrs, label=spec_label(spec, _registry()), linewidth=1.6)
     if args.log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -218,6 +223,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.name, args.spec, args.set)
     uses_total = not isinstance(spec, PolicySpec) or _uses_total(spec)
     steps = _steps(args, spec, default=None if uses_total else 1)
+    _lrs(spec, min(steps, 100_000))  # a policy that breaks at some step is refused, not exported
     result = export_policy(spec, args.to, steps, _registry())
     if args.json:
         print_json(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -113,6 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     db = None if args.no_db else open_db(args.db)
     bar: ProgressBar | None = None
     stored: dict[str, Any] = {}
+    saved: dict[str, Any] = {}
 
     def on_event(trial_id: str, event: Event) -> None:
         nonlocal bar
@@ -130,15 +130,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  | {line}", file=sys.stderr)
 
     def on_finished(trial_id: str, record: dict[str, Any]) -> None:
-        if db is not None:
-            from lrbench_gui.core.db import DatabaseError
-
-            try:
-                stored.update(db.add_trial(record))
-            except DatabaseError as exc:  # the run is not lost: keep it beside the database
-                path = (db.path.parent / f"unsaved-trial-{trial_id}.json")
-                path.write_text(json.dumps(record))
-                print(f"lrbench: could not record the trial ({exc}); saved it to {path}", file=sys.stderr)
+        if db is not None:  # whatever stops the write (lock, permissions, disk), the run is kept
+            saved["result"] = db.add_trial_or_recover(record)
         stored.setdefault("record", record)
 
     scheduler = LocalScheduler(1, on_event=on_event, on_log=on_log, on_finished=on_finished)
@@ -152,14 +145,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bar.close()
     record = records[cfg.trial_id]
     status = record["status"]
+    result = saved.get("result")
     if not args.json:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(record["metrics"].items()) if isinstance(v, (int, float)))
         cost = record["cost"]
         print(f"{status}: {cfg.task} with {spec_label(cfg.policy, get_registry())}; {metrics}")
         print(f"cost: {cost['steps']} steps, {cost['tokens']} tokens, {cost['seconds']:.1f} s"
-              + (f"; recorded as trial {cfg.trial_id} in {db.path}" if db is not None else ""))
+              + (f"; recorded as trial {cfg.trial_id} in {db.path}" if result is not None and result.ok else ""))
         if status == "failed":
             print(record.get("notes", ""), file=sys.stderr)
+    if result is not None and not result.ok:  # said last, so it is the line a user sees
+        from lrbench_gui.core.db import EXIT_RECOVERED
+
+        print(f"lrbench: error: {result.message()}", file=sys.stderr)
+        return EXIT_RECOVERED
     return 0 if status in ("completed", "diverged", "stopped") else 1
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "decay_over_run",
     "inverse_run",
     "derive_value",
+    "clip",
 ]
 
 #: what a parameter is to a tuner. ``lr``: the policy's (peak) LR, searched by default on a log
@@ -38,6 +39,15 @@ __all__ = [
 #: (searched and scaled like ``lr``, kept at or below it); ``warmup``: a warmup length, set to 0
 #: when the policy follows a warmup segment of a composition.
 ROLES = ("", "lr", "min_lr", "warmup")
+
+
+def clip(value: Any, limit: int = 200) -> str:
+    """``value`` as error-message text (strings as they are, anything else as its repr), cut to
+    about ``limit`` characters: an error echoes what it refuses, never 100 KB of it."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def run_fraction(fraction: float, minimum: int = 0) -> dict[str, Any]:
@@ -287,6 +297,7 @@ def describe(model: type[BaseModel]) -> list[ParamInfo]:
 def _message(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
+    got = clip(err.get("input"))
     if kind == "extra_forbidden":
         return "unknown parameter"
     if kind == "missing":
@@ -294,29 +305,45 @@ def _message(err: dict[str, Any]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values())) if ctx else "?"
-        return f"must be {op} {bound} (got {err.get('input')!r})"
+        return f"must be {op} {bound} (got {got})"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '?')} (got {err.get('input')!r})"
-    return f"{err.get('msg', 'invalid')} (got {err.get('input')!r})"
+        return f"must be one of {ctx.get('expected', '?')} (got {got})"
+    return f"{err.get('msg', 'invalid')} (got {got})"
+
+
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def validate_params(model: type[Params], values: dict[str, Any], where: str = "") -> Params:
     """Validate ``values`` against ``model``; raise :class:`ParamError` naming every bad field.
 
-    Floats must be finite: NaN and infinity are refused even where pydantic would allow them.
+    Floats must be finite: NaN and infinity are refused even where pydantic would allow them,
+    whether given as numbers or as the strings pydantic reads as floats (``"nan"``, ``"inf"``,
+    ``"Infinity"``).
     """
     if not isinstance(values, dict):
         raise ParamError([("", f"parameters must be a JSON object, got {type(values).__name__}")], where)
     problems = []
     for key, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            problems.append((str(key), f"must be a finite number (got {value!r})"))
+        if _non_finite(value):
+            problems.append((clip(str(key), 80), f"must be a finite number (got {clip(value)})"))
     if problems:
         raise ParamError(problems, where)
     try:
-        return model.model_validate(values)
+        model_obj = model.model_validate(values)
     except ValidationError as exc:
         for err in exc.errors():
-            path = ".".join(str(p) for p in err.get("loc", ()))
+            path = clip(".".join(str(p) for p in err.get("loc", ())), 80)
             problems.append((path, _message(err)))
         raise ParamError(problems, where) from None
+    for key in values:
+        if key in model.model_fields and _non_finite(getattr(model_obj, key)):
+            problems.append((str(key), f"must be a finite number (got {clip(values[key])})"))
+    if problems:
+        raise ParamError(problems, where)
+    return model_obj

@@ -14,16 +14,23 @@ for the last); inside it the segment's policy sees step ``step - start`` and a r
 place of a problem (``sequence[1].params.lr: must be > 0``); the parsed spec's :meth:`to_json`
 writes every parameter out (defaults included), so a stored spec means the same curve even if a
 plugin's defaults change, and ``parse_spec(s.to_json()).to_json() == s.to_json()``.
+
+Spec and trial files come from users and other machines, so :func:`read_json_file` reads them
+bounded (size, UTF-8, nesting depth checked before any object is built, duplicate keys refused),
+and a :class:`Schedule` reports a policy that raises or gives a non-finite or negative LR as a
+:class:`ScheduleError` naming the policy and the step.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Union
 
-from lrbench_gui.core.params import ParamError, Params, validate_params
+from lrbench_gui.core.params import ParamError, Params, clip, validate_params
 from lrbench_gui.core.policy import Policy
 from lrbench_gui.core.registry import Registry, UnknownName, require_registry
 
@@ -38,10 +45,91 @@ __all__ = [
     "sample",
     "spec_label",
     "MAX_DEPTH",
+    "ScheduleError",
+    "JsonFileError",
+    "read_json_file",
+    "loads_bounded",
+    "MAX_FILE_BYTES",
+    "MAX_JSON_DEPTH",
 ]
 
 MAX_DEPTH = 8
 MAX_SEGMENTS = 64
+#: the largest spec or trial file read (a real one is a few KB)
+MAX_FILE_BYTES = 8 * 2**20
+#: JSON nesting allowed in a spec or trial file: a composition MAX_DEPTH deep needs about 20
+MAX_JSON_DEPTH = 64
+
+#: a JSON string (its closing quote optional, so an unterminated one cannot make the scan
+#: quadratic) or a bracket
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
+
+
+class JsonFileError(ValueError):
+    """A spec or trial file that cannot be read as bounded JSON; the message names the file."""
+
+
+class ScheduleError(ValueError):
+    """A policy that raised, or gave an LR that is not finite and >= 0, at a named step."""
+
+
+def _depth_exceeds(text: str, limit: int) -> bool:
+    """Whether ``text`` nests objects and lists deeper than ``limit`` (strings skipped), checked
+    before ``json.loads`` so a hostile file never reaches the recursive decoder."""
+    depth = 0
+    for m in _TOKENS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _no_duplicates(what: str) -> Any:
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            raise JsonFileError(f"{what}: the key {clip(repr(dup), 80)} appears twice in one object")
+        return out
+
+    return hook
+
+
+def loads_bounded(text: str, what: str = "JSON", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of untrusted text: nesting and duplicate keys refused in one line
+    (:class:`JsonFileError`)."""
+    if _depth_exceeds(text, max_depth):
+        raise JsonFileError(f"{what} nests deeper than {max_depth} levels")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates(what))
+    except json.JSONDecodeError as exc:
+        raise JsonFileError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # a decoder deeper than the scan allowed (cannot happen below ~900)
+        raise JsonFileError(f"{what} nests too deep") from None
+
+
+def read_json_file(path: str | Path, what: str = "file", max_bytes: int = MAX_FILE_BYTES,
+                   max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Read a JSON file bounded: at most ``max_bytes`` are read (``/dev/zero`` is refused, not
+    read until memory runs out), the bytes must be UTF-8, and :func:`loads_bounded` parses them."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise JsonFileError(f"cannot read {what} {clip(str(path), 200)}: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise JsonFileError(f"{what} {clip(str(path), 200)} is larger than {max_bytes // 2**20} MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonFileError(f"{what} {clip(str(path), 200)} is not UTF-8 text "
+                            f"(byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    return loads_bounded(text.removeprefix("\ufeff"), f"{what} {clip(str(path), 200)}", max_depth)
 
 
 class SpecError(ValueError):
@@ -80,9 +168,9 @@ def parse_spec(obj: Any, registry: Registry, *, path: str = "") -> Spec:
     reg = require_registry(registry, "parse_spec")
     if isinstance(obj, str):
         try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise SpecError(path, f"not valid JSON: {exc}") from None
+            obj = loads_bounded(obj, "the spec")
+        except JsonFileError as exc:
+            raise SpecError(path, str(exc)) from None
     return _parse(obj, reg, path, 0)
 
 
@@ -100,7 +188,7 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
     if "sequence" in obj:
         extra = set(obj) - {"sequence", "boundaries"}
         if extra:
-            raise SpecError(path, f"unknown keys {sorted(extra)} in a sequence (allowed: sequence, boundaries)")
+            raise SpecError(path, f"unknown keys {clip(sorted(extra))} in a sequence (allowed: sequence, boundaries)")
         seq, bounds = obj["sequence"], obj.get("boundaries")
         if not isinstance(seq, list) or not seq:
             raise SpecError(_join(path, "sequence"), "must be a non-empty list of specs")
@@ -117,7 +205,7 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
         for i, b in enumerate(bounds):
             where = _join(path, f"boundaries[{i}]")
             if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or int(b) != b:
-                raise SpecError(where, f"must be a whole step number, got {b!r}")
+                raise SpecError(where, f"must be a whole step number, got {clip(b)}")
             if b <= prev:
                 raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
             prev = int(b)
@@ -127,14 +215,15 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
         raise SpecError(path, "a spec needs 'name' (one policy) or 'sequence' (a composition)")
     extra = set(obj) - {"name", "params"}
     if extra:
-        raise SpecError(path, f"unknown keys {sorted(extra)} (allowed: name, params)")
+        raise SpecError(path, f"unknown keys {clip(sorted(extra))} (allowed: name, params)")
     name = obj["name"]
     if not isinstance(name, str):
         raise SpecError(_join(path, "name"), f"must be a string, got {type(name).__name__}")
     try:
         cls = reg.policy(name)
     except UnknownName as exc:
-        raise SpecError(_join(path, "name"), str(exc)) from None
+        text = str(exc) if len(name) <= 200 else f"unknown policy {clip(name)}"
+        raise SpecError(_join(path, "name"), text) from None
     raw = obj.get("params", {})
     try:
         params = validate_params(cls.Params, raw)
@@ -156,7 +245,11 @@ class Schedule:
         self.total_steps = int(total_steps)
         reg = require_registry(registry, "Schedule")
         if isinstance(spec, PolicySpec):
-            self.policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
+            try:
+                self.policy: Policy | None = reg.policy(spec.name)(spec.params, self.total_steps)
+            except Exception as exc:  # a plugin's constructor may raise anything
+                raise ScheduleError(f"policy {spec.name}: setting it up for {self.total_steps} steps raised "
+                                    f"{type(exc).__name__}: {clip(str(exc))}") from None
             self._starts: list[int] = []
             self._segments: list[Schedule] = []
         else:
@@ -168,15 +261,39 @@ class Schedule:
             ]
 
     def lr_at(self, step: int) -> float:
+        """The LR of ``step``; :class:`ScheduleError` naming the policy and the step when the
+        policy raises (``exp`` with ``gamma=10`` overflows) or returns something not a number."""
         if self.policy is not None:
-            return float(self.policy.lr_at(step))
+            try:
+                return float(self.policy.lr_at(step))
+            except ScheduleError:
+                raise
+            except Exception as exc:  # a plugin's lr_at may raise anything
+                name = self.spec.name if isinstance(self.spec, PolicySpec) else "?"
+                raise ScheduleError(f"policy {name}: lr_at({step}) raised {type(exc).__name__}: "
+                                    f"{clip(str(exc))}") from None
         i = len(self._starts) - 1
         while i > 0 and step < self._starts[i]:
             i -= 1
         return self._segments[i].lr_at(step - self._starts[i])
 
+    def checked_lr(self, step: int) -> float:
+        """:meth:`lr_at`, refused (:class:`ScheduleError`) unless finite and >= 0: what an
+        optimizer is given and a sample prints."""
+        lr = self.lr_at(step)
+        if not math.isfinite(lr) or lr < 0:
+            what = "a non-finite" if not math.isfinite(lr) else "a negative"
+            raise ScheduleError(f"policy {self.label()} gives {what} LR ({lr!r}) at step {step}: check its parameters")
+        return lr
+
+    def label(self) -> str:
+        return spec_label(self.spec) if isinstance(self.spec, SequenceSpec) else self.spec.name
+
     def lrs(self, n: int | None = None) -> list[float]:
         return [self.lr_at(s) for s in range(self.total_steps if n is None else n)]
+
+    def checked_lrs(self, n: int | None = None) -> list[float]:
+        return [self.checked_lr(s) for s in range(self.total_steps if n is None else n)]
 
 
 def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry) -> Schedule:

@@ -22,7 +22,8 @@ from lrbench_gui.core.params import validate_params
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.runs.protocol import encode
 from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
-from lrbench_gui.core.spec import build_schedule, parse_spec
+from lrbench_gui.core.params import clip
+from lrbench_gui.core.spec import ScheduleError, build_schedule, parse_spec, read_json_file
 from lrbench_gui.core.task import Task, TaskContext
 
 __all__ = ["main", "run_trial", "Emitter", "DIVERGED_METRIC", "check_metrics"]
@@ -191,7 +192,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
     steps = resolve_steps(cfg, task, world)
     schedule = build_schedule(parse_spec(cfg.policy, reg), max(1, steps), reg)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(cfg, trainable, schedule.lr_at(0))
+    optimizer = _optimizer(cfg, trainable, schedule.checked_lr(0))
     if cfg.backend == "deepspeed":
         engine = _ds_engine(cfg, model, optimizer, steps)
         runner, module, optimizer = engine, engine.module, engine.optimizer
@@ -223,7 +224,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
         if _Stop.requested:
             status = "stopped"
             break
-        lr = schedule.lr_at(step)
+        lr = schedule.checked_lr(step)  # a non-finite or negative LR fails the trial at this step
         for group in optimizer.param_groups:
             group["lr"] = lr * float(group.get("lr_scale", 1.0))
         loss_sum = 0.0
@@ -268,7 +269,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
     if cfg.save_model and status == "completed" and rank == 0:
         folder = workdir / "model"
         task.save_model(module, folder)
-        out.emit("checkpoint", step=done, path=str(folder), lr=schedule.lr_at(max(0, done - 1)), kind="model")
+        out.emit("checkpoint", step=done, path=str(folder), lr=schedule.checked_lr(max(0, done - 1)), kind="model")
     summary = {"final_loss": loss_val if done else None, "best_loss": best if math.isfinite(best) else None}
     summary.update(last_metrics)
     out.emit(
@@ -334,17 +335,35 @@ def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, flo
 
 
 def _raw_trial_id(path: str) -> str:
-    """The trial id of a trial file that failed validation, so the app can still match its events."""
-    import json
+    """The trial id of a trial file that failed validation, so the app can still match its events
+    (read bounded, like the trial itself; "?" when there is no usable id)."""
+    from lrbench_gui.core.runs.trial import SAFE_ID
 
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8")).get("trial_id")
-    except (OSError, ValueError, AttributeError):
+        value = read_json_file(path, "trial file").get("trial_id")
+    except Exception:  # any unreadable file: the events still go out, under "?"
         return "?"
-    return value if isinstance(value, str) and value else "?"
+    return value if isinstance(value, str) and SAFE_ID.match(value) and ".." not in value else "?"
+
+
+def _failed(out: Emitter, message: str) -> None:
+    """The failed trial's last two events: the reason in one line, and ``end``."""
+    out.emit("error", message=message, log_tail=list(out.tail)[-20:])
+    out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the trial file named on the command line. As the process entry point (no ``argv``),
+    it does not wait at exit for a thread a plugin left running."""
+    status = _main(argv)
+    if argv is None:
+        from lrbench_gui.plugins import exit_if_plugin_threads
+
+        exit_if_plugin_threads(status)
+    return status
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lrbench_gui.trainer", description=__doc__)
     parser.add_argument("trial", help="the trial file (JSON)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help="set by the DeepSpeed launcher")
@@ -362,22 +381,19 @@ def main(argv: list[str] | None = None) -> int:
         out.trial = cfg.trial_id
     except TrialError as exc:
         out.trial = _raw_trial_id(args.trial)
-        out.emit("error", message=f"bad trial file: {exc}", log_tail=[])
-        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
-        out.log(f"lrbench trainer: bad trial file {args.trial}: {exc}")
+        out.log(f"lrbench trainer: bad trial file {clip(args.trial)}: {exc}")
+        out.tail.clear()
+        _failed(out, f"bad trial file: {exc}")
         return 2
     try:
         run_trial(cfg, out, registry)
-    except TrialError as exc:  # a broken contract (a task without its metric): one clear line
+    except (TrialError, ScheduleError) as exc:  # a broken contract or a policy's bad LR: one clear line
         out.log(f"trial {cfg.trial_id} failed: {exc}")
-        out.emit("error", message=str(exc), log_tail=list(out.tail)[-20:])
-        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
+        _failed(out, str(exc))
         return 1
     except Exception as exc:  # a failed trial is reported, never a bare traceback to the app
-        tb = traceback.format_exc()
-        out.log(tb)
+        out.log(traceback.format_exc())
         kind = "out of memory" if "out of memory" in str(exc).lower() else type(exc).__name__
-        out.emit("error", message=f"{kind}: {exc}", log_tail=list(out.tail)[-20:])
-        out.emit("end", status="failed", metrics={}, cost={"steps": 0, "tokens": 0, "samples": 0, "seconds": 0})
+        _failed(out, f"{kind}: {clip(str(exc), 400)}")
         return 1
     return 0

@@ -2,8 +2,10 @@
 
 Every event has ``"v"`` (the protocol version), ``"type"`` and ``"trial"`` (the trial id). Types
 and their fields are documented in docs/protocol.md. The reader treats a line it cannot parse as
-log text, never as a crash; a process that dies without ``end`` is recorded as failed by the
-runner, with the tail of its stderr.
+log text, never as a crash, and so is an event whose fields have the wrong types (a step that is
+not a whole number, an LR that is neither a number nor ``"nan"``/``"inf"``/``"-inf"``): whoever
+reads events can trust their types. A process that dies without ``end`` is recorded as failed by
+the runner, with the tail of its stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+#: a longer line is log text (a protocol event is a few hundred bytes; an eval, a few KB)
+MAX_LINE = 1 << 20
 EVENT_TYPES = ("hello", "step", "eval", "checkpoint", "end", "error")
 END_STATUSES = ("completed", "stopped", "diverged", "failed")
 _REQUIRED = {
@@ -72,8 +76,35 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _numeric(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("nan", "inf", "-inf")
+
+
+def _typed(kind: str, data: dict[str, Any]) -> bool:
+    """Whether an event's required fields have their documented types."""
+    if kind in ("step", "eval", "checkpoint") and not _whole(data["step"]):
+        return False
+    if kind == "step":
+        return _numeric(data["lr"]) and _numeric(data["loss"])
+    if kind == "eval":
+        return isinstance(data["metrics"], dict)
+    if kind == "checkpoint":
+        return isinstance(data["path"], str)
+    if kind == "end":
+        return data["status"] in END_STATUSES
+    if kind == "error":
+        return isinstance(data["message"], str)
+    return True
+
+
 def parse_line(line: str | bytes) -> Event | None:
     """The event on ``line``, or None when the line is not a valid protocol event (log text)."""
+    if len(line) > MAX_LINE:
+        return None
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
     line = line.strip()
@@ -91,9 +122,9 @@ def parse_line(line: str | bytes) -> Event | None:
     if any(k not in obj for k in _REQUIRED[kind]):
         return None
     data = {k: v for k, v in obj.items() if k not in ("v", "type", "trial")}
+    if not _typed(kind, data):
+        return None
     for key in ("loss", "lr"):
         if key in data:
             data[key] = _number(data[key])
-    if kind == "end" and data.get("status") not in END_STATUSES:
-        return None
     return Event(kind, trial, data)

@@ -4,6 +4,11 @@ Both the CLI's runner and the GUI's QProcess bridge feed events here, so a trial
 same way whoever ran it. A process that dies without ``end`` becomes ``failed`` with the tail of
 its stderr; a process the user cancelled becomes ``stopped`` even if it was killed before it
 could say so.
+
+The record is always one the database accepts, whatever the trainer sent: the first ``end``
+event is the trial's end (a second one is ignored), and points the protocol allows but a stored
+curve does not (an ``"inf"`` LR or loss), metrics that are not finite numbers, and names that are
+not valid keys are dropped, each kind said once in the record's notes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lrbench_gui import __version__
+from lrbench_gui.core.db.fields import KEY
 from lrbench_gui.core.records import TrialRecord, TrialStatus
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
@@ -30,6 +36,11 @@ def _finite_or_none(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def _whole(x: Any, default: int = 0) -> int:
+    v = _finite_or_none(x)
+    return int(v) if v is not None and v >= 0 else default
 
 
 class TrialRecorder:
@@ -48,6 +59,12 @@ class TrialRecorder:
         self.log_tail: deque[str] = deque(maxlen=60)
         self.started = time.time()
         self.status = "pending"
+        #: why points or events were left out of the record, once per reason
+        self.dropped: dict[str, str] = {}
+        self.last_step: dict[str, Any] = {}
+
+    def _drop(self, reason: str, text: str) -> None:
+        self.dropped.setdefault(reason, text)
 
     def feed(self, event: Event) -> None:
         kind, d = event.type, event.data
@@ -55,11 +72,16 @@ class TrialRecorder:
             self.hello = dict(d)
             self.status = TrialStatus.RUNNING.value
         elif kind == "step":
-            self.steps.append(int(d["step"]))
-            self.lrs.append(float(d["lr"]))
+            step, lr = int(d["step"]), _finite_or_none(d["lr"])
+            if lr is None:
+                self._drop("lr", f"step {step}: the trainer reported a non-finite LR ({d['lr']}); "
+                                 "such points are left out of the lr curve")
+            self.steps.append(step)
+            self.lrs.append(lr)  # type: ignore[arg-type]
             self.losses.append(_finite_or_none(d["loss"]))
             self.last_step = dict(d)
-            self.status = TrialStatus.RUNNING.value
+            if self.end is None:
+                self.status = TrialStatus.RUNNING.value
         elif kind == "eval":
             step = int(d["step"])
             if self.evals and self.evals[-1][0] >= step:  # never two points at one step
@@ -71,6 +93,9 @@ class TrialRecorder:
             self.errors.append(str(d.get("message", "")))
             self.log_tail.extend(str(x) for x in (d.get("log_tail") or []))
         elif kind == "end":
+            if self.end is not None:  # the first end is the trial's end
+                self._drop("end", f"a second end event (status {d['status']}) was ignored")
+                return
             self.end = dict(d)
             self.status = str(d["status"])
 
@@ -94,36 +119,46 @@ class TrialRecorder:
 
     @property
     def progress(self) -> float:
-        total = self.hello.get("steps") or (self.config.budget.steps or 0)
+        total = _whole(self.hello.get("steps")) or (self.config.budget.steps or 0)
         return min(1.0, (self.steps[-1] + 1) / total) if total and self.steps else 0.0
 
     def record(self) -> TrialRecord:
         """The ``trials`` record for the database."""
         cfg = self.config
-        end = self.end or {}
-        metrics = {k: v for k, v in (end.get("metrics") or {}).items() if _finite_or_none(v) is not None}
+        end = self.end if isinstance(self.end, dict) else {}
+        metrics = self._metrics(end.get("metrics"))
         if not metrics and self.evals:
-            metrics = {k: v for k, v in self.evals[-1][1].items() if _finite_or_none(v) is not None}
+            metrics = self._metrics(self.evals[-1][1])
         if self.losses and "final_loss" not in metrics and self.losses[-1] is not None:
             metrics["final_loss"] = self.losses[-1]
-        end_cost = dict(end.get("cost") or {})
-        last = getattr(self, "last_step", {})
+        end_cost = end.get("cost") if isinstance(end.get("cost"), dict) else {}
+        last = self.last_step
+        seconds = _finite_or_none(end_cost.get("seconds", last.get("time", 0.0)))
         cost = {
-            "steps": int(end_cost.get("steps", len(self.steps))),
-            "tokens": int(end_cost.get("tokens", last.get("tokens", 0))),
-            "seconds": round(float(end_cost.get("seconds", last.get("time", 0.0))), 3),
+            "steps": _whole(end_cost.get("steps", len(self.steps)), len(self.steps)),
+            "tokens": _whole(end_cost.get("tokens", last.get("tokens", 0))),
+            "seconds": round(seconds, 3) if seconds is not None and seconds >= 0 else 0.0,
         }
-        info = self.hello.get("model") or {}
-        model = {"family": info.get("family") or None, "parameters": self.hello.get("params")}
+        info = self.hello.get("model") if isinstance(self.hello.get("model"), dict) else {}
+        params = self.hello.get("params")
+        model = {"family": str(info.get("family"))[:256] if info.get("family") else None,
+                 "parameters": params if isinstance(params, int) and not isinstance(params, bool) else None}
         curves = {
-            "lr": (self.steps, self.lrs),
+            "lr": ([s for s, v in zip(self.steps, self.lrs) if v is not None], [v for v in self.lrs if v is not None]),
             "loss": ([s for s, v in zip(self.steps, self.losses) if v is not None],
                      [v for v in self.losses if v is not None]),
         }
         for name in sorted({k for _, m in self.evals for k in m}):
-            pts = [(s, float(m[name])) for s, m in self.evals if _finite_or_none(m.get(name)) is not None]
-            curves[f"eval/{name}"] = ([s for s, _ in pts], [v for _, v in pts])
-        notes = self.errors + (list(self.log_tail)[-20:] if self.status == TrialStatus.FAILED else [])
+            if not KEY.match(f"eval/{name}"):
+                self._drop("eval-name", f"an evaluation metric named {str(name)[:80]!r} is not a valid name; left out")
+                continue
+            pts = [(s, _finite_or_none(m.get(name))) for s, m in self.evals]
+            curves[f"eval/{name}"] = ([s for s, v in pts if v is not None], [v for _, v in pts if v is not None])
+        metric = end.get("metric", "val_loss")
+        objective = {"metric": metric if isinstance(metric, str) and KEY.match(metric) else "val_loss",
+                     "mode": "max" if end.get("metric_mode") == "max" else "min"}
+        notes = self.errors + list(self.dropped.values()) + (
+            list(self.log_tail)[-20:] if self.status == TrialStatus.FAILED else [])
         return {
             "id": cfg.trial_id,
             "study": cfg.study_id,
@@ -136,7 +171,7 @@ class TrialRecorder:
             "budget": cfg.budget.model_dump(exclude_none=True),
             "seed": cfg.seed,
             "status": self.status,
-            "objective": {"metric": end.get("metric", "val_loss"), "mode": end.get("metric_mode", "min")},
+            "objective": objective,
             "metrics": metrics,
             "cost": cost,
             # whole curves: the database downsamples them to its bound when it stores the record
@@ -149,12 +184,29 @@ class TrialRecorder:
             },
             "extra": {
                 "backend": cfg.backend,
-                "device": str(self.hello.get("device", cfg.device)),
-                "samples": int(end_cost.get("samples", last.get("samples", 0))),
-                "checkpoints": [c.get("path") for c in self.checkpoints][:64],
+                "device": str(self.hello.get("device", cfg.device))[:64],
+                "samples": _whole(end_cost.get("samples", last.get("samples", 0))),
+                "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][:64],
             },
             "notes": "\n".join(notes)[:8000],
         }
+
+
+    def _metrics(self, raw: Any) -> dict[str, float]:
+        """The finite, validly named numbers of a metrics object, as floats."""
+        out: dict[str, float] = {}
+        for key, value in (raw.items() if isinstance(raw, dict) else ()):
+            v = _finite_or_none(value) if not isinstance(value, bool) else None
+            if value is None:  # "not measured" (a best loss before any finite loss)
+                continue
+            if v is None:
+                self._drop(f"metric:{str(key)[:80]}", f"metric {str(key)[:80]}: {str(value)[:40]} is not a finite "
+                                                       "number; left out")
+            elif not KEY.match(str(key)):
+                self._drop("metric-name", f"a metric named {str(key)[:80]!r} is not a valid name; left out")
+            elif len(out) < 64:
+                out[str(key)] = v
+        return out
 
 
 def _user() -> str:

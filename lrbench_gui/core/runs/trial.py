@@ -1,47 +1,66 @@
 """The trial file: everything one training run needs, as JSON (``TRIAL.json``).
 
 The app validates a trial here (torch-free) before it starts a process; the trainer validates
-it again and resolves the task, the policy and the budget.
+it again and resolves the task, the policy and the budget. A trial file may come from anywhere,
+so it is read bounded (:func:`~lrbench_gui.core.spec.read_json_file`) and every field is bounded:
+numbers are finite and in a range torch accepts, ids are safe file names, counts are ones a
+machine can run.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lrbench_gui.core.params import ParamError, validate_params
+from lrbench_gui.core.params import ParamError, clip, validate_params
 from lrbench_gui.core.registry import require_registry, Registry, UnknownName
-from lrbench_gui.core.spec import SpecError, parse_spec
+from lrbench_gui.core.spec import JsonFileError, SpecError, loads_bounded, parse_spec, read_json_file
 
-__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial", "write_trial"]
+__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial",
+           "write_trial", "SAFE_ID", "MAX_THREADS"]
+
+#: a trial or study id: docs/format.md's id rule (1 to 128 of letters, digits and ``_ . : @ + -``,
+#: starting with a letter or digit) and never ``..``, so an id is always a safe file name
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+\-]{0,127}$")
+MAX_THREADS = 1024
+_MANY = 10**9  # steps, evaluations or checkpoints no run reaches
+_PATH = 4096
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Optimizer(_Strict):
     name: Literal["adamw", "adam", "sgd"] = "adamw"
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=100)
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
+    eps: float = Field(1e-8, gt=0, le=1)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
     nesterov: bool = False
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float]) -> tuple[float, float]:
+        for i, b in enumerate(value):
+            if not 0 <= b < 1:
+                raise ValueError(f"betas[{i}] must be in [0, 1) (got {b!r})")
+        return value
 
 
 class Budget(_Strict):
     """Exactly one of steps, epochs or tokens. ``steps: 0`` trains nothing: the trial only
     evaluates the task's model (with ``merge``: the merged model) and may save it."""
 
-    steps: int | None = Field(None, ge=0)
-    epochs: float | None = Field(None, gt=0)
-    tokens: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=0, le=_MANY)
+    epochs: float | None = Field(None, gt=0, le=1e6)
+    tokens: int | None = Field(None, ge=1, le=10**15)
 
     @model_validator(mode="after")
     def _one(self) -> "Budget":
@@ -53,7 +72,7 @@ class Budget(_Strict):
 
 class DeepSpeedOptions(_Strict):
     zero_stage: int = Field(0, ge=0, le=3)
-    num_gpus: int = Field(1, ge=1, description="ranks to launch (GPUs; on a CPU host, gloo processes)")
+    num_gpus: int = Field(1, ge=1, le=MAX_THREADS, description="ranks to launch (GPUs; on a CPU host, gloo processes)")
     native_scheduler: bool = Field(
         False, description="use DeepSpeed's own scheduler when the policy has an exact one"
     )
@@ -63,35 +82,51 @@ class MergeSpec(_Strict):
     """Start from a weighted average of two checkpoints of the same model (arXiv 2403.19390):
     ``theta = weight * later + (1 - weight) * earlier``, each a trainer ``.safetensors`` checkpoint."""
 
-    later: str
-    earlier: str
+    later: str = Field(max_length=_PATH)
+    earlier: str = Field(max_length=_PATH)
     weight: float = Field(ge=0, le=1, description="lambda: the later checkpoint's share")
 
 
 class TrialConfig(_Strict):
     trial_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     study_id: str | None = None
-    task: str
+    task: str = Field(max_length=256)
     task_params: dict[str, Any] = Field(default_factory=dict)
     policy: dict[str, Any]
     optimizer: Optimizer = Field(default_factory=Optimizer)
     budget: Budget = Field(default_factory=lambda: Budget(steps=100))
-    batch_size: int = Field(32, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    eval_every: int = Field(0, ge=0, description="steps between evaluations (0: only at the end)")
-    checkpoint_steps: list[int] = Field(default_factory=list)
-    checkpoint_every: int = Field(0, ge=0)
-    output_dir: str | None = None
+    batch_size: int = Field(32, ge=1, le=10**7)
+    grad_accum: int = Field(1, ge=1, le=10**6)
+    max_grad_norm: float | None = Field(1.0, gt=0, le=1e9)
+    eval_every: int = Field(0, ge=0, le=_MANY, description="steps between evaluations (0: only at the end)")
+    checkpoint_steps: list[int] = Field(default_factory=list, max_length=10_000)
+    checkpoint_every: int = Field(0, ge=0, le=_MANY)
+    output_dir: str | None = Field(None, max_length=_PATH)
     save_model: bool = False
-    seed: int = 0
-    device: str = "auto"
+    seed: int = Field(0, ge=-(2**63), lt=2**63)
+    device: str = Field("auto", pattern=r"^[a-z]{1,16}(:[0-9]{1,4})?$")
     backend: Literal["torch", "deepspeed"] = "torch"
     deepspeed: DeepSpeedOptions = Field(default_factory=DeepSpeedOptions)
-    threads: int = Field(1, ge=0, description="torch CPU threads (0: torch's default; 1 is fastest for small models, and trials run side by side)")
-    diverge_factor: float = Field(4.0, gt=1, description="stop as diverged when the loss exceeds this x its best")
-    log_every: int = Field(1, ge=1)
+    threads: int = Field(1, ge=0, le=MAX_THREADS, description="torch CPU threads (0: torch's default; 1 is fastest for small models, and trials run side by side)")
+    diverge_factor: float = Field(4.0, gt=1, le=1e9, description="stop as diverged when the loss exceeds this x its best")
+    log_every: int = Field(1, ge=1, le=_MANY)
     merge: MergeSpec | None = None
+
+    @field_validator("trial_id", "study_id")
+    @classmethod
+    def _safe_id(cls, value: str | None) -> str | None:
+        if value is not None and (not SAFE_ID.match(value) or ".." in value):
+            raise ValueError("must be 1 to 128 letters, digits and _ . : @ + - starting with a letter or digit, "
+                             f"without '..' (got {clip(value)})")
+        return value
+
+    @field_validator("checkpoint_steps")
+    @classmethod
+    def _checkpoint_steps(cls, value: list[int]) -> list[int]:
+        bad = next((s for s in value if not 1 <= s <= _MANY), None)
+        if bad is not None:
+            raise ValueError(f"every checkpoint step must be in [1, {_MANY}] (got {bad})")
+        return value
 
 
 class TrialError(ValueError):
@@ -104,11 +139,11 @@ def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
     try:
         task_cls = reg.task(config.task)
     except UnknownName as exc:
-        raise TrialError(f"task: {exc}") from None
+        raise TrialError(f"task: {exc}" if len(config.task) <= 200 else f"task: unknown task {clip(config.task)}") from None
     try:
         validate_params(task_cls.Params, config.task_params)
     except ParamError as exc:
-        raise TrialError("; ".join(f"task_params.{p}: {m}" if p else f"task_params: {m}" for p, m in exc.problems))
+        raise TrialError(clip("; ".join(f"task_params.{p}: {m}" if p else f"task_params: {m}" for p, m in exc.problems), 600))
     try:
         parse_spec(config.policy, reg)
     except SpecError as exc:
@@ -117,26 +152,44 @@ def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
 
 
 def load_trial(source: str | Path | dict[str, Any]) -> TrialConfig:
-    """A :class:`TrialConfig` from a file, a JSON string or a dict; :class:`TrialError` if invalid."""
-    if isinstance(source, dict):
-        obj = source
-    else:
-        text = source if isinstance(source, str) and source.lstrip().startswith("{") else None
-        if text is None:
-            try:
-                text = Path(source).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise TrialError(f"cannot read trial file {source}: {exc.strerror or exc}") from None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise TrialError(f"trial file is not valid JSON: {exc}") from None
+    """A :class:`TrialConfig` from a file, a JSON string or a dict; :class:`TrialError` if invalid.
+
+    A file or string is read bounded: size, UTF-8, nesting depth and duplicate keys are checked
+    before any object is built, so a 10,000-deep policy is one line, not a RecursionError."""
+    try:
+        if isinstance(source, dict):
+            obj = source
+        elif isinstance(source, str) and source.lstrip().startswith("{"):
+            obj = loads_bounded(source, "the trial")
+        else:
+            obj = read_json_file(source, "trial file")
+    except JsonFileError as exc:
+        raise TrialError(str(exc)) from None
     try:
         return TrialConfig.model_validate(obj)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        path = ".".join(str(p) for p in first.get("loc", ()))
-        raise TrialError(f"{path}: {first.get('msg')} (got {first.get('input')!r})") from None
+        raise TrialError(_first_problem(exc)) from None
+    except RecursionError:  # a dict built in Python, nested past what pydantic can walk
+        raise TrialError("the trial nests too deep") from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    """The first validation problem in one line: the field, what is wrong, the value cut short."""
+    first = exc.errors()[0]
+    path = clip(".".join(str(p) for p in first.get("loc", ())), 120) or "trial"
+    kind, ctx = first.get("type", ""), first.get("ctx") or {}
+    if kind == "missing":
+        return f"{path}: required"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field"
+    if kind == "finite_number":
+        return f"{path}: must be a finite number (got {clip(first.get('input'))})"
+    msg = str(first.get("msg", "invalid"))
+    if kind == "value_error":
+        return f"{path}: {clip(msg.removeprefix('Value error, '), 400)}"
+    if "input" in first and not isinstance(first.get("input"), (dict, list)):
+        msg += f" (got {clip(first.get('input'))})"
+    return f"{path}: {msg}"
 
 
 def write_trial(config: TrialConfig, path: Path) -> Path:
