@@ -109,16 +109,20 @@ def test_a_third_party_search_tuner_resumes_like_a_builtin_after_an_interrupt(pl
     assert proc.returncode == 130, err
     study_id = re.search(r"lrbench tune --resume (\S+)", err).group(1)
     before = {t["id"]: t for t in _db(plugins).trials(study=study_id)}
-    finished = {k for k, t in before.items() if t["status"] in ("completed", "diverged", "failed", "stopped")}
-    assert len(finished) >= 2
+    interrupted = {k for k, t in before.items() if "interrupted" in (t.get("tags") or [])}
+    finished = {k for k, t in before.items() if t["status"] in ("completed", "diverged", "failed", "stopped")} - interrupted
+    completed = {k for k in finished if before[k]["status"] == "completed"}
+    assert len(completed) >= 2
 
     out = lrbench("tune", "--resume", study_id, "--json")
     assert out.returncode == 0, out.stderr
-    assert f"{len(finished)} finished trials replayed" in out.stderr
+    assert f"{len(completed)} completed trials kept" in out.stderr
     after = {t["id"]: t for t in _db(plugins).trials(study=study_id)}
     assert sorted(k.rsplit("-", 1)[-1] for k in after) == [f"gs{i:03d}" for i in range(5)]
     for key in finished:  # replayed, not run again: the stored record is untouched
         assert after[key] == before[key]
+    for key in interrupted:  # stopped with the study: run again to the end
+        assert after[key]["status"] != "stopped" and "interrupted" not in (after[key].get("tags") or [])
     assert json.loads(out.stdout)["summary"]["replayed"] == len(finished)
 
 

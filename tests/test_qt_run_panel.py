@@ -4,6 +4,7 @@ and the database job queue that stores its trials, including a trial the databas
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import threading
 
 from lrbench_gui.core.db import PolicyDB
@@ -115,10 +116,26 @@ def test_a_trial_the_database_refuses_is_saved_and_the_user_told(qtbot, tmp_path
         pass
     jobs.close()
     (message,) = messages
-    spare = tmp_path / f"unsaved-trial-{record['id']}.json"
-    assert message.startswith(f"could not record trial {record['id']}: ") and "\n" not in message
-    assert message.endswith(f"it was saved to {spare}")
-    assert json.loads(spare.read_text()) == record
+    assert message.startswith(f"could not record trial {record['id']} in {blocked}: ") and "\n" not in message
+    assert_recoverable(message, record, tmp_path, registry)
+
+
+def assert_recoverable(message, record, tmp_path, registry):
+    """The message names the recovery file and the exact command; the file imports the trial."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    found = re.search(r"Saved it to (.+?); to add it: (lrbench db import .+)$", message)
+    assert found, message
+    spare, command = Path(found.group(1)), found.group(2)
+    assert spare.exists() and shlex.split(command)[3] == str(spare)
+    target = tmp_path / "elsewhere.json"
+    out = subprocess.run([sys.executable, "-m", "lrbench_gui.cli", "db", "import", str(spare), "--db", str(target)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert PolicyDB(target, registry=registry).get(record["id"], "trials")["metrics"] == record["metrics"]
 
 
 def test_the_window_says_in_one_line_where_a_refused_run_trial_went(qtbot, tmp_path):
@@ -133,7 +150,6 @@ def test_the_window_says_in_one_line_where_a_refused_run_trial_went(qtbot, tmp_p
     with qtbot.waitSignal(win.db_jobs.drained, timeout=10_000):
         win.run_panel.trialRecorded.emit(record)
     message = win.statusBar().currentMessage()
-    spare = tmp_path / f"unsaved-trial-{record['id']}.json"
-    assert message.startswith(f"Could not record trial {record['id']}: ") and "\n" not in message
-    assert message.endswith(str(spare)) and json.loads(spare.read_text()) == record
+    assert message.startswith(f"Could not record trial {record['id']} in ") and "\n" not in message
+    assert_recoverable(message, record, tmp_path, win.registry)
     win.close()

@@ -222,14 +222,17 @@ def _first_lines(exc: Exception) -> str:
 
 def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
     from lrbench_gui.core.tuning.kinds import missing_files, study_config, tuner_params_from_args
-    from lrbench_gui.core.tuning.study import StudyConfig
+    from lrbench_gui.core.tuning.study import StudyConfig, resume_config
 
     if getattr(args, "resume", None):
         found = db.get(args.resume, "studies") if db is not None else None
         if found is None:
             raise CliError(f"no study {args.resume!r} in {getattr(db, 'path', 'the database')} "
                            "(lrbench db list shows the studies)")
-        config = StudyConfig.model_validate(found["extra"]["config"])
+        try:  # the execution settings are this command line's, never the stored record's
+            config = resume_config(found, parallel=getattr(args, "parallel", None))
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         if config.tuner != cls.name:
             raise CliError(f"study {args.resume} is a {config.tuner} study, not {cls.name}")
         return config
@@ -301,8 +304,10 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
     except (UnknownName, ValueError) as exc:
         raise CliError(str(exc).splitlines()[0]) from None
     if args.resume:
-        n = study.resume()
-        print(f"resuming study {config.study_id}: {n} finished trials replayed", file=sys.stderr)
+        study.resume()
+        r = study.resumed
+        print(f"resuming study {config.study_id}: {r['completed']} completed trials kept"
+              + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
     progress = _Progress(args.json)
     try:
         run_study(study, on_progress=progress)
@@ -311,7 +316,10 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         print(f"stopped; resume with: {prog} --resume {config.study_id}", file=sys.stderr)
         raise
     progress.close()
-    from lrbench_gui.cli.tune import all_failed  # the same rule as lrbench tune: no result at all is an error
+    from lrbench_gui.cli.tune import EXIT_RECOVERED, all_failed, report_recovered
+
+    if report_recovered(study):  # the study ran; some records are in recovery files
+        return EXIT_RECOVERED
 
     failure = all_failed(study)
     summary = study.tuner.summary_json()

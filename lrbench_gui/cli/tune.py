@@ -13,7 +13,9 @@ from typing import Any
 from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set
 
-__all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed"]
+__all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed", "report_recovered"]
+
+EXIT_RECOVERED = 3  # the study ran; some records are in recovery files (lrbench_gui.core.db.recovery)
 
 
 def _split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -43,25 +45,19 @@ def _target(text: str | None) -> tuple[str | None, float | None]:
 
 def make_study(args: argparse.Namespace, db: Any) -> Any:
     from lrbench_gui.core.registry import UnknownName
-    from lrbench_gui.core.tuning.study import Study, StudyConfig
+    from lrbench_gui.core.tuning.study import Study, StudyConfig, resume_config
 
     if args.resume:
         found = db.get(args.resume, "studies")
         if found is None:
             raise CliError(f"no study {args.resume!r} in {db.path} (lrbench db list shows the studies)")
-        stored = (found.get("extra") or {}).get("config")
-        if not isinstance(stored, dict):
-            raise CliError(f"study {args.resume!r} has no configuration to resume from (it was imported "
-                           "from another tool, or made by an older lrbench): start a new study instead")
         # where this machine sends work is never taken from a (possibly imported) record: the
         # backend, Ray address, parallelism and GPUs are the ones given on this command line
-        here = {"backend": args.backend, "ray_address": args.address, "parallel": args.parallel,
-                "gpus_per_trial": args.gpus_per_trial, "device": "auto"}
         try:
-            config = StudyConfig.model_validate({**stored, **here})
-        except Exception as exc:
-            raise CliError(f"study {args.resume!r}: its stored configuration is not valid here: "
-                           f"{str(exc).splitlines()[0][:200]}") from None
+            config = resume_config(found, backend=args.backend, ray_address=args.address, parallel=args.parallel,
+                                   gpus_per_trial=args.gpus_per_trial)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     else:
         sets = _split_sets(args.set)
         metric, target = _target(args.target)
@@ -70,7 +66,10 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             try:
                 lo, hi = (float(x) for x in args.lr_range.split(","))
             except ValueError:
-                raise CliError(f"--lr-range {args.lr_range!r}: expected LOW,HIGH, e.g. 1e-4,1e-1") from None
+                raise CliError(f"--lr-range {args.lr_range[:200]!r}: expected LOW,HIGH, e.g. 1e-4,1e-1") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+                raise CliError(f"--lr-range {args.lr_range[:200]}: LOW and HIGH must be finite, LOW > 0 and "
+                               "LOW < HIGH (to train at one LR, run: lrbench run --policy fixed --set policy.lr=LR)")
             lr_range = (lo, hi)
         obj = {
             "task": args.task, "task_params": sets["task"], "method": args.method, "tuner": args.tuner,
@@ -94,7 +93,9 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
 
         return Study(config, registry=get_registry(), db=db)
     except (UnknownName, ValueError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(str(exc)[:600]) from None
+    except Exception as exc:  # a tuner plugin's own error (a KeyError for a bad name): one line, no traceback
+        raise CliError(f"study: {type(exc).__name__}: {str(exc)[:400]}") from None
 
 
 class _Progress:
@@ -166,12 +167,20 @@ def _cmd_tune(args: argparse.Namespace) -> int:
               + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
     progress = _Progress(study, args.json)
     try:
-        run_study_blocking(study, progress)
+        if args.json:  # stdout is the JSON answer alone: Ray's banners and a plugin's prints go to stderr
+            from lrbench_gui.plugins import stdout_to_stderr
+
+            with stdout_to_stderr():
+                run_study_blocking(study, progress)
+        else:
+            run_study_blocking(study, progress)
     except KeyboardInterrupt:
         progress.close()
         print(f"stopped; resume with: lrbench tune --resume {study.config.study_id}", file=sys.stderr)
         return 130
     progress.close()
+    if report_recovered(study):
+        return EXIT_RECOVERED
     best = study.best()
     failure = all_failed(study)
     if failure is not None and not args.json:
@@ -203,6 +212,16 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             print(f"best policy saved to {where}; export it: lrbench policy export --spec {where} --to hf "
                   f"--steps {study.config.budget_steps}")
     return 0
+
+
+def report_recovered(study: Any) -> bool:
+    """Say, one line each, which records went to recovery files instead of the database (and
+    the command that applies each); True if any did."""
+    if not study.recovered:
+        return False
+    for result in study.recovered:
+        print(f"lrbench: {result.message()}", file=sys.stderr)
+    return True
 
 
 def all_failed(study: Any) -> str | None:
@@ -239,7 +258,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["min", "max"],
                    help="whether lower or higher is better (default: the task's declared direction for its "
                         "metric, else by name: accuracy-like metrics are max)")
-    p.add_argument("--lr-range", metavar="LOW,HIGH", help="narrow every LR dimension of the search")
+    p.add_argument("--lr-range", metavar="LOW,HIGH",
+                   help="narrow every LR dimension of the search (0 < LOW < HIGH; for one fixed LR use lrbench run)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")

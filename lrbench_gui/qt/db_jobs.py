@@ -9,16 +9,15 @@ always lands before its trials, and the callbacks run on the GUI thread.
 
 :meth:`DatabaseJobs.write_trial` is the one way a finished trial reaches the database, for the
 Run panel's trials and the studies' alike: a record that cannot be written (the database is
-unreadable, locked, read-only, the disk is full) is saved to ``unsaved-trial-ID.json`` beside
-the database (or in the data folder, or the temporary folder, when that folder refuses it), and
-``on_failed`` gets one line that says where. Nothing trained is lost.
+unreadable, locked past the wait, read-only, the disk is full) goes to a recovery file
+(:mod:`lrbench_gui.core.db.recovery`: beside the database, else in the data folder, else in the
+temporary folder), and ``on_failed`` gets one line that says where and the ``lrbench db import``
+command that adds it. Nothing trained is lost.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import tempfile
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from lrbench_gui.core.records import StudyRecord, TrialRecord
     from lrbench_gui.core.registry import Registry
 
-__all__ = ["DatabaseJobs", "describe_error", "save_unsaved_trial"]
+__all__ = ["DatabaseJobs", "describe_error"]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -42,22 +41,14 @@ def describe_error(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def save_unsaved_trial(record: dict[str, Any], db_path: Path | None) -> Path | None:
-    """Write a trial record that the database refused to ``unsaved-trial-ID.json``: beside the
-    database, else in the data folder, else in the temporary folder. Returns where, or None."""
-    from lrbench_gui.core.paths import data_dir
+_RECOVERED = "\x00recovered:"
 
-    name = f"unsaved-trial-{record.get('id')}.json"
-    folders = [Path(db_path).expanduser().absolute().parent] if db_path else []
-    for folder in (*folders, data_dir(), Path(tempfile.gettempdir())):
-        spare = folder / name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            spare.write_text(json.dumps(record))
-        except (OSError, TypeError, ValueError):
-            continue
-        return spare
-    return None
+
+class _Recovered(Exception):
+    """A write that went to a recovery file: its message is the recovery's one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_RECOVERED + message)
 
 
 def _stop_thread(thread: QThread, worker: QObject) -> None:
@@ -152,24 +143,33 @@ class DatabaseJobs(QObject):
     def write_trial(self, record: TrialRecord | dict[str, Any], study_record: StudyRecord | dict[str, Any] | None = None,
                     on_done: Callable[[str], None] | None = None,
                     on_failed: Callable[[str], None] | None = None) -> int:
-        """Store a finished trial (after its study's record, in one write when given).
+        """Store a finished trial (after its study's record, when given).
 
-        ``on_done`` gets the trial id. A trial that cannot be stored is saved as
-        ``unsaved-trial-ID.json`` (see :func:`save_unsaved_trial`) and ``on_failed`` gets one
-        line: ``could not record trial ID: why; it was saved to PATH``."""
+        ``on_done`` gets the trial id. A trial that cannot be stored is kept in a recovery file
+        (see :mod:`lrbench_gui.core.db.recovery`) and ``on_failed`` gets one line: ``could not
+        record trial ID in DB: why. Saved it to FILE; to add it: lrbench db import FILE ...``."""
         trial_id = str(record.get("id"))
+        registry = self.registry
 
         def write(db: PolicyDB) -> str:
-            with db.batch():
-                if study_record is not None:
-                    db.add_study(dict(study_record), replace=True)
-                db.add_trial(dict(record), replace=True)
+            from lrbench_gui.core.db.recovery import write_or_recover
+
+            if study_record is not None:
+                db.add_study_or_recover(dict(study_record), replace=True)
+            result = write_or_recover(db, "trials", [dict(record)], replace=True, with_studies=[study_record])
+            if not result.ok:
+                raise _Recovered(result.message())
             return trial_id
 
         def recover(path: Path, message: str) -> str:
-            spare = save_unsaved_trial(dict(record), path)
-            where = f"; it was saved to {spare}" if spare else "; it could not be saved anywhere either"
-            return f"could not record trial {trial_id}: {message}{where}"
+            from lrbench_gui.core.db.recovery import write_or_recover
+
+            if message.startswith(_RECOVERED):
+                return message[len(_RECOVERED):]
+            # the database could not even be opened: the same recovery file, by path
+            result = write_or_recover(path, "trials", [dict(record)], replace=True, with_studies=[study_record],
+                                      registry=registry)
+            return result.message()
 
         return self._queue(write, on_done, on_failed, recover)
 

@@ -30,7 +30,7 @@ from lrbench_gui.core.records import StudyStatus, TrialStatus, spec_label
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
-from lrbench_gui.core.tuning.study import Study, StudyConfig
+from lrbench_gui.core.tuning.study import Study, StudyConfig, resume_config
 from lrbench_gui.qt.db_jobs import DatabaseJobs, describe_error
 from lrbench_gui.qt.ray_bridge import RayStudyDriver
 from lrbench_gui.qt.trial_runner import TrialRunner
@@ -133,6 +133,7 @@ class StudyController(QObject):
         if self.is_busy():
             raise RuntimeError("a study is already running: stop it first")
         registry = self.registry
+        slots = len(self.runner.slot_ids)
         self.status = "resuming"
         self._cancel_resume = False
 
@@ -140,10 +141,8 @@ class StudyController(QObject):
             found = db.get(study_id, "studies")
             if found is None:
                 raise ValueError(f"there is no study {study_id!r} in {db.path}")
-            try:
-                config = StudyConfig.model_validate((found.get("extra") or {})["config"])
-            except (KeyError, ValueError) as exc:
-                raise ValueError(f"study {study_id!r} has no usable configuration ({describe_error(exc)})") from None
+            # the execution settings are this app's (its slots), never the stored record's
+            config = resume_config(found, parallel=slots)
             study = Study(config, registry=registry, db=db)
             study.resume()
             study.db = None  # from here on the controller writes, through the jobs thread

@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lrbench_gui.core.params import validate_params
 from lrbench_gui.core.records import TRIAL_REPLAYED, StudyRecord, StudyStatus, TrialRecord, TrialStatus, curve_points
@@ -34,7 +34,7 @@ from lrbench_gui.core.registry import Registry, require_registry
 from lrbench_gui.core.runs.trial import TrialConfig, load_trial, validate_trial
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
-__all__ = ["StudyConfig", "Study", "result_from_record", "METHODS", "INTERRUPTED"]
+__all__ = ["StudyConfig", "Study", "result_from_record", "resume_config", "METHODS", "INTERRUPTED", "EXECUTION_FIELDS"]
 
 #: the tag of a trial stopped because its whole study was stopped (it runs again on resume)
 INTERRUPTED = "interrupted"
@@ -77,6 +77,32 @@ class StudyConfig(BaseModel):
     threads: int = Field(1, ge=0)
     device: str = "auto"
     trial_backend: Literal["torch", "deepspeed"] = "torch"
+
+
+#: the settings that say where and how this machine runs the work: never taken from a stored study
+#: record (it may come from someone else's export file), always this machine's own
+EXECUTION_FIELDS = ("backend", "ray_address", "parallel", "gpus_per_trial", "cpus_per_trial", "device", "threads",
+                    "trial_backend")
+
+
+def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
+    """The configuration to resume a stored study with: its own, except the execution settings
+    (:data:`EXECUTION_FIELDS`), which are this machine's defaults or what ``here`` gives. Raises
+    ``ValueError`` (one line) for a record with no usable configuration."""
+    config = ((record or {}).get("extra") or {}).get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"study {(record or {}).get('id')!r} has no configuration to resume from (it was imported "
+                         "from another tool, or made by an older lrbench): start a new study instead")
+    defaults = StudyConfig.model_fields
+    mine = {k: (here[k] if here.get(k) is not None else defaults[k].default) for k in EXECUTION_FIELDS}
+    try:
+        return StudyConfig.model_validate({**config, **mine})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        what = "required" if err.get("type") == "missing" else str(err.get("msg", "invalid"))[:200]
+        raise ValueError(f"study {record.get('id')!r}: its stored configuration is not valid here: "
+                         f"{where}: {what}") from None
 
 
 def metric_direction(metric: str, task_cls: Any) -> str:
@@ -144,6 +170,9 @@ class Study:
         self._ask_count = 0
         self.asked_at: dict[str, int] = {}
         self.on_stored: Callable[[dict[str, Any]], None] | None = None
+        #: writes the database refused, kept in recovery files (RecoveryResult, with the
+        #: ``lrbench db import`` line that applies each); the CLI reports them and exits 3
+        self.recovered: list[Any] = []
 
     def _make_tuner(self) -> Tuner:
         from lrbench_gui.core.tuning.space import study_space
@@ -183,7 +212,14 @@ class Study:
 
     def save(self, status: StudyStatus | str) -> None:
         if self.db is not None:
-            self.db.add_study(self.study_record(status), replace=True)
+            result = self.db.add_study_or_recover(self.study_record(status), replace=True)
+            if not result.ok:
+                # one recovery file for the study record: the newest state replaces the older one
+                for old in [r for r in self.recovered if r.table == "studies"]:
+                    self.recovered.remove(old)
+                    if old.file is not None and old.file != result.file:
+                        old.file.unlink(missing_ok=True)
+                self.recovered.append(result)
 
     # Resume.
 
@@ -337,9 +373,12 @@ class Study:
         self.results[trial_id] = result
         self.records[trial_id] = record
         if store and self.db is not None:
-            stored = self.db.add_trial(record, replace=True)
+            result = self.db.add_trial_or_recover(record, replace=True, study=self.study_record(StudyStatus.RUNNING))
+            if not result.ok:
+                self.recovered.append(result)  # nothing trained is lost: the trial is in the file
+                return
             if self.on_stored:
-                self.on_stored(stored)
+                self.on_stored(result.stored[0] if result.stored else record)
 
     def cost_to_target(self, result: TrialResult) -> int | None:
         """Steps until the metric first reached the target (None: never)."""
