@@ -392,7 +392,10 @@ def test_a_recorded_run_with_an_infinite_lr_is_stored(filled):
 
 def _max_rss_mb(code: str, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     """Run ``code`` in a child; its output and its peak resident memory in MB."""
-    wrapper = code + "\nimport resource, sys\nprint('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    # VmHWM, the peak of this process's own memory: ru_maxrss would also count the parent's
+    # resident set (Linux carries the pre-exec peak across exec, and pytest may hold a GB by then)
+    wrapper = code + ("\nimport sys\nhwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))"
+                      "\nprint('RSS', hwm.split()[1], file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     rss = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("RSS ")) / 1024
     return proc, rss
