@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from lrbench_gui.core.db import DatabaseCorrupt, DatabaseLocked, DatabaseReadOnly, DatabaseWriteError, ImportRefused, PolicyDB
-from lrbench_gui.core.db.bounded import JSONBoundsError, read_json_bounded
+from lrbench_gui.core.jsonio import JSONBoundsError, read_json_bounded
 from lrbench_gui.core.db.curves import pack
 from lrbench_gui.core.db.recovery import write_or_recover
 from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial

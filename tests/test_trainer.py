@@ -99,7 +99,7 @@ def test_trial_fields_are_bounded(fields, message):
 def test_trial_files_are_read_bounded(tmp_path):
     path = tmp_path / "t.json"
     path.write_text('{"task": "digits-mlp", "task": "x", "policy": {}}')
-    with pytest.raises(TrialError, match="the key 'task' appears twice"):
+    with pytest.raises(TrialError, match="names the key 'task' more than once"):
         load_trial(path)
     path.write_text('{"task": "digits-mlp", "policy": ' + "[" * 5000 + "]" * 5000 + "}")
     with pytest.raises(TrialError, match="nests deeper than 64 levels"):

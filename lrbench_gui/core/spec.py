@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from lrbench_gui.core.jsonio import MAX_JSON_STRING, MAX_JSON_VALUES, JSONScanner, parse_bounded, read_json_bounded
+from lrbench_gui.core.jsonio import JSONBoundsError as JsonFileError
 from lrbench_gui.core.params import ParamError, Params, clip, validate_params
 from lrbench_gui.core.policy import Policy
 from lrbench_gui.core.registry import Registry, UnknownName, require_registry
@@ -60,76 +61,29 @@ MAX_FILE_BYTES = 8 * 2**20
 #: JSON nesting allowed in a spec or trial file: a composition MAX_DEPTH deep needs about 20
 MAX_JSON_DEPTH = 64
 
-#: a JSON string (its closing quote optional, so an unterminated one cannot make the scan
-#: quadratic) or a bracket
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
-
-
-class JsonFileError(ValueError):
-    """A spec or trial file that cannot be read as bounded JSON; the message names the file."""
-
-
 class ScheduleError(ValueError):
     """A policy that raised, or gave an LR that is not finite and >= 0, at a named step."""
 
 
-def _depth_exceeds(text: str, limit: int) -> bool:
-    """Whether ``text`` nests objects and lists deeper than ``limit`` (strings skipped), checked
-    before ``json.loads`` so a hostile file never reaches the recursive decoder."""
-    depth = 0
-    for m in _TOKENS.finditer(text):
-        c = m.group()
-        if c in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif c in "]}":
-            depth -= 1
-    return False
-
-
-def _no_duplicates(what: str) -> Any:
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out = dict(pairs)
-        if len(out) != len(pairs):
-            seen: set[str] = set()
-            dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-            raise JsonFileError(f"{what}: the key {clip(repr(dup), 80)} appears twice in one object")
-        return out
-
-    return hook
-
-
 def loads_bounded(text: str, what: str = "JSON", max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``json.loads`` of untrusted text: nesting and duplicate keys refused in one line
-    (:class:`JsonFileError`)."""
-    if _depth_exceeds(text, max_depth):
-        raise JsonFileError(f"{what} nests deeper than {max_depth} levels")
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates(what))
-    except json.JSONDecodeError as exc:
-        raise JsonFileError(f"{what} is not valid JSON: {exc}") from None
-    except RecursionError:  # a decoder deeper than the scan allowed (cannot happen below ~900)
-        raise JsonFileError(f"{what} nests too deep") from None
+    """``json.loads`` of untrusted text (an inline spec, a ``--set`` value): nesting, size,
+    duplicate keys and NaN refused in one line, before any object is built (see
+    :mod:`lrbench_gui.core.jsonio`, the one bounded reader)."""
+    data = text.encode("utf-8", errors="surrogatepass")
+    if len(data) > MAX_FILE_BYTES:
+        raise JsonFileError(what, f"is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    scanner = JSONScanner(what, max_depth=max_depth, max_values=MAX_JSON_VALUES, max_string=MAX_JSON_STRING)
+    scanner.feed(data)
+    return parse_bounded(data, what, parse_constant=float)  # NaN is refused by the field that holds it
 
 
 def read_json_file(path: str | Path, what: str = "file", max_bytes: int = MAX_FILE_BYTES,
                    max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Read a JSON file bounded: at most ``max_bytes`` are read (``/dev/zero`` is refused, not
-    read until memory runs out), the bytes must be UTF-8, and :func:`loads_bounded` parses them."""
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise JsonFileError(f"cannot read {what} {clip(str(path), 200)}: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
-        raise JsonFileError(f"{what} {clip(str(path), 200)} is larger than {max_bytes // 2**20} MiB")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JsonFileError(f"{what} {clip(str(path), 200)} is not UTF-8 text "
-                            f"(byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    return loads_bounded(text.removeprefix("\ufeff"), f"{what} {clip(str(path), 200)}", max_depth)
+    """Read a spec or trial file bounded (:func:`lrbench_gui.core.jsonio.read_json_bounded`): at
+    most ``max_bytes`` (``/dev/zero`` and other devices are refused, never read), UTF-8, nesting
+    and duplicate keys checked before any object is built."""
+    return read_json_bounded(path, max_bytes=max_bytes, max_depth=max_depth, name=f"{what} {clip(str(path), 200)}",
+                             parse_constant=float)  # NaN is refused by the field that holds it, by name
 
 
 class SpecError(ValueError):

@@ -8,7 +8,7 @@ one, deterministically.
 
 Reading never executes or unpickles anything: the bytes are streamed through a capped gzip
 stream (:data:`MAX_DOCUMENT_BYTES`) and scanned as they arrive
-(:class:`lrbench_gui.core.db.bounded.JSONScanner`: depth, value count, record count, string
+(:class:`lrbench_gui.core.jsonio.JSONScanner`: depth, value count, record count, string
 length, bytes that cannot be JSON), so a bomb is refused before any object is built; only then
 ``json.loads`` runs, with hooks that turn NaN/Infinity into markers the validators refuse by
 record and field, and that notice duplicate keys
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lrbench_gui.core.db.bounded import JSONBoundsError, JSONScanner, read_bytes_bounded
+from lrbench_gui.core.jsonio import JSONBoundsError, JSONScanner, read_bytes_bounded
 from lrbench_gui.core.db.fields import FieldError, as_int, as_object, parse_json_bytes, type_name
 from lrbench_gui.core.db.validate import TABLES
 

@@ -311,6 +311,7 @@ def read_json_bounded(
     max_values: int = MAX_JSON_VALUES,
     max_string: int = MAX_JSON_STRING,
     name: str | None = None,
+    parse_constant: Callable[[str], Any] | None = None,
 ) -> Any:
     """Read a small untrusted JSON file (a policy spec, a trial file) within bounds.
 
@@ -318,10 +319,11 @@ def read_json_bounded(
     than ``max_bytes`` (a pipe is read until then, no further), nesting deeper than
     ``max_depth``, more than ``max_values`` values, a string longer than ``max_string`` bytes,
     bytes that are not JSON text, non-UTF-8 text, malformed JSON, a key named twice in one
-    object, NaN or Infinity. Nothing is built before the bounds hold.
+    object, NaN or Infinity (``parse_constant=float`` keeps those as floats, for a caller whose
+    own validation names the field). Nothing is built before the bounds hold.
     """
     p = Path(path)
     label = name or str(p)
     scanner = JSONScanner(label, max_depth=max_depth, max_values=max_values, max_string=max_string)
     data = read_bytes_bounded(p, max_bytes=max_bytes, scanner=scanner, gzip_ok=False, name=label)
-    return parse_bounded(data, label)
+    return parse_bounded(data, label, parse_constant=parse_constant)
