@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from lrbench_gui.core.db.fields import type_name as _type_name
+
 __all__ = [
     "CurveError",
     "Curve",
@@ -185,22 +187,6 @@ def unpack(obj: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     deltas = _varint_decode(zlib.decompress(base64.b64decode(obj["steps"])), n, "steps")
     values = _unshuffle(zlib.decompress(base64.b64decode(obj["values"])), n, _F32)
     return np.cumsum(deltas, dtype=_I64), values
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return str(value)  # the JSON reader's NaN/Infinity markers name themselves
 
 
 def _check_arrays(steps: np.ndarray, values: np.ndarray) -> None:
