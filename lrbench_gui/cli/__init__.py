@@ -40,11 +40,20 @@ def registry() -> Any:
     return get_registry()
 
 
-def open_db(path: str | None, **kw: Any) -> Any:
+def open_db(path: str | None, wait: float | None = None, **kw: Any) -> Any:
     """The policy database at ``path`` (default: ``$LRBENCH_DB`` or the data folder), validating
-    with the installed plugins; a database problem is a one-line :class:`CliError`."""
+    with the installed plugins; writes wait ``wait`` seconds for another writer's lock (default:
+    the database's). A database problem is a one-line :class:`CliError`."""
+    import math
+
     from lrbench_gui.core.db import DatabaseError, PolicyDB
 
+    if path is not None and not str(path).strip():
+        raise CliError("--db: give a file path (an empty one would mean the default database)")
+    if wait is not None:
+        if not (isinstance(wait, (int, float)) and math.isfinite(wait) and wait >= 0):
+            raise CliError(f"--wait: must be a number of seconds >= 0, got {wait}")
+        kw["lock_timeout"] = float(wait)
     try:
         return PolicyDB(path, registry=registry(), **kw)
     except DatabaseError as exc:

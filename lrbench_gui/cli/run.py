@@ -109,7 +109,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from lrbench_gui.core.runs.runner import LocalScheduler
 
     cfg = build_trial(args)
-    db = None if args.no_db else open_db(args.db)
+    db = None if args.no_db else open_db(args.db, getattr(args, "wait", None))
     bar: ProgressBar | None = None
     stored: dict[str, Any] = {}
     saved: dict[str, Any] = {}
@@ -207,6 +207,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", help="where checkpoints and the model go (default: the trial's folder)")
     p.add_argument("--save-model", action="store_true", help="save the trained model at the end")
     p.add_argument("--db", metavar="PATH", help="the database file (default: $LRBENCH_DB or the data folder)")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+        help="how long a write waits for another writer's database lock (default: 60); past it the records go to a recovery file")
     p.add_argument("--no-db", action="store_true", help="do not record the trial")
     p.add_argument("--json", action="store_true", help="stream the trial's events as JSON lines")
     p.add_argument("-v", "--verbose", action="store_true", help="show the trainer's log")

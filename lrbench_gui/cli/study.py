@@ -180,6 +180,8 @@ def _study_flags(p: argparse.ArgumentParser, cls: Any, taken: set[str]) -> None:
         help="a task, tuner or optimizer setting (repeatable)")
     add("--name", help=f"a name for the study (default: '{cls.name} on TASK')")
     add("--db", metavar="PATH", help="the database file (default: $LRBENCH_DB or the data folder)")
+    add("--wait", type=float, default=None, metavar="SECONDS",
+        help="how long a write waits for another writer's database lock (default: 60); past it the records go to a recovery file")
     add("--resume", metavar="STUDY_ID", help="resume an interrupted study from the database")
     add("-o", "--output", metavar="PNG", help="write the study's figure")
     add("--json", action="store_true", default=False, help="print the summary as JSON")
@@ -297,7 +299,7 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
 
     cls = _tuner_class(registry, kind)
     args = kind_parser(cls, prog).parse_args(argv)
-    db = open_db(args.db)
+    db = open_db(args.db, getattr(args, "wait", None))
     config = _config(cls, args, db)
     try:
         study = Study(config, registry=registry, db=db)

@@ -157,7 +157,7 @@ def format_ranking(study: Any, limit: int = 20) -> str:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    db = open_db(args.db)
+    db = open_db(args.db, getattr(args, "wait", None))
     study = make_study(args, db)
     if args.resume:
         study.resume()
@@ -242,6 +242,8 @@ def _common(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--db", metavar="PATH", help="the database file (default: $LRBENCH_DB or the data folder)")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+        help="how long a write waits for another writer's database lock (default: 60); past it the records go to a recovery file")
     p.add_argument("--json", action="store_true")
 
 

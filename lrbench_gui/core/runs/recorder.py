@@ -187,6 +187,9 @@ class TrialRecorder:
                 "device": str(self.hello.get("device", cfg.device))[:64],
                 "samples": _whole(end_cost.get("samples", last.get("samples", 0))),
                 "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][:64],
+                # what makes two runs comparable (the database's recommendations group by it)
+                "world_size": _whole(self.hello.get("world_size")) or 1,
+                **({"tokenizer": str(self.hello["tokenizer"])[:256]} if self.hello.get("tokenizer") else {}),
             },
             "notes": "\n".join(notes)[:8000],
         }
