@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[train,deepspeed,ray,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[gui,plot,train,deepspeed,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

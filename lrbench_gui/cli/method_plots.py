@@ -18,7 +18,13 @@ __all__ = ["plot_horizon", "plot_path_switch", "plot_merge", "plot_range_test", 
 
 
 def _plt() -> Any:
-    import matplotlib
+    """pyplot on the Agg backend; a one-line CliError when matplotlib (the [plot] extra) is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        from lrbench_gui.cli import CliError
+
+        raise CliError('plots need matplotlib: pip install "lrbench-gui[plot]"') from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

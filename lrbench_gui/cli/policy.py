@@ -191,11 +191,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for f in args.spec or []:
         specs.append(resolve_spec(None, f, args.set if not args.name and len(args.spec) == 1 else []))
     steps = _steps(args, specs[0], default=1000)
-    import matplotlib
+    from lrbench_gui.cli.method_plots import _plt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     curves = [_lrs(spec, steps) for spec in specs]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for spec, lrs in zip(specs, curves):

@@ -70,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lrbench-gui: --size wants WIDTHxHEIGHT, got {args.size!r}", file=sys.stderr)
             return 2
 
-    from PySide6.QtCore import QSettings, QTimer
+    try:
+        from PySide6.QtCore import QSettings, QTimer
+        import pyqtgraph  # noqa: F401
+    except ImportError as exc:  # the base install has no Qt: the app is the [gui] extra
+        print(f'lrbench-gui: the app needs {exc.name or "PySide6"}: pip install "lrbench-gui[gui]"', file=sys.stderr)
+        return 1
 
     app = create_app(qt_args)
     from lrbench_gui.plugins import get_registry

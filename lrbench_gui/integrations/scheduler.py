@@ -1,16 +1,7 @@
-"""Follow any lrbench policy, compositions included, from your own training script.
+"""The torch side of :mod:`lrbench_gui.integrations`: a scheduler that follows an lrbench policy.
 
-    from lrbench_gui.integrations import as_lr_scheduler
-    scheduler = as_lr_scheduler({"name": "cosine", "params": {"lr": 3e-4, "warmup_steps": 100}},
-                                optimizer, total_steps=10_000)
-
-plain torch:  call ``scheduler.step()`` after every ``optimizer.step()``;
-Hugging Face: ``Trainer(..., optimizers=(optimizer, scheduler))``;
-DeepSpeed:    ``deepspeed.initialize(..., lr_scheduler=policy_scheduler(spec, total_steps))``.
-
-The scheduler overwrites each parameter group's LR with the policy's value (times the group's
-optional ``"lr_scale"``), so the policy is the only source of the LR whatever the optimizer was
-created with. This module imports torch; nothing at app start-up imports it.
+Imported on first use of one of its names through the package, so the package itself loads
+without torch (the exported torch code of a composed policy needs only ``build_schedule``).
 """
 
 from __future__ import annotations
@@ -22,28 +13,9 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.spec import Schedule, Spec
-from lrbench_gui.core.spec import build_schedule as _build_schedule
-from lrbench_gui.core.spec import parse_spec as _parse_spec
+from lrbench_gui.integrations import build_schedule, parse_spec
 
-__all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler", "build_schedule"]
-
-
-def _installed(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    from lrbench_gui.plugins import get_registry
-
-    return get_registry()
-
-
-def parse_spec(spec: Spec | dict | str, registry: Registry | None = None) -> Spec:
-    return _parse_spec(spec, _installed(registry))
-
-
-def build_schedule(spec: Spec | dict | str, total_steps: int, registry: Registry | None = None) -> Schedule:
-    """The schedule of ``spec`` over ``total_steps`` with the installed policies (or ``registry``'s):
-    ``schedule.lr_at(step)``. This is what ``lrbench policy export --to torch`` code calls."""
-    return _build_schedule(spec, total_steps, _installed(registry))
+__all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler"]
 
 
 class PolicyLR(LRScheduler):
