@@ -213,7 +213,7 @@ def test_the_finetune_task_passes_the_task_contract(finetune_params, tmp_path):
 
 def test_every_builtin_task_is_under_contract():
     covered = {"digits-mlp", "digits-cnn", "tinylm-pretrain", "causal-lm-finetune"}
-    assert set(BUILTIN_TASKS) == covered
+    assert set(BUILTIN_TASKS) - {"command"} == covered  # command never trains: tests/test_own_script.py
 
 
 class _Regression(Task):

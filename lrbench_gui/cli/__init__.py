@@ -17,7 +17,7 @@ from lrbench_gui import __version__
 __all__ = ["main", "CliError", "print_json", "open_db", "registry", "SUBCOMMAND_MODULES"]
 
 #: Sub-command modules of this package, each with ``add_parser(subparsers)``.
-SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "db", "study"]
+SUBCOMMAND_MODULES = ["plugins_cmd", "policy", "run", "tune", "watch", "db", "study"]
 
 
 class CliError(Exception):

@@ -43,10 +43,34 @@ def _target(text: str | None) -> tuple[str | None, float | None]:
 
 
 
+def _command(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
+    """``--cmd`` as argv (placeholders checked) and ``--cwd`` as an absolute folder (default: here)."""
+    import os
+
+    from lrbench_gui.core.runs.command import CommandError, check_template, split_command
+
+    if args.cmd is None:
+        if args.cwd:
+            raise CliError("--cwd: only with --cmd (the folder the command runs in)")
+        return None, None
+    try:
+        argv = split_command(args.cmd)
+        check_template(argv)
+    except CommandError as exc:
+        raise CliError(f"--cmd: {exc}") from None
+    if args.backend == "ray":
+        raise CliError("--cmd: command trials run on local slots (--backend local); Ray runs only lrbench's trainer")
+    cwd = Path(args.cwd or os.getcwd()).expanduser().resolve()
+    if not cwd.is_dir():
+        raise CliError(f"--cwd {str(args.cwd)[:200]}: not a folder")
+    return argv, str(cwd)
+
+
 def make_study(args: argparse.Namespace, db: Any) -> Any:
     from lrbench_gui.core.registry import UnknownName
     from lrbench_gui.core.tuning.study import Study, StudyConfig, resume_config
 
+    command, cwd = _command(args)
     if args.resume:
         found = db.get(args.resume, "studies")
         if found is None:
@@ -55,7 +79,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         # backend, Ray address, parallelism and GPUs are the ones given on this command line
         try:
             config = resume_config(found, backend=args.backend, ray_address=args.address, parallel=args.parallel,
-                                   gpus_per_trial=args.gpus_per_trial)
+                                   gpus_per_trial=args.gpus_per_trial, command=command, cwd=cwd)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     else:
@@ -72,7 +96,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
                                "LOW < HIGH (to train at one LR, run: lrbench run --policy fixed --set policy.lr=LR)")
             lr_range = (lo, hi)
         obj = {
-            "task": args.task, "task_params": sets["task"], "method": args.method, "tuner": args.tuner,
+            "task": args.task or "command", "task_params": sets["task"], "command": command, "cwd": cwd, "method": args.method, "tuner": args.tuner,
             "tuner_params": sets["tuner"], "policies": [p.strip() for p in args.policies.split(",") if p.strip()],
             "budget_steps": args.budget_steps, "trials": args.trials, "parallel": args.parallel,
             "backend": args.backend, "ray_address": args.address, "batch_size": args.batch_size,
@@ -80,8 +104,8 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
             "gpus_per_trial": args.gpus_per_trial, "name": args.name or "",
         }
-        if metric:
-            obj["metric"] = metric
+        if args.metric or metric:
+            obj["metric"] = args.metric or metric
         if args.mode:
             obj["mode"] = args.mode
         try:
@@ -176,7 +200,13 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             run_study_blocking(study, progress)
     except KeyboardInterrupt:
         progress.close()
-        print(f"stopped; resume with: lrbench tune --resume {study.config.study_id}", file=sys.stderr)
+        again = ""
+        if study.config.command is not None:
+            import shlex
+
+            again = f" --cmd {shlex.quote(shlex.join(study.config.command))}" + (
+                f" --cwd {shlex.quote(study.config.cwd)}" if study.config.cwd else "")
+        print(f"stopped; resume with: lrbench tune --resume {study.config.study_id}{again}", file=sys.stderr)
         return 130
     progress.close()
     if report_recovered(study):
@@ -269,10 +299,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="a name for the study")
     p.add_argument("--resume", metavar="STUDY_ID", help="resume an interrupted study from the database")
     p.add_argument("--save-best", metavar="FILE", help="write the best policy's spec to FILE")
+    p.add_argument("--cmd", metavar="TEMPLATE",
+                   help="run your own script for each trial, e.g. 'python train.py --lr {lr} --steps {steps}' "
+                        "({lr} {steps} {seed} {out} {spec} {trial} {trial_id} {policy.NAME} {task.NAME}; "
+                        "docs/own-script.md); the task defaults to 'command'")
+    p.add_argument("--cwd", metavar="DIR", help="the folder --cmd runs in (default: this one)")
+    p.add_argument("--metric", metavar="NAME", help="the metric to rank by (default: the task's; val_loss for a command)")
     p.set_defaults(func=_cmd_tune_checked)
 
 
 def _cmd_tune_checked(args: argparse.Namespace) -> int:
-    if not args.task and not args.resume:
-        raise CliError("--task NAME is required (or --resume STUDY_ID)")
+    if not args.task and not args.resume and args.cmd is None:
+        raise CliError("--task NAME is required (or --cmd TEMPLATE, or --resume STUDY_ID)")
     return _cmd_tune(args)

@@ -6,6 +6,10 @@ stderr in its own, ``finished``/``errorOccurred`` settle the trial. Cancel is ``
 grace period. The event stream goes through the same parser and
 :class:`~lrbench_gui.core.recorder.TrialRecorder` as the CLI's runner, so a trial is recorded
 the same way from either.
+
+A command trial (the user's script) also reports through its report file, read every 100 ms by
+a ``QTimer`` through the CLI's :class:`~lrbench_gui.core.runs.command.ReportTail`; cancelling it
+creates its stop file first and sends SIGTERM only after ``$LRBENCH_STOP_GRACE`` seconds.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 from lrbench_gui.core.paths import data_dir
+from lrbench_gui.core.runs.command import REPORT_FILE, ReportTail, request_stop, stop_grace
 from lrbench_gui.core.runs.protocol import parse_line
-from lrbench_gui.core.runs.process import GRACE_SECONDS, prepare_trial, trial_env, watchdog_note, watchdog_seconds
+from lrbench_gui.core.runs.process import (GRACE_SECONDS, prepare_trial, trial_cwd, trial_env, watchdog_note,
+                                           watchdog_seconds)
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
@@ -38,12 +44,20 @@ class QtTrial(QObject):
     finished = Signal(str, dict)
 
     def __init__(self, config: TrialConfig, workdir: Path, gpus: str | None = None, program: list[str] | None = None,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, registry: Any = None) -> None:
         super().__init__(parent)
         self.config = config
         self.workdir = workdir
         self.gpus = gpus
         self.program = program
+        self.registry = registry
+        self.tail: ReportTail | None = None
+        self._tail_timer = QTimer(self)
+        self._tail_timer.setInterval(100)
+        self._tail_timer.timeout.connect(self._read_report)
+        self._stop_timer = QTimer(self)
+        self._stop_timer.setSingleShot(True)
+        self._stop_timer.timeout.connect(self._terminate)
         self.recorder = TrialRecorder(config)
         self.stderr_tail: deque[str] = deque(maxlen=60)
         self.cancelled = False
@@ -75,30 +89,60 @@ class QtTrial(QObject):
     def trial_id(self) -> str:
         return self.config.trial_id
 
+    @property
+    def is_command(self) -> bool:
+        return self.config.command is not None
+
     def start(self) -> None:
-        self.config, command = prepare_trial(self.config, self.workdir)
+        try:
+            self.config, command = prepare_trial(self.config, self.workdir, self._registry())
+        except (OSError, ValueError) as exc:  # ValueError: a command's placeholder without a value
+            self.recorder.errors.append(f"could not start {'the command' if self.is_command else 'the trainer'}: {exc}")
+            QTimer.singleShot(0, lambda: self._settle(None))
+            return
         self.recorder.config = self.config
         cmd = self.program or command
         env = QProcessEnvironment()
-        for key, value in trial_env(self.config, self.gpus).items():
+        for key, value in trial_env(self.config, self.gpus, self.workdir).items():
             env.insert(key, value)
         self.proc.setProcessEnvironment(env)
-        self.proc.setWorkingDirectory(str(self.workdir))
+        self.proc.setWorkingDirectory(str(trial_cwd(self.config, self.workdir)))
         self.proc.setProgram(cmd[0])
         self.proc.setArguments(cmd[1:])
+        if self.is_command:
+            self.tail = ReportTail(self.workdir / REPORT_FILE)
+            self._tail_timer.start()
         self.proc.start()
+
+    def _registry(self) -> Any:
+        """The plugins that fill a command's ``{lr}`` and ``{policy.NAME}``: the runner's, else the app's."""
+        if self.registry is None and self.is_command:
+            from lrbench_gui.plugins import get_registry
+
+            self.registry = get_registry()
+        return self.registry
+
+    def _line(self, line: str) -> None:
+        """One stdout or report line: a protocol event of this trial, else log text."""
+        event = parse_line(line)
+        if event is not None and event.trial in (self.trial_id, "?"):
+            self.recorder.feed(event)
+            self.eventReceived.emit(self.trial_id, event)
+        elif line.strip():
+            self.recorder.log(line)
+            self.logReceived.emit(self.trial_id, line.rstrip("\n"))
 
     def _read_stdout(self) -> None:
         self.last_output = time.monotonic()
         while self.proc.canReadLine():
-            line = bytes(self.proc.readLine().data()).decode("utf-8", errors="replace")
-            event = parse_line(line)
-            if event is not None and event.trial in (self.trial_id, "?"):
-                self.recorder.feed(event)
-                self.eventReceived.emit(self.trial_id, event)
-            elif line.strip():
-                self.recorder.log(line)
-                self.logReceived.emit(self.trial_id, line.rstrip("\n"))
+            self._line(bytes(self.proc.readLine().data()).decode("utf-8", errors="replace"))
+
+    def _read_report(self, final: bool = False) -> None:
+        lines = self.tail.read(final=final) if self.tail is not None else []
+        if lines:
+            self.last_output = time.monotonic()
+        for line in lines:
+            self._line(line)
 
     def _read_stderr(self) -> None:
         self.last_output = time.monotonic()
@@ -108,15 +152,30 @@ class QtTrial(QObject):
             self.logReceived.emit(self.trial_id, line)
 
     def cancel(self, grace: float = GRACE_SECONDS) -> None:
+        """Trainer: SIGTERM now, SIGKILL after ``grace``. Command trial: its stop file now, SIGTERM
+        after ``$LRBENCH_STOP_GRACE`` seconds if it has not exited by then."""
         if self.done or self.proc.state() == QProcess.ProcessState.NotRunning:
             return
+        self._grace = grace
+        if self.is_command:
+            if not self.cancelled:
+                self.cancelled = True
+                request_stop(self.workdir)
+                self._stop_timer.start(int(stop_grace() * 1000))
+            return
         self.cancelled = True
+        self._terminate()
+
+    def _terminate(self) -> None:
+        if self.done or self.proc.state() == QProcess.ProcessState.NotRunning:
+            return
         self.proc.terminate()
-        self._kill_timer.start(int(grace * 1000))
+        self._kill_timer.start(int(getattr(self, "_grace", GRACE_SECONDS) * 1000))
 
     def _error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and not self.done:
-            self.recorder.errors.append(f"could not start the trainer: {self.proc.errorString()}")
+            what = "the command" if self.is_command else "the trainer"
+            self.recorder.errors.append(f"could not start {what}: {self.proc.errorString()}")
             self._settle(None)
 
     def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
@@ -128,6 +187,7 @@ class QtTrial(QObject):
                 self.recorder.feed(event)
                 self.eventReceived.emit(self.trial_id, event)
         self._read_stderr()
+        self._read_report(final=True)
         crashed = status == QProcess.ExitStatus.CrashExit
         self._settle(-9 if crashed and code == 0 else (-code if crashed else code))
 
@@ -136,6 +196,8 @@ class QtTrial(QObject):
             return
         self.done = True
         self._kill_timer.stop()
+        self._stop_timer.stop()
+        self._tail_timer.stop()
         self.recorder.finish(code, list(self.stderr_tail), cancelled=self.cancelled)
         self.finished.emit(self.trial_id, self.recorder.record())
 
@@ -157,8 +219,10 @@ class TrialRunner(QObject):
     idle = Signal()
 
     def __init__(self, slots: int | list[str] = 1, workdir: Path | None = None, parent: QObject | None = None,
-                 watchdog: float | None = None) -> None:
+                 watchdog: float | None = None, registry: Any = None) -> None:
         super().__init__(parent)
+        #: fills command trials' ``{lr}`` and ``{policy.NAME}`` (None: the app's plugins)
+        self.registry = registry
         self.slots: SlotQueue[QtTrial] = SlotQueue(slots)
         self.workdir = workdir or data_dir() / "trials"
         self.programs: dict[str, list[str]] = {}
@@ -230,7 +294,8 @@ class TrialRunner(QObject):
     def _fill(self) -> None:
         for placed in list(self.slots.place()):
             cfg = placed.config
-            trial = QtTrial(cfg, self.workdir / cfg.trial_id, placed.gpus, self.programs.pop(cfg.trial_id, None), self)
+            trial = QtTrial(cfg, self.workdir / cfg.trial_id, placed.gpus, self.programs.pop(cfg.trial_id, None), self,
+                            registry=self.registry)
             trial.eventReceived.connect(self.trialEvent)
             trial.logReceived.connect(self.trialLog)
             trial.finished.connect(self._trial_finished)

@@ -1,9 +1,10 @@
 """One trial subprocess, from a Qt-free process (the CLI, tests, Ray workers).
 
 :class:`TrialProcess` starts one ``python -m lrbench_gui.trainer TRIAL.json`` (or the DeepSpeed
-launcher around it), reads its stdout protocol and its stderr on two threads, and turns both into
-events on one queue. :func:`prepare_trial`, :func:`trainer_command` and :func:`trial_env` are
-shared with the GUI's QProcess runner, so a trial starts the same way from either.
+launcher around it; for a command trial, the user's command), reads its stdout protocol and its
+stderr on two threads (and a command trial's report file on a third), and turns them into events
+on one queue. :func:`prepare_trial`, :func:`trainer_command` and :func:`trial_env` are shared with
+the GUI's QProcess runner, so a trial starts the same way from either.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrbench_gui.core.runs.command import REPORT_FILE, ReportTail, command_env, prepare_command, request_stop, stop_grace
 from lrbench_gui.core.runs.protocol import parse_line
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.trial import TrialConfig, write_trial
 
-__all__ = ["TrialProcess", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS", "watchdog_seconds",
-           "watchdog_note"]
+__all__ = ["TrialProcess", "trainer_command", "prepare_trial", "trial_env", "trial_cwd", "GRACE_SECONDS",
+           "watchdog_seconds", "watchdog_note"]
 
 GRACE_SECONDS = 10.0
 #: a trainer silent this long (no protocol line, no log line) is killed and recorded as failed
@@ -73,17 +75,32 @@ def trainer_command(config: TrialConfig, trial_file: Path) -> list[str]:
     return [python, "-m", "lrbench_gui.trainer", str(trial_file)]
 
 
-def prepare_trial(config: TrialConfig, workdir: Path) -> tuple[TrialConfig, list[str]]:
+def prepare_trial(config: TrialConfig, workdir: Path, registry: Any = None) -> tuple[TrialConfig, list[str]]:
     """Make the trial's folder, default its output there, write its trial file; return the
-    config as written and the command that runs it (shared by the CLI's and the GUI's runners)."""
+    config as written and the command that runs it (shared by the CLI's and the GUI's runners).
+
+    A command trial's command is its own, placeholders filled (``registry`` builds the policy for
+    ``{lr}`` and ``{policy.NAME}``); :class:`~lrbench_gui.core.runs.command.CommandError` if one
+    has no value."""
     workdir.mkdir(parents=True, exist_ok=True)
     if config.output_dir is None:
         config = config.model_copy(update={"output_dir": str(workdir)})
-    return config, trainer_command(config, write_trial(config, workdir / "trial.json"))
+    trial_file = write_trial(config, workdir / "trial.json")
+    if config.command is not None:
+        return config, prepare_command(config, workdir, registry)
+    return config, trainer_command(config, trial_file)
 
 
-def trial_env(config: TrialConfig, gpus: str | None = None) -> dict[str, str]:
+def trial_cwd(config: TrialConfig, workdir: Path) -> Path:
+    """Where a trial's process runs: a command trial's ``cwd`` if given, else the trial's folder."""
+    return Path(config.cwd) if config.command is not None and config.cwd else workdir
+
+
+def trial_env(config: TrialConfig, gpus: str | None = None, workdir: Path | None = None) -> dict[str, str]:
+    """The trial process's environment; a command trial's (``workdir`` given) points at its files."""
     env = dict(os.environ)
+    if config.command is not None and workdir is not None:
+        env.update(command_env(config, workdir))
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -101,12 +118,15 @@ def trial_env(config: TrialConfig, gpus: str | None = None) -> dict[str, str]:
 
 @dataclass
 class TrialProcess:
-    """One running trial; events land on ``events`` as ``(trial_id, kind, payload)``."""
+    """One running trial; events land on ``events`` as ``(trial_id, kind, payload)``.
+
+    ``registry`` fills a command trial's ``{lr}`` and ``{policy.NAME}`` placeholders."""
 
     config: TrialConfig
     events: "queue.Queue[tuple[str, str, Any]]"
     workdir: Path
     gpus: str | None = None
+    registry: Any = None
     recorder: TrialRecorder = field(init=False)
     proc: subprocess.Popen | None = field(default=None, init=False)
     cancelled: bool = field(default=False, init=False)
@@ -115,7 +135,8 @@ class TrialProcess:
     def __post_init__(self) -> None:
         self.recorder = TrialRecorder(self.config)
         self._threads: list[threading.Thread] = []
-        self._kill_timer: threading.Timer | None = None
+        self._timers: list[threading.Timer] = []
+        self._exited = threading.Event()
         #: monotonic time of the last line from the process (the watchdog reads it)
         self.last_output = time.monotonic()
 
@@ -135,36 +156,53 @@ class TrialProcess:
     def trial_id(self) -> str:
         return self.config.trial_id
 
+    @property
+    def is_command(self) -> bool:
+        return self.config.command is not None
+
     def start(self) -> None:
-        self.config, command = prepare_trial(self.config, self.workdir)
+        self.config, command = prepare_trial(self.config, self.workdir, self.registry)
         self.recorder.config = self.config
         self.proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            cwd=self.workdir,
-            env=trial_env(self.config, self.gpus),
+            cwd=trial_cwd(self.config, self.workdir),
+            env=trial_env(self.config, self.gpus, self.workdir),
             start_new_session=True,  # cancel reaches the launcher's ranks too
         )
-        for target, stream in ((self._read_stdout, self.proc.stdout), (self._read_stderr, self.proc.stderr)):
+        readers = [(self._read_stdout, self.proc.stdout), (self._read_stderr, self.proc.stderr)]
+        if self.is_command:
+            readers.append((self._tail_report, ReportTail(self.workdir / REPORT_FILE)))
+        for target, stream in readers:
             t = threading.Thread(target=target, args=(stream,), daemon=True, name=f"trial-{self.trial_id}")
             t.start()
             self._threads.append(t)
         waiter = threading.Thread(target=self._wait, daemon=True, name=f"trial-wait-{self.trial_id}")
         waiter.start()
-        self._threads.append(waiter)
+
+    def _line(self, line: str) -> None:
+        """One stdout or report line: a protocol event of this trial, else log text."""
+        self.last_output = time.monotonic()
+        event = parse_line(line)
+        if event is not None and event.trial in (self.trial_id, "?"):
+            self.events.put((self.trial_id, "event", event))
+        elif line.strip():
+            self.events.put((self.trial_id, "log", line.rstrip("\n")))
 
     def _read_stdout(self, stream: Any) -> None:
         for raw in stream:
-            self.last_output = time.monotonic()
-            line = raw.decode("utf-8", errors="replace")
-            event = parse_line(line)
-            if event is not None and event.trial in (self.trial_id, "?"):
-                self.events.put((self.trial_id, "event", event))
-            elif line.strip():
-                self.events.put((self.trial_id, "log", line.rstrip("\n")))
+            self._line(raw.decode("utf-8", errors="replace"))
         stream.close()
+
+    def _tail_report(self, tail: ReportTail) -> None:
+        """Poll the report file every 0.1 s until the process is gone, then read what is left."""
+        while not self._exited.wait(0.1):
+            for line in tail.read():
+                self._line(line)
+        for line in tail.read(final=True):
+            self._line(line)
 
     def _read_stderr(self, stream: Any) -> None:
         for raw in stream:
@@ -177,21 +215,39 @@ class TrialProcess:
     def _wait(self) -> None:
         assert self.proc is not None
         code = self.proc.wait()
-        for t in self._threads[:2]:
+        self._exited.set()
+        for t in self._threads:
             t.join()
-        if self._kill_timer is not None:
-            self._kill_timer.cancel()
+        for timer in self._timers:
+            timer.cancel()
         self.events.put((self.trial_id, "exit", code))
 
     def cancel(self, grace: float = GRACE_SECONDS) -> None:
-        """SIGTERM now (the trainer stops at its next step), SIGKILL after ``grace`` seconds."""
+        """Trainer: SIGTERM now (it stops at its next step), SIGKILL after ``grace`` seconds.
+        Command trial: create its stop file, and SIGTERM only if it is still running
+        ``$LRBENCH_STOP_GRACE`` seconds later (then SIGKILL after ``grace``)."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        if self.is_command:
+            if self.cancelled:
+                return  # already stopping
+            self.cancelled = True
+            request_stop(self.workdir)
+            self._later(stop_grace(), self.terminate, grace)
+            return
         self.cancelled = True
+        self.terminate(grace)
+
+    def terminate(self, grace: float = GRACE_SECONDS) -> None:
+        """SIGTERM now, SIGKILL after ``grace`` seconds."""
         self._signal(signal.SIGTERM)
-        self._kill_timer = threading.Timer(grace, self._signal, args=(signal.SIGKILL,))
-        self._kill_timer.daemon = True
-        self._kill_timer.start()
+        self._later(grace, self._signal, signal.SIGKILL)
+
+    def _later(self, seconds: float, fn: Any, *args: Any) -> None:
+        timer = threading.Timer(seconds, fn, args=args)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def _signal(self, sig: int) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -4,7 +4,8 @@ Every event has ``"v"`` (the protocol version), ``"type"`` and ``"trial"`` (the 
 and their fields are documented in docs/protocol.md. The reader treats a line it cannot parse as
 log text, never as a crash, and so is an event whose fields have the wrong types (a step that is
 not a whole number, an LR that is neither a number nor ``"nan"``/``"inf"``/``"-inf"``): whoever
-reads events can trust their types. A process that dies without ``end`` is recorded as failed by
+reads events can trust their types. A step's ``lr`` or ``loss`` may be null (a script that does
+not know it): readers get NaN, and the step's ``unreported`` lists it. A process that dies without ``end`` is recorded as failed by
 the runner, with the tail of its stderr.
 """
 
@@ -88,8 +89,8 @@ def _typed(kind: str, data: dict[str, Any]) -> bool:
     """Whether an event's required fields have their documented types."""
     if kind in ("step", "eval", "checkpoint") and not _whole(data["step"]):
         return False
-    if kind == "step":
-        return _numeric(data["lr"]) and _numeric(data["loss"])
+    if kind == "step":  # null: a script that does not know its LR or loss (lrbench_gui.report)
+        return all(_numeric(data[k]) or data[k] is None for k in ("lr", "loss"))
     if kind == "eval":
         return isinstance(data["metrics"], dict)
     if kind == "checkpoint":
@@ -124,7 +125,16 @@ def parse_line(line: str | bytes) -> Event | None:
     data = {k: v for k, v in obj.items() if k not in ("v", "type", "trial")}
     if not _typed(kind, data):
         return None
-    for key in ("loss", "lr"):
-        if key in data:
-            data[key] = _number(data[key])
+    if kind == "step":
+        # readers get floats: a null becomes NaN, and "unreported" names it (not a non-finite value)
+        unreported = [k for k in ("lr", "loss") if data[k] is None]
+        data.pop("unreported", None)
+        if unreported:
+            data["unreported"] = unreported
+        for key in ("loss", "lr"):
+            data[key] = math.nan if data[key] is None else _number(data[key])
+    else:
+        for key in ("loss", "lr"):
+            if key in data:
+                data[key] = _number(data[key])
     return Event(kind, trial, data)

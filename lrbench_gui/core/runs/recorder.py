@@ -9,6 +9,11 @@ The record is always one the database accepts, whatever the trainer sent: the fi
 event is the trial's end (a second one is ignored), and points the protocol allows but a stored
 curve does not (an ``"inf"`` LR or loss), metrics that are not finite numbers, and names that are
 not valid keys are dropped, each kind said once in the record's notes.
+
+A command trial (the user's script) need not send ``end``: exit status 0 is ``completed`` with
+the metrics of its last ``eval``, another is ``failed`` with the log tail, and a trial stopped
+by the runner is ``stopped`` whatever it said last. One that reported nothing gets a note that
+points at the report API.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 from lrbench_gui import __version__
 from lrbench_gui.core.db.fields import KEY
 from lrbench_gui.core.records import TrialRecord, TrialStatus
+from lrbench_gui.core.runs.command import NO_REPORT_NOTE
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
 
@@ -62,6 +68,8 @@ class TrialRecorder:
         #: why points or events were left out of the record, once per reason
         self.dropped: dict[str, str] = {}
         self.last_step: dict[str, Any] = {}
+        #: seconds from the recorder's start to :meth:`finish`
+        self.elapsed = 0.0
 
     def _drop(self, reason: str, text: str) -> None:
         self.dropped.setdefault(reason, text)
@@ -73,7 +81,7 @@ class TrialRecorder:
             self.status = TrialStatus.RUNNING.value
         elif kind == "step":
             step, lr = int(d["step"]), _finite_or_none(d["lr"])
-            if lr is None:
+            if lr is None and "lr" not in (d.get("unreported") or ()):
                 self._drop("lr", f"step {step}: the trainer reported a non-finite LR ({d['lr']}); "
                                  "such points are left out of the lr curve")
             self.steps.append(step)
@@ -102,20 +110,31 @@ class TrialRecorder:
     def log(self, line: str) -> None:
         self.log_tail.append(line.rstrip("\n"))
 
+    @property
+    def is_command(self) -> bool:
+        return self.config.command is not None
+
     def finish(self, exit_code: int | None, stderr_tail: list[str], cancelled: bool = False) -> None:
         """The process is gone: settle the final status."""
         self.log_tail.extend(stderr_tail)
+        self.elapsed = time.time() - self.started
+        if cancelled and self.is_command:
+            self.status = TrialStatus.STOPPED.value
+            return
         if self.end is not None and not (cancelled and self.end.get("status") == TrialStatus.FAILED):
             self.status = str(self.end["status"])
             return
         if cancelled:
             self.status = TrialStatus.STOPPED.value
+        elif self.is_command and exit_code == 0:
+            self.status = TrialStatus.COMPLETED.value
         else:
             self.status = TrialStatus.FAILED.value
             how = f"exit status {exit_code}" if exit_code is not None and exit_code >= 0 else (
                 f"killed by signal {-exit_code}" if exit_code is not None else "crashed"
             )
-            self.errors.append(f"the trainer ended without an end event ({how})")
+            who = "the script" if self.is_command else "the trainer"
+            self.errors.append(f"{who} ended without an end event ({how})")
 
     @property
     def progress(self) -> float:
@@ -131,9 +150,16 @@ class TrialRecorder:
             metrics = self._metrics(self.evals[-1][1])
         if self.losses and "final_loss" not in metrics and self.losses[-1] is not None:
             metrics["final_loss"] = self.losses[-1]
+        finite_losses = [v for v in self.losses if v is not None]
+        if self.is_command and finite_losses and "best_loss" not in metrics:
+            metrics["best_loss"] = min(finite_losses)
+        if self.is_command and not self.steps and not self.evals and self.end is None:
+            self._drop("no-report", NO_REPORT_NOTE)
         end_cost = end.get("cost") if isinstance(end.get("cost"), dict) else {}
         last = self.last_step
-        seconds = _finite_or_none(end_cost.get("seconds", last.get("time", 0.0)))
+        # a script's steps carry "wall"; one that reported nothing is timed by its process
+        fallback = last.get("time", last.get("wall", self.elapsed if self.is_command else 0.0))
+        seconds = _finite_or_none(end_cost.get("seconds", fallback))
         cost = {
             "steps": _whole(end_cost.get("steps", len(self.steps)), len(self.steps)),
             "tokens": _whole(end_cost.get("tokens", last.get("tokens", 0))),
@@ -190,6 +216,7 @@ class TrialRecorder:
                 # what makes two runs comparable (the database's recommendations group by it)
                 "world_size": _whole(self.hello.get("world_size")) or 1,
                 **({"tokenizer": str(self.hello["tokenizer"])[:256]} if self.hello.get("tokenizer") else {}),
+                **({"command": list(cfg.command), "cwd": cfg.cwd} if cfg.command is not None else {}),
             },
             "notes": "\n".join(notes)[:8000],
         }

@@ -38,7 +38,8 @@ class LocalScheduler:
     ``on_log(trial_id, line)`` for log text; ``on_finished(trial_id, record)`` once per trial
     with its database record. ``feeder(free_slots)``, when given, is asked for more trials
     whenever slots are free (a study's tuner behind it); the run ends when nothing runs, nothing
-    is queued and the feeder has nothing more.
+    is queued and the feeder has nothing more. ``registry`` fills command trials' ``{lr}`` and
+    ``{policy.NAME}`` placeholders.
     """
 
     def __init__(
@@ -51,7 +52,9 @@ class LocalScheduler:
         on_started: Callable[[str, TrialConfig], None] | None = None,
         feeder: Callable[[int], list[TrialConfig]] | None = None,
         watchdog: float | None = None,
+        registry: Any = None,
     ) -> None:
+        self.registry = registry
         self.slots: SlotQueue[TrialProcess] = SlotQueue(slots)
         #: seconds of silence after which a trial is killed (see process.watchdog_seconds)
         self.watchdog = watchdog_seconds() if watchdog is None else float(watchdog)
@@ -106,13 +109,15 @@ class LocalScheduler:
                 self.slots.submit(cfg)
         for placed in list(self.slots.place()):
             cfg = placed.config
-            proc = TrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus)
+            proc = TrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus,
+                                registry=self.registry)
             try:
                 proc.start()
-            except (OSError, FileNotFoundError) as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a command's placeholder without a value
                 self.slots.finished(cfg.trial_id)
                 rec = proc.recorder
-                rec.errors.append(f"could not start the trainer: {exc}")
+                what = "the command" if cfg.command is not None else "the trainer"
+                rec.errors.append(f"could not start {what}: {exc}")
                 rec.finish(None, [])
                 self._finished(cfg.trial_id, rec.record())
                 continue

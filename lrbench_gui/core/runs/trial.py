@@ -111,6 +111,22 @@ class TrialConfig(_Strict):
     diverge_factor: float = Field(4.0, gt=1, le=1e9, description="stop as diverged when the loss exceeds this x its best")
     log_every: int = Field(1, ge=1, le=_MANY)
     merge: MergeSpec | None = None
+    command: list[str] | None = Field(None, description="run this command instead of the trainer (a command "
+                                                         "trial: docs/protocol.md); one string is split like a shell")
+    cwd: str | None = Field(None, max_length=_PATH, description="the command's working folder (default: the trial's)")
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from lrbench_gui.core.runs.command import check_template, split_command
+
+        if not isinstance(value, (str, list, tuple)):
+            raise ValueError("must be a list of strings or one string")
+        argv = split_command(value)
+        check_template(argv)
+        return argv
 
     @field_validator("trial_id", "study_id")
     @classmethod
@@ -134,7 +150,8 @@ class TrialError(ValueError):
 
 
 def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
-    """Check the task name and parameters and the policy spec against the plugins of ``registry``."""
+    """Check the task name and parameters and the policy spec against the plugins of ``registry``
+    (and, for a command trial, that every ``{policy.NAME}`` and ``{task.NAME}`` has a value)."""
     reg = require_registry(registry, "validate_trial")
     try:
         task_cls = reg.task(config.task)
@@ -148,6 +165,13 @@ def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
         parse_spec(config.policy, reg)
     except SpecError as exc:
         raise TrialError(f"policy.{exc}" if exc.path else f"policy: {exc}") from None
+    if config.command is not None:
+        from lrbench_gui.core.runs.command import CommandError, fill_command
+
+        try:
+            fill_command(config, Path(config.output_dir or "."), reg)
+        except CommandError as exc:
+            raise TrialError(f"command: {exc}") from None
     return config
 
 

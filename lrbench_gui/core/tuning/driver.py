@@ -25,7 +25,8 @@ def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finish
         return RayScheduler(cfg, on_event=on_event, on_finished=on_finished, feeder=study.next_trials)
     from lrbench_gui.core.runs.runner import LocalScheduler
 
-    return LocalScheduler(cfg.parallel, on_event=on_event, on_finished=on_finished, feeder=study.next_trials)
+    return LocalScheduler(cfg.parallel, on_event=on_event, on_finished=on_finished, feeder=study.next_trials,
+                          registry=study.registry)
 
 
 def run_study(study: Any, on_progress: Callable[[Any], None] | None = None,

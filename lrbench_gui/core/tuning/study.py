@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lrbench_gui.core.params import validate_params
 from lrbench_gui.core.records import TRIAL_REPLAYED, StudyRecord, StudyStatus, TrialRecord, TrialStatus, curve_points
@@ -77,12 +77,27 @@ class StudyConfig(BaseModel):
     threads: int = Field(1, ge=0)
     device: str = "auto"
     trial_backend: Literal["torch", "deepspeed"] = "torch"
+    #: a command study runs this template instead of the trainer (docs/protocol.md, command trials)
+    command: list[str] | None = None
+    cwd: str | None = None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from lrbench_gui.core.runs.command import check_template, split_command
+
+        argv = split_command(value)
+        check_template(argv)
+        return argv
 
 
 #: the settings that say where and how this machine runs the work: never taken from a stored study
-#: record (it may come from someone else's export file), always this machine's own
+#: record (it may come from someone else's export file), always this machine's own; a command
+#: study's command and folder too, so a shared file never chooses what this machine runs
 EXECUTION_FIELDS = ("backend", "ray_address", "parallel", "gpus_per_trial", "cpus_per_trial", "device", "threads",
-                    "trial_backend")
+                    "trial_backend", "command", "cwd")
 
 
 def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
@@ -95,6 +110,9 @@ def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
                          "from another tool, or made by an older lrbench): start a new study instead")
     defaults = StudyConfig.model_fields
     mine = {k: (here[k] if here.get(k) is not None else defaults[k].default) for k in EXECUTION_FIELDS}
+    if config.get("command") and mine["command"] is None:
+        raise ValueError(f"study {record.get('id')!r} runs a command: give it again to resume (--cmd '...'); "
+                         "a stored study never chooses what this machine runs")
     try:
         return StudyConfig.model_validate({**config, **mine})
     except ValidationError as exc:
@@ -153,6 +171,8 @@ class Study:
         self.objective = Objective(metric, mode, config.target)
         if config.method == "cost" and config.target is None:
             raise ValueError("the cost method needs a target: e.g. --target val_acc=0.95")
+        if config.command is not None:
+            self._check_command(task_cls)
         self.tuner = self._make_tuner()
         self.requests: dict[str, TrialRequest] = {}  # trial_id -> request
         self.results: dict[str, TrialResult] = {}  # trial_id -> result
@@ -173,6 +193,21 @@ class Study:
         #: writes the database refused, kept in recovery files (RecoveryResult, with the
         #: ``lrbench db import`` line that applies each); the CLI reports them and exits 3
         self.recovered: list[Any] = []
+
+    def _check_command(self, task_cls: Any) -> None:
+        """Every ``{policy.NAME}`` names a parameter of each searched family, every ``{task.NAME}``
+        one of the task's: ``ValueError`` (one line) before any trial runs."""
+        from lrbench_gui.core.runs.command import check_template
+
+        cfg = self.config
+        families = {}
+        if cfg.method == "single":
+            for name in cfg.policies:
+                try:
+                    families[name] = set(self.registry.policy(name).Params.model_fields)
+                except Exception:
+                    continue  # an unknown family is the search space's to refuse
+        check_template(cfg.command or [], families, set(task_cls.Params.model_fields) | set(cfg.task_params))
 
     def _make_tuner(self) -> Tuner:
         from lrbench_gui.core.tuning.space import study_space
@@ -317,6 +352,8 @@ class Study:
             "device": cfg.device,
             "backend": cfg.trial_backend,
         }
+        if cfg.command is not None:
+            obj.update({"command": cfg.command, "cwd": cfg.cwd})
         if "diverge_factor" in req.tags:
             obj["diverge_factor"] = float(req.tags["diverge_factor"])
         if "log_every" in req.tags:
