@@ -14,9 +14,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 from _reliability_cases import CASES, run_case  # noqa: E402
 
+#: cases another test already runs in full, so the suite starts Ray once for them, not twice:
+#: tune-json-ray is tests/test_study.py's Ray study, run as `lrbench tune --backend ray --json`
+COVERED_ELSEWHERE = {"tune-json-ray"}
+
 
 @pytest.mark.parametrize(
-    "case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
+    "case", [pytest.param(c, id=c.name, marks=[pytest.mark.slow] if c.slow else []) for c in CASES
+             if c.name not in COVERED_ELSEWHERE]
 )
 def test_case_holds(case, tmp_path):
     holds, detail = run_case(case, tmp_path / "case")
