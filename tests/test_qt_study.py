@@ -317,3 +317,26 @@ def test_the_preview_shows_the_space_the_study_runs(qtbot, settings, method, pol
     assert f"Searched ({n} famil" in panel.summary.text()
     for name in study.space.names[:12]:
         assert f"<b>{name}</b>" in panel.summary.text()
+
+
+def test_the_study_panel_starts_and_resumes_a_study_of_the_users_script(qtbot, settings, lrbench_env, tmp_path):
+    """A command in the Study panel becomes the study's command trials (the preview says so); a
+    bad placeholder is one line; resuming it takes the command from the form, not the record."""
+    win = open_window(qtbot, settings)
+    panel = win.study_panel
+    panel.command_box.command_edit.setText("python train.py --lr {learning_rate}")
+    with pytest.raises(ValueError, match="learning_rate"):
+        panel.config()
+    panel.command_box.command_edit.setText("python train.py --lr {lr} --steps {steps}")
+    panel.command_box.cwd_edit.setText(str(tmp_path))
+    panel.task_combo.setCurrentText("command")
+    cfg = panel.config()
+    assert cfg.command == ["python", "train.py", "--lr", "{lr}", "--steps", "{steps}"] and cfg.cwd == str(tmp_path)
+    from lrbench_gui.qt.study.preview import preview_html
+
+    assert "Each trial runs your command" in preview_html(cfg, win.registry)
+    panel.command_box.command_edit.setText("")
+    assert panel.config().command is None
+    panel.load_config(cfg)
+    assert panel.command_box.command_edit.text() == "python train.py --lr {lr} --steps {steps}"
+    win.close()

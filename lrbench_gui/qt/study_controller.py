@@ -126,10 +126,11 @@ class StudyController(QObject):
         self._begin(study)
         return study
 
-    def resume(self, study_id: str) -> None:
+    def resume(self, study_id: str, **here: Any) -> None:
         """Resume a study stored in the database: its finished trials are replayed into a fresh
         tuner on the jobs thread (not run again), then the rest runs. ``studyStarted`` follows,
-        or ``problem`` when the study cannot be resumed."""
+        or ``problem`` when the study cannot be resumed. ``here``: this machine's execution
+        settings (``command``, ``cwd`` for a study of the user's script), never the record's."""
         if self.is_busy():
             raise RuntimeError("a study is already running: stop it first")
         registry = self.registry
@@ -142,7 +143,7 @@ class StudyController(QObject):
             if found is None:
                 raise ValueError(f"there is no study {study_id!r} in {db.path}")
             # the execution settings are this app's (its slots), never the stored record's
-            config = resume_config(found, parallel=slots)
+            config = resume_config(found, parallel=slots, **here)
             study = Study(config, registry=registry, db=db)
             study.resume()
             study.db = None  # from here on the controller writes, through the jobs thread

@@ -22,9 +22,9 @@ from typing import Any, Iterable
 from lrbench_gui.core.params import clip
 from lrbench_gui.core.runs.protocol import MAX_LINE
 
-__all__ = ["COMMAND_TASK", "CommandError", "split_command", "check_template", "fill_command", "prepare_command",
-           "command_env", "request_stop", "stop_grace", "ReportTail", "TRIAL_FILE", "SPEC_FILE", "REPORT_FILE",
-           "STOP_FILE", "NO_REPORT_NOTE", "PLACEHOLDERS"]
+__all__ = ["COMMAND_TASK", "CommandError", "split_command", "join_command", "check_template", "fill_command",
+           "prepare_command", "command_env", "request_stop", "stop_grace", "ReportTail", "TRIAL_FILE", "SPEC_FILE",
+           "REPORT_FILE", "STOP_FILE", "NO_REPORT_NOTE", "PLACEHOLDERS"]
 
 #: the built-in placeholder task of a command trial whose user names no other task
 COMMAND_TASK = "command"
@@ -270,3 +270,12 @@ class ReportTail:
             lines.append(self._partial.decode("utf-8", errors="replace"))
             self._partial = b""
         return [line for line in lines if line.strip()]
+
+
+def join_command(argv: Iterable[str]) -> str:
+    """``argv`` as one line a shell splits back to it, placeholders left readable (``{lr}``, not
+    ``'{lr}'``)."""
+    import re
+
+    safe = re.compile(r"[\w@%+=:,./{}-]+")
+    return " ".join(a if safe.fullmatch(a) else shlex.quote(a) for a in argv)

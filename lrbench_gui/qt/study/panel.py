@@ -39,7 +39,7 @@ from lrbench_gui.qt.study.demo import DEMO_STUDY, DemoBox, demo_config
 from lrbench_gui.qt.study.policy_choice import PolicyChoice, ranges_from_overrides
 from lrbench_gui.qt.study.preview import preview_html, preview_space
 from lrbench_gui.qt.study.recent import RecentStudies, ResumeBanner, load_recent
-from lrbench_gui.qt.study.run_options import BackendBox, BudgetBox
+from lrbench_gui.qt.study.run_options import BackendBox, BudgetBox, CommandBox
 from lrbench_gui.qt.study_controller import StudyController
 from lrbench_gui.qt.widgets import MessageBanner
 
@@ -156,11 +156,12 @@ class StudyPanel(QWidget):
         self.backend_box = backend_box = BackendBox()
         self.backend_combo, self.ray_address = backend_box.backend_combo, backend_box.ray_address
         self.name_edit = backend_box.name_edit
+        self.command_box = command_box = CommandBox()
 
         form = QWidget()
         fl = QVBoxLayout(form)
         fl.setContentsMargins(4, 4, 8, 4)
-        for w in (self.demo_box, task_box, method_box, tuner_box, policy_box, budget_box, backend_box):
+        for w in (self.demo_box, task_box, method_box, tuner_box, policy_box, budget_box, command_box, backend_box):
             fl.addWidget(w)
         fl.addStretch(1)
         scroll = QScrollArea()
@@ -217,7 +218,7 @@ class StudyPanel(QWidget):
         self.method_combo.currentTextChanged.connect(self._method_changed)
         self.tuner_combo.currentTextChanged.connect(self._tuner_changed)
         self.metric_combo.currentTextChanged.connect(self._metric_changed)
-        for box in (policy_box, budget_box, backend_box):
+        for box in (policy_box, budget_box, command_box, backend_box):
             box.changed.connect(self._schedule_summary)
         self.target_edit.textChanged.connect(self._schedule_summary)
         for f in (self.task_form, self.tuner_form):
@@ -328,6 +329,7 @@ class StudyPanel(QWidget):
         obj: dict[str, Any] = {
             **self.backend_box.values(),
             **self.budget_box.values(),
+            **self.command_box.values(),
             "task": self.task_combo.currentText(),
             "task_params": self.task_form.last_valid_values(),
             "method": method,
@@ -362,6 +364,7 @@ class StudyPanel(QWidget):
         self.policy_choice.set_lr_range(cfg.lr_range)
         self.set_policies(cfg.policies, ranges_from_overrides(cfg.overrides, cfg.policies, self._registry))
         self.budget_box.load(cfg)
+        self.command_box.load(cfg)
         self.backend_box.set_backend(cfg.backend, cfg.ray_address)
         self.name_edit.setText(cfg.name)
         self._update_summary()
@@ -398,8 +401,11 @@ class StudyPanel(QWidget):
         if not study_id:
             return
         try:
-            self.controller.resume(study_id)
-        except RuntimeError as exc:
+            # a stored study never chooses what this machine runs: a command study resumes with
+            # the command in the form (issue 12's rule), the rest of its settings are its own
+            here = self.command_box.values() if self.command_box.command_edit.text().strip() else {}
+            self.controller.resume(study_id, **here)
+        except (RuntimeError, ValueError) as exc:
             self.banner.show_message(str(exc), "warning")
             return
         self._running_changed()

@@ -54,4 +54,11 @@ def preview_html(cfg: StudyConfig, registry: Registry) -> str:
         f"Ranked by {ranked}.",
         "Recorded in the database as it runs; a stopped study can be resumed.",
     ]
+    if getattr(cfg, "command", None):
+        import html
+
+        from lrbench_gui.core.runs.command import join_command
+
+        folder = f" in {html.escape(cfg.cwd)}" if getattr(cfg, "cwd", None) else ""
+        lines.insert(2, f"Each trial runs your command{folder}: <code>{html.escape(join_command(cfg.command))}</code>")
     return "<br><br>".join(lines)

@@ -8,9 +8,11 @@ from typing import Any
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox, QWidget
 
+from lrbench_gui.core.runs.command import CommandError, check_template, split_command
+
 from lrbench_gui.core.tuning.study import StudyConfig
 
-__all__ = ["BudgetBox", "BackendBox"]
+__all__ = ["BudgetBox", "BackendBox", "CommandBox"]
 
 
 def _spin(low: int, high: int, value: int, tip: str = "") -> QSpinBox:
@@ -120,3 +122,51 @@ class BackendBox(QGroupBox):
             "backend": backend,
             "ray_address": (self.ray_address.text().strip() or None) if backend == "ray" else None,
         }
+
+
+class CommandBox(QGroupBox):
+    """Train with your own script: a command template run once per trial (docs/own-script.md).
+
+    Empty: the task's built-in trainer. With a command, each trial runs it in ``folder`` with its
+    placeholders filled (``{lr}``, ``{steps}``, ``{seed}``, ``{out}``, ``{spec}``...), and its
+    ``lrbench_gui.report`` calls stream into Live like any trial's."""
+
+    #: Fires when the command or the folder changed (the preview is stale).
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Your own script (optional)", parent)
+        self.command_edit = QLineEdit()
+        self.command_edit.setPlaceholderText("python train.py --lr {lr} --steps {steps} --out {out}")
+        self.cwd_edit = QLineEdit()
+        self.cwd_edit.setPlaceholderText("the folder to run it in (default: the app's)")
+        self.note = QLabel("Empty: the task's own trainer. Placeholders: {lr} {steps} {seed} {out} {spec} {trial} "
+                           "{policy.NAME} {task.NAME}; the script reports with lrbench_gui.report "
+                           "(docs/own-script.md).")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #6b7280;")
+        form = QFormLayout(self)
+        form.addRow("Command", self.command_edit)
+        form.addRow("Folder", self.cwd_edit)
+        form.addRow(self.note)
+        for edit in (self.command_edit, self.cwd_edit):
+            edit.textChanged.connect(lambda _text: self.changed.emit())
+
+    def values(self) -> dict[str, Any]:
+        """These fields of a :class:`StudyConfig`; ``ValueError`` (one line) for a bad template."""
+        text = self.command_edit.text().strip()
+        if not text:
+            return {"command": None, "cwd": None}
+        try:
+            argv = split_command(text)
+            check_template(argv)
+        except CommandError as exc:
+            raise ValueError(f"command: {exc}") from None
+        return {"command": argv, "cwd": self.cwd_edit.text().strip() or None}
+
+    def load(self, cfg: StudyConfig) -> None:
+        from lrbench_gui.core.runs.command import join_command
+
+        command = getattr(cfg, "command", None)
+        self.command_edit.setText(join_command(command) if command else "")
+        self.cwd_edit.setText(getattr(cfg, "cwd", None) or "")
