@@ -13,6 +13,7 @@ import torch
 from lrbench_gui.core.export import export_policy
 from lrbench_gui.integrations import as_lr_scheduler, build_schedule, parse_spec, policy_scheduler
 from lrbench_gui.plugins import get_registry
+from lrbench_gui.testing.policy import hf_warmup_steps
 
 TOTAL = 240
 
@@ -32,6 +33,9 @@ VARIANTS = [
     {"name": "cosine", "params": {"lr": 0.001, "min_lr": 1e-4, "warmup_steps": 10}},
     {"name": "cosine", "params": {"lr": 0.001}},
     {"name": "linear", "params": {"lr": 0.001, "warmup_steps": 24}},
+    {"name": "linear", "params": {"lr": 0.001, "warmup_ratio": 0.03}},
+    {"name": "cosine", "params": {"lr": 2e-5, "warmup_ratio": 0.03}},
+    {"name": "cosine", "params": {"lr": 2e-5, "min_lr": 1e-6, "warmup_ratio": 0.1}},
     {"name": "constant_warmup", "params": {"lr": 0.001, "warmup_steps": 24}},
     {"name": "inverse_sqrt", "params": {"lr": 0.001, "warmup_steps": 20}},
     {"name": "inverse_sqrt", "params": {"lr": 0.001, "warmup_steps": 20, "timescale": 50}},
@@ -115,7 +119,7 @@ def test_every_native_export_reproduces_the_policy(variant, ds_schedules):
         opt = _optimizer(args["learning_rate"])
         got = _torch_run(
             lambda o: transformers.get_scheduler(
-                args["lr_scheduler_type"], o, num_warmup_steps=args.get("warmup_steps", 0),
+                args["lr_scheduler_type"], o, num_warmup_steps=hf_warmup_steps(args, args.get("max_steps", TOTAL)),
                 num_training_steps=args.get("max_steps", TOTAL),
                 scheduler_specific_kwargs=args.get("lr_scheduler_kwargs"),
             ),

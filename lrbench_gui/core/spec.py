@@ -45,6 +45,7 @@ __all__ = [
     "Schedule",
     "sample",
     "spec_label",
+    "ratio_form",
     "MAX_DEPTH",
     "ScheduleError",
     "JsonFileError",
@@ -267,3 +268,27 @@ def spec_label(spec: Spec | dict, registry: Registry | None = None) -> str:
     from lrbench_gui.core.records import spec_label as label
 
     return label(spec, registry)
+
+
+def ratio_form(spec: dict[str, Any], total_steps: int, registry: Registry) -> dict[str, Any]:
+    """``spec`` (JSON form, tuned for runs of ``total_steps``) with each warmup given in steps
+    rewritten as a share of the run where the policy takes one (``warmup_ratio``), so the spec
+    keeps its shape when it is used, or exported, for a run of another length. The curve over
+    ``total_steps`` is unchanged (checked); a composition keeps its step boundaries."""
+    if "sequence" in spec or "name" not in spec:
+        return spec
+    reg = require_registry(registry, "ratio_form")
+    cls = reg.policy(str(spec["name"]))
+    fields = cls.Params.model_fields
+    params = dict(spec.get("params") or {})
+    w = params.get("warmup_steps")
+    if "warmup_ratio" not in fields or not isinstance(w, int) or w <= 0 or total_steps < 1:
+        return spec
+    for ratio in (round(w / total_steps, 6), w / total_steps):
+        candidate = {**spec, "params": {**params, "warmup_steps": 0, "warmup_ratio": ratio}}
+        try:
+            if sample(candidate, total_steps, reg) == sample(spec, total_steps, reg):
+                return parse_spec(candidate, reg).to_json()
+        except (SpecError, ValueError):
+            break
+    return spec

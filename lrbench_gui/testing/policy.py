@@ -329,14 +329,28 @@ def _run_torch(export: Export, policy: Policy, steps: int) -> list[list[float]]:
     return runs
 
 
+def hf_warmup_steps(args: dict[str, Any], total: int) -> int:
+    """The warmup steps Hugging Face's Trainer derives from TrainingArguments fields (transformers
+    5: a ``warmup_steps`` below 1 is a ratio; 4.x: ``warmup_ratio``), ``ceil(total * ratio)``."""
+    import math
+
+    steps = args.get("warmup_steps", 0) or 0
+    if 0 < steps < 1:
+        return int(math.ceil(total * steps))
+    if not steps and args.get("warmup_ratio"):
+        return int(math.ceil(total * float(args["warmup_ratio"])))
+    return int(steps)
+
+
 def _run_hf(export: Export, policy: Policy, steps: int) -> list[list[float]]:
     import transformers
 
     args = export.value
     optimizer = _optimizer(float(args["learning_rate"]))
+    total = args.get("max_steps", steps)
     scheduler = transformers.get_scheduler(
-        args.get("lr_scheduler_type", "linear"), optimizer, num_warmup_steps=args.get("warmup_steps", 0),
-        num_training_steps=args.get("max_steps", steps), scheduler_specific_kwargs=args.get("lr_scheduler_kwargs"),
+        args.get("lr_scheduler_type", "linear"), optimizer, num_warmup_steps=hf_warmup_steps(args, total),
+        num_training_steps=total, scheduler_specific_kwargs=args.get("lr_scheduler_kwargs"),
     )
     return [_step_torch(optimizer, scheduler, steps)]
 

@@ -20,6 +20,26 @@ def _warmup_factor(step: int, warmup_steps: int) -> float:
     return float(step) / float(max(1, warmup_steps))
 
 
+def _ratio_param() -> float:
+    return param(0.0, "Warmup as a fraction of the run (Hugging Face's warmup_ratio), used when warmup_steps "
+                 "is 0: ceil(ratio x run length) steps, so the warmup keeps its share at any length.", ge=0, lt=1)
+
+
+def warmup_of(p: Params, total_steps: int) -> int:
+    """The warmup in steps, as Hugging Face's Trainer computes it: ``warmup_steps`` when > 0,
+    else ``ceil(total_steps * warmup_ratio)``."""
+    return int(p.warmup_steps) if p.warmup_steps > 0 else int(math.ceil(total_steps * p.warmup_ratio))
+
+
+def _hf_warmup(p: Params) -> dict:
+    """The warmup as TrainingArguments takes it: transformers 5 reads a ``warmup_steps`` below 1
+    as a ratio of the run (4.x called that ``warmup_ratio``; see the export's note)."""
+    return {"warmup_steps": p.warmup_ratio} if p.warmup_steps == 0 and p.warmup_ratio > 0 else {"warmup_steps": p.warmup_steps}
+
+
+_RATIO_NOTE = "transformers < 5 names a fractional warmup warmup_ratio: use warmup_ratio={r} there"
+
+
 class _MinBelowLr(Params):
     @model_validator(mode="after")
     def _order(self):
@@ -43,12 +63,14 @@ class Cosine(Policy):
         min_lr: float = min_lr_param()
         warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
                                    derive=run_fraction(0.05), role="warmup")
+        warmup_ratio: float = _ratio_param()
 
     def lr_at(self, step: int) -> float:
         p = self.params
-        if step < p.warmup_steps:
-            return p.lr * _warmup_factor(step, p.warmup_steps)
-        progress = float(step - p.warmup_steps) / float(max(1, self.total_steps - p.warmup_steps))
+        warmup = warmup_of(p, self.total_steps)
+        if step < warmup:
+            return p.lr * _warmup_factor(step, warmup)
+        progress = float(step - warmup) / float(max(1, self.total_steps - warmup))
         factor = 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress))
         rate = p.min_lr / p.lr
         return p.lr * max(0.0, factor * (1 - rate) + rate)
@@ -58,16 +80,16 @@ class Cosine(Policy):
         out = {
             "learning_rate": p.lr,
             "lr_scheduler_type": "cosine" if p.min_lr == 0 else "cosine_with_min_lr",
-            "warmup_steps": p.warmup_steps,
+            **_hf_warmup(p),
             "max_steps": self.total_steps,
         }
         if p.min_lr:
             out["lr_scheduler_kwargs"] = {"min_lr": p.min_lr}
-        return Export(out)
+        return Export(out, note=_RATIO_NOTE.format(r=p.warmup_ratio) if "warmup_steps" in out and 0 < out["warmup_steps"] < 1 else "")
 
     def to_torch(self) -> Export | None:
         p = self.params
-        if p.warmup_steps:
+        if warmup_of(p, self.total_steps):
             return None
         return Export(
             torch_code(
@@ -90,12 +112,14 @@ class Linear(Policy):
         warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
                                    derive=run_fraction(0.05), role="warmup")
         min_lr: float = min_lr_param()
+        warmup_ratio: float = _ratio_param()
 
     def lr_at(self, step: int) -> float:
         p = self.params
-        if step < p.warmup_steps:
-            return p.lr * _warmup_factor(step, p.warmup_steps)
-        factor = max(0.0, float(self.total_steps - step) / float(max(1, self.total_steps - p.warmup_steps)))
+        warmup = warmup_of(p, self.total_steps)
+        if step < warmup:
+            return p.lr * _warmup_factor(step, warmup)
+        factor = max(0.0, float(self.total_steps - step) / float(max(1, self.total_steps - warmup)))
         return p.min_lr + (p.lr - p.min_lr) * factor
 
     def to_hf(self) -> Export | None:
@@ -106,7 +130,7 @@ class Linear(Policy):
             {
                 "learning_rate": p.lr,
                 "lr_scheduler_type": "linear",
-                "warmup_steps": p.warmup_steps,
+                **_hf_warmup(p),
                 "max_steps": self.total_steps,
             }
         )
