@@ -138,3 +138,28 @@ def test_the_cli_scheduler_has_the_same_watchdog(tmp_path, monkeypatch):
     sched.submit(cfg)
     (record,) = sched.run().values()
     assert record["status"] == "failed" and "watchdog" in record["notes"]
+
+
+def test_ctrl_c_while_a_trial_starts_leaves_no_phantom_slot(tmp_path, monkeypatch):
+    """Ctrl-C that lands inside a trial's start (the child just spawned) must not leave the
+    scheduler waiting forever for a trial that will never report, nor the child running."""
+    import subprocess
+
+    from lrbench_gui.core.runs import process
+
+    real_popen = subprocess.Popen
+
+    def popen_then_interrupt(*args, **kwargs):
+        real_popen(*args, **kwargs)  # the child exists; start() is cut before it reads it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(process.subprocess, "Popen", popen_then_interrupt)
+    sched = LocalScheduler(2, workdir=tmp_path)
+    for cfg in configs(2):
+        sched.submit(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        sched.run()
+    monkeypatch.setattr(process.subprocess, "Popen", real_popen)
+    assert not sched.slots.running  # both placements freed
+    sched.cancel_all()
+    assert sched.run(poll=0.05) == {}  # returns at once: nothing is waited for

@@ -238,6 +238,12 @@ class TrialProcess:
         self.cancelled = True
         self.terminate(grace)
 
+    def kill_started(self) -> None:
+        """SIGKILL whatever :meth:`start` got going (it was interrupted part-way)."""
+        for timer in self._timers:
+            timer.cancel()
+        self._signal(signal.SIGKILL)
+
     def terminate(self, grace: float = GRACE_SECONDS) -> None:
         """SIGTERM now, SIGKILL after ``grace`` seconds."""
         self._signal(signal.SIGTERM)

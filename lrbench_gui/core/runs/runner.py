@@ -107,13 +107,24 @@ class LocalScheduler:
         if self.feeder is not None and free > 0:
             for cfg in self.feeder(free):
                 self.slots.submit(cfg)
-        for placed in list(self.slots.place()):
+        placements = list(self.slots.place())
+        for i, placed in enumerate(placements):
             cfg = placed.config
             proc = TrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus,
                                 registry=self.registry)
+            self.slots.started(cfg.trial_id, proc)  # the handle first: a cancel reaches it from here on
             try:
                 proc.start()
-            except (OSError, ValueError) as exc:  # ValueError: a command's placeholder without a value
+            except BaseException as exc:
+                if not isinstance(exc, (OSError, ValueError)):
+                    # interrupted (Ctrl-C) while starting: kill what began and free every slot
+                    # not started, or run() would wait for them forever; they have no record
+                    # and run again when the study resumes
+                    proc.kill_started()
+                    for rest in placements[i:]:
+                        self.slots.finished(rest.config.trial_id)
+                    raise
+                # OSError: no trainer to run; ValueError: a command's placeholder without a value
                 self.slots.finished(cfg.trial_id)
                 rec = proc.recorder
                 what = "the command" if cfg.command is not None else "the trainer"
@@ -121,7 +132,6 @@ class LocalScheduler:
                 rec.finish(None, [])
                 self._finished(cfg.trial_id, rec.record())
                 continue
-            self.slots.started(cfg.trial_id, proc)
             if self.on_started:
                 self.on_started(cfg.trial_id, proc.config)
 
@@ -135,6 +145,9 @@ class LocalScheduler:
                 trial_id, kind, payload = self.events.get(timeout=poll)
             except queue.Empty:
                 for proc in self.slots.handles():
+                    if proc.proc is None:  # its start was interrupted: nothing will ever report
+                        self.slots.finished(proc.trial_id)
+                        continue
                     proc.check_watchdog(self.watchdog)
                 if not self.slots.running:
                     self._fill()
