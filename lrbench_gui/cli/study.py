@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.cli import CliError, open_db, print_json, registry
+from lrbench_gui.cli.tune import StudyProgress, split_sets
 
 __all__ = ["add_parser", "kind_parser", "config_from_argv", "run_kind", "ALIASES"]
 
@@ -205,18 +206,6 @@ def kind_parser(cls: Any, prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def _split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    from lrbench_gui.cli.policy import parse_set
-
-    out: dict[str, list[str]] = {"task": [], "tuner": [], "optim": []}
-    for item in items:
-        prefix, dot, rest = item.partition(".")
-        if not dot or prefix not in out:
-            raise CliError(f"--set {item!r}: prefix the key with task., tuner. or optim. (e.g. tuner.seeds=3)")
-        out[prefix].append(rest)
-    return {k: parse_set(v) for k, v in out.items()}
-
-
 def _first_lines(exc: Exception) -> str:
     lines = str(exc).splitlines()
     return lines[0] + ("; " + " ".join(x.strip() for x in lines[1:3]) if len(lines) > 1 else "")
@@ -238,7 +227,7 @@ def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
         if config.tuner != cls.name:
             raise CliError(f"study {args.resume} is a {config.tuner} study, not {cls.name}")
         return config
-    sets = _split_sets(getattr(args, "set", []) or [])
+    sets = split_sets(getattr(args, "set", []) or [])
     params = {**tuner_params_from_args(cls, args), **sets["tuner"]}
     optimizer = {**({"name": args.optimizer} if getattr(args, "optimizer", None) else {}), **sets["optim"]}
     fields: dict[str, Any] = {
@@ -269,26 +258,6 @@ def config_from_argv(registry: Any, kind: str, argv: list[str], db: Any = None) 
     return _config(cls, kind_parser(cls, f"lrbench study {kind}").parse_args(argv), db)
 
 
-class _Progress:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, study: Any) -> None:
-        if self.quiet:
-            return
-        best = study.best()
-        best_text = f"best {study.objective.metric} {best['value']:.4g}" if best else "no result yet"
-        text = (f"study {study.config.study_id}: {len(study.results)} trials done, {len(study.running)} running; "
-                f"{best_text}")
-        sys.stderr.write("\r" + text[:150].ljust(100) if self.tty else text + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if not self.quiet and self.tty:
-            sys.stderr.write("\n")
-
-
 def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
     """Parse ``argv`` for ``kind``, run the study to its end, print its table or JSON; exit status
     1 when every trial failed (the first one's reason on stderr)."""
@@ -310,7 +279,7 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         r = study.resumed
         print(f"resuming study {config.study_id}: {r['completed']} completed trials kept"
               + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
-    progress = _Progress(args.json)
+    progress = StudyProgress(args.json)
     try:
         run_study(study, on_progress=progress)
     except KeyboardInterrupt:

@@ -13,12 +13,14 @@ from typing import Any
 from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set
 
-__all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed", "report_recovered"]
+__all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed", "report_recovered", "split_sets",
+           "StudyProgress"]
 
 EXIT_RECOVERED = 3  # the study ran; some records are in recovery files (lrbench_gui.core.db.recovery)
 
 
-def _split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+def split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set task.K=V tuner.K=V optim.K=V`` as three parameter dicts (lrbench tune and study)."""
     out: dict[str, list[str]] = {"task": [], "tuner": [], "optim": []}
     for item in items:
         prefix, dot, rest = item.partition(".")
@@ -83,7 +85,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         except ValueError as exc:
             raise CliError(str(exc)) from None
     else:
-        sets = _split_sets(args.set)
+        sets = split_sets(args.set)
         metric, target = _target(args.target)
         lr_range = None
         if args.lr_range:
@@ -122,24 +124,22 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         raise CliError(f"study: {type(exc).__name__}: {str(exc)[:400]}") from None
 
 
-class _Progress:
-    def __init__(self, study: Any, quiet: bool) -> None:
-        self.study = study
+class StudyProgress:
+    """The one progress line of a blocking study (``lrbench tune`` and ``lrbench study``): call it
+    with the study after each finished trial; silent with ``quiet``."""
+
+    def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
 
-    def update(self) -> None:
+    def __call__(self, study: Any) -> None:
         if self.quiet:
             return
-        s = self.study
-        best = s.best()
-        best_text = f"best {s.objective.metric} {best['value']:.4g}" if best else "no result yet"
-        done = len(s.results)
-        text = f"study {s.config.study_id}: {done} trials done, {len(s.running)} running; {best_text}"
-        if self.tty:
-            sys.stderr.write("\r" + text[:150].ljust(100))
-        else:
-            sys.stderr.write(text + "\n")
+        best = study.best()
+        best_text = f"best {study.objective.metric} {best['value']:.4g}" if best else "no result yet"
+        text = (f"study {study.config.study_id}: {len(study.results)} trials done, {len(study.running)} running; "
+                f"{best_text}")
+        sys.stderr.write("\r" + text[:150].ljust(100) if self.tty else text + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -147,11 +147,11 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def run_study_blocking(study: Any, progress: _Progress | None = None, on_event: Any = None) -> None:
+def run_study_blocking(study: Any, progress: StudyProgress | None = None, on_event: Any = None) -> None:
     """Drive a study to its end with local subprocesses (or Ray), on this thread."""
     from lrbench_gui.core.tuning.driver import run_study
 
-    run_study(study, on_progress=(lambda _s: progress.update()) if progress else None, on_event=on_event)
+    run_study(study, on_progress=progress, on_event=on_event)
 
 
 def format_ranking(study: Any, limit: int = 20) -> str:
@@ -189,7 +189,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"resuming study {study.config.study_id}: {r['completed']} completed trials kept"
               + (f", {r['replayed'] - r['completed']} failed, diverged or cancelled kept" if r["replayed"] > r["completed"] else "")
               + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
-    progress = _Progress(study, args.json)
+    progress = StudyProgress(args.json)
     try:
         if args.json:  # stdout is the JSON answer alone: Ray's banners and a plugin's prints go to stderr
             from lrbench_gui.plugins import stdout_to_stderr

@@ -191,15 +191,16 @@ LR_KEYS = ("lr", "max_lr", "warmup_max_lr", "base_lr", "peak_lr", "initial_lr", 
 
 
 def lr_param(policy: str, params: Iterable[str], registry: "Registry | None" = None) -> str | None:
-    """The name of the parameter that is a policy's LR: the one its schema gives the role ``lr``
-    (see :func:`lrbench_gui.core.params.param`), else the first of :data:`LR_KEYS` it has."""
+    """The name of the parameter that is a policy's LR: the one with the role ``lr`` (declared,
+    or by convention: :func:`lrbench_gui.core.tuning.hints.policy_hints`), else the first of
+    :data:`LR_KEYS` it has."""
     names = list(params)
     if registry is not None and policy in registry.policies:
-        from lrbench_gui.core.params import describe
+        from lrbench_gui.core.tuning.hints import policy_hints
 
-        for row in describe(registry.policy(policy).Params):
-            if row.role == "lr" and row.name in names:
-                return row.name
+        lr = policy_hints(registry.policy(policy)).lr  # declared, or by the naming conventions
+        if lr is not None and lr in names:
+            return lr
     return next((k for k in LR_KEYS if k in names), None)
 
 

@@ -15,6 +15,7 @@ rule here names a policy: a third-party policy takes part exactly like a built-i
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -97,8 +98,10 @@ def _declares(rows: list[ParamInfo]) -> bool:
     return any(r.role or r.tune is not None or r.derive is not None for r in rows)
 
 
+@functools.lru_cache(maxsize=1024)
 def policy_hints(policy_cls: type) -> PolicyHints:
-    """The search hints of a policy class (declared on its schema, or by convention)."""
+    """The search hints of a policy class (declared on its schema, or by convention). A class's
+    schema never changes, so they are read once per class (labels ask for them per row)."""
     rows = describe(policy_cls.Params)
     declared = _declares(rows)
     roles: dict[str, str] = {}
