@@ -38,6 +38,13 @@ class TaskContext:
     world_size: int = 1
     workdir: Path = field(default_factory=Path.cwd)
     log: Any = print  # human log (stderr in the trainer)
+    #: the trial's precision (fp32, bf16-mixed, fp16-mixed, bf16-true); the trainer applies it
+    precision: str = "fp32"
+    #: the DeepSpeed config the trial runs under (None without DeepSpeed), e.g. for ZeRO-3 model init
+    deepspeed_config: dict | None = None
+    #: a warm worker's store that outlives one trial (None in a fresh process): a task may keep
+    #: what is expensive and never changed by training here (a frozen base model, tokenized data)
+    cache: dict | None = None
 
 
 class Task(abc.ABC):

@@ -76,6 +76,10 @@ class DeepSpeedOptions(_Strict):
     native_scheduler: bool = Field(
         False, description="use DeepSpeed's own scheduler when the policy has an exact one"
     )
+    config: dict[str, Any] | None = Field(
+        None, description="the user's DeepSpeed config (the JSON of --deepspeed-config), merged with what the trial "
+                          "needs: ZeRO, offload and communication are the user's; batch sizes, the scheduler and "
+                          "the precision section come from the trial (contradictions are refused)")
 
 
 class MergeSpec(_Strict):
@@ -105,6 +109,9 @@ class TrialConfig(_Strict):
     save_model: bool = False
     seed: int = Field(0, ge=-(2**63), lt=2**63)
     device: str = Field("auto", pattern=r"^[a-z]{1,16}(:[0-9]{1,4})?$")
+    precision: Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16-true"] = Field(
+        "fp32", description="fp32; bf16-/fp16-mixed: fp32 master weights with autocast (a GradScaler for fp16); "
+                            "bf16-true: weights and optimizer in bfloat16")
     backend: Literal["torch", "deepspeed"] = "torch"
     deepspeed: DeepSpeedOptions = Field(default_factory=DeepSpeedOptions)
     threads: int = Field(1, ge=0, le=MAX_THREADS, description="torch CPU threads (0: torch's default; 1 is fastest for small models, and trials run side by side)")

@@ -77,6 +77,12 @@ class StudyConfig(BaseModel):
     threads: int = Field(1, ge=0)
     device: str = "auto"
     trial_backend: Literal["torch", "deepspeed"] = "torch"
+    #: precision and gradient accumulation change results: a study's own, kept when it resumes
+    precision: Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16-true"] = "fp32"
+    grad_accum: int = Field(1, ge=1, le=10**6)
+    #: ZeRO and the user's DeepSpeed config say how this machine runs a trial (execution settings)
+    zero_stage: int = Field(0, ge=0, le=3)
+    deepspeed_config: dict[str, Any] | None = None
     #: a command study runs this template instead of the trainer (docs/protocol.md, command trials)
     command: list[str] | None = None
     cwd: str | None = None
@@ -97,7 +103,7 @@ class StudyConfig(BaseModel):
 #: record (it may come from someone else's export file), always this machine's own; a command
 #: study's command and folder too, so a shared file never chooses what this machine runs
 EXECUTION_FIELDS = ("backend", "ray_address", "parallel", "gpus_per_trial", "cpus_per_trial", "device", "threads",
-                    "trial_backend", "command", "cwd")
+                    "trial_backend", "zero_stage", "deepspeed_config", "command", "cwd")
 
 
 def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
@@ -351,7 +357,12 @@ class Study:
             "threads": cfg.threads,
             "device": cfg.device,
             "backend": cfg.trial_backend,
+            "precision": cfg.precision,
+            "grad_accum": cfg.grad_accum,
         }
+        if cfg.trial_backend == "deepspeed":
+            obj["deepspeed"] = {"zero_stage": cfg.zero_stage, "num_gpus": max(1, int(cfg.gpus_per_trial or 1)),
+                                "config": cfg.deepspeed_config}
         if cfg.command is not None:
             obj.update({"command": cfg.command, "cwd": cfg.cwd})
         if "diverge_factor" in req.tags:
