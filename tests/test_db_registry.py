@@ -12,6 +12,7 @@ import pytest
 
 from lrbench_gui.core.db import ImportRefused, PolicyDB, RecordInvalid
 from lrbench_gui.core.db.query import peak_lr
+from lrbench_gui.core.spec import sample
 from lrbench_gui.core.db.recipes import SEED_POLICIES, resolve_recipe_spec, warmup_param
 from lrbench_gui.core.db.sample import synthetic_study, synthetic_trial
 from lrbench_gui.core.spec import build_schedule, parse_spec
@@ -133,8 +134,16 @@ def test_builtin_recipes_resolve_through_the_role_and_without_a_registry(registr
     recipe = next(r for r in SEED_POLICIES if r["id"] == rid)
     assert warmup_param(recipe["spec"], registry) == key
     with_registry = resolve_recipe_spec(recipe, 1000, registry)
-    assert with_registry["params"][key] == 30
     assert resolve_recipe_spec(recipe, 1000, None) == with_registry, "the conventional names agree with the roles"
+    for total in (1000, 10_000):  # 3% of the run either way: 30 and 300 warmup steps
+        lrs = sample(resolve_recipe_spec(recipe, total, registry), total, registry)
+        assert abs(lrs.index(max(lrs)) - round(0.03 * total)) <= 1, rid  # DeepSpeed peaks one step later
+
+
+def test_vicuna_is_stored_as_a_ratio_spec(registry):
+    recipe = next(r for r in SEED_POLICIES if r["id"] == "recipe:vicuna-7b")
+    assert recipe["spec"]["params"]["warmup_ratio"] == 0.03 == recipe["warmup_ratio"]
+    assert resolve_recipe_spec(recipe, 1234, registry) == recipe["spec"], "a ratio spec needs no filling in"
 
 
 def test_a_policy_without_a_warmup_role_keeps_its_spec(registry):

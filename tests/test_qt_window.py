@@ -282,6 +282,14 @@ def test_composition_builds_a_sequence_spec_and_its_curve(panel, qtbot):
     assert panel.total_steps_spin.isEnabled()
 
 
+def test_a_composition_with_share_boundaries_opens_laid_out_over_the_run(panel, qtbot):
+    spec = {"sequence": [{"name": "fixed", "params": {"lr": 0.02}}, {"name": "cosine", "params": {"lr": 0.02}}],
+            "boundaries": [0.25]}
+    panel.load_spec(spec, total_steps=400)
+    qtbot.waitUntil(lambda: [s.steps for s in panel.segments()] == [100, 300], timeout=3000)
+    qtbot.waitUntil(lambda: [line.value() for line in panel.curve.boundary_lines] == [100], timeout=3000)
+
+
 def test_save_and_open_spec_round_trip(panel, qtbot, tmp_path):
     tmp_path = tmp_path / "specs"
     tmp_path.mkdir()

@@ -224,8 +224,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         saved = ratio_form(best["policy"], study.config.budget_steps, study.registry)
         Path(args.save_best).write_text(json.dumps(saved, indent=2))
         if saved is not best["policy"] and not args.json:
-            print(f"the warmup is saved as a share of the run (warmup_ratio {saved['params']['warmup_ratio']:g}): "
-                  "it keeps its share when the spec is used or exported for a longer run", file=sys.stderr)
+            from lrbench_gui.core.spec import shares_of
+
+            print(f"lengths are saved as shares of the run ({'; '.join(shares_of(saved))}): they keep their share "
+                  "when the spec is used or exported for a longer run", file=sys.stderr)
     if args.json:
         print_json({"study": study.config.study_id, "summary": study.summary(), "ranking": study.ranking(),
                     **({"error": f"every trial failed; the first: {failure}"} if failure else {})})

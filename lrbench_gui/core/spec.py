@@ -10,7 +10,8 @@ or a sequence whose segments each restart their own clock at a step boundary::
 
 Segment ``i`` runs from ``boundaries[i-1]`` (0 for the first) to ``boundaries[i]`` (the run's end
 for the last); inside it the segment's policy sees step ``step - start`` and a run of
-``end - start`` steps. Specs nest. :func:`parse_spec` validates everything and names the exact
+``end - start`` steps. Boundaries are step numbers, or all shares of the run (``[0.05]``: the
+first 5 % of the run, ``round(0.05 x steps)``), which keep their place at any run length. Specs nest. :func:`parse_spec` validates everything and names the exact
 place of a problem (``sequence[1].params.lr: must be > 0``); the parsed spec's :meth:`to_json`
 writes every parameter out (defaults included), so a stored spec means the same curve even if a
 plugin's defaults change, and ``parse_spec(s.to_json()).to_json() == s.to_json()``.
@@ -46,6 +47,8 @@ __all__ = [
     "sample",
     "spec_label",
     "ratio_form",
+    "parse_boundaries",
+    "shares_of",
     "MAX_DEPTH",
     "ScheduleError",
     "JsonFileError",
@@ -107,8 +110,25 @@ class PolicySpec:
 
 @dataclass(frozen=True)
 class SequenceSpec:
+    """Segments and the boundaries between them: all step numbers (ints >= 1), or all shares of
+    the run (floats in (0, 1)), so a composition keeps its shape at any run length."""
+
     segments: tuple["Spec", ...]
-    boundaries: tuple[int, ...]
+    boundaries: tuple[int | float, ...]
+
+    @property
+    def in_shares(self) -> bool:
+        return bool(self.boundaries) and isinstance(self.boundaries[0], float)
+
+    def steps(self, total_steps: int) -> tuple[int, ...]:
+        """The boundaries in steps for a run of ``total_steps``: a share ``s`` is
+        ``round(s * total_steps)``, kept at least one step after the boundary before it."""
+        if not self.in_shares:
+            return tuple(int(b) for b in self.boundaries)
+        out: list[int] = []
+        for b in self.boundaries:
+            out.append(max(out[-1] + 1 if out else 1, int(round(b * total_steps))))
+        return tuple(out)
 
     def to_json(self) -> dict[str, Any]:
         return {"sequence": [s.to_json() for s in self.segments], "boundaries": list(self.boundaries)}
@@ -156,16 +176,8 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
                 _join(path, "boundaries"),
                 f"needs {len(seq) - 1} step number(s) for {len(seq)} segments, got {len(bounds)}",
             )
-        prev = 0
-        for i, b in enumerate(bounds):
-            where = _join(path, f"boundaries[{i}]")
-            if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or int(b) != b:
-                raise SpecError(where, f"must be a whole step number, got {clip(b)}")
-            if b <= prev:
-                raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
-            prev = int(b)
         segments = tuple(_parse(s, reg, _join(path, f"sequence[{i}]"), depth + 1) for i, s in enumerate(seq))
-        return SequenceSpec(segments, tuple(int(b) for b in bounds))
+        return SequenceSpec(segments, parse_boundaries(bounds, path))
     if "name" not in obj:
         raise SpecError(path, "a spec needs 'name' (one policy) or 'sequence' (a composition)")
     extra = set(obj) - {"name", "params"}
@@ -190,6 +202,31 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
     return PolicySpec(name, params)
 
 
+def parse_boundaries(bounds: list[Any], path: str = "") -> tuple[int | float, ...]:
+    """A sequence's boundaries, checked: all whole step numbers (increasing, from 1) or all shares
+    of the run (increasing, strictly between 0 and 1). :class:`SpecError` names the bad one."""
+    shares = bool(bounds) and all(isinstance(b, float) and 0 < b < 1 for b in bounds[:1])
+    out: list[int | float] = []
+    prev: float = 0
+    for i, b in enumerate(bounds):
+        where = _join(path, f"boundaries[{i}]")
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+            raise SpecError(where, f"must be a step number or a share of the run, got {clip(b)}")
+        if shares:
+            if not (isinstance(b, float) and 0 < b < 1):
+                raise SpecError(where, f"must be a share of the run between 0 and 1 like the first boundary "
+                                       f"(give all boundaries as shares or all as step numbers), got {clip(b)}")
+        elif int(b) != b or b < 1:
+            hint = " (to give shares of the run, give every boundary as a share)" if 0 < b < 1 and i else (
+                " or a share of the run between 0 and 1" if not i else "")
+            raise SpecError(where, f"must be a whole step number{hint}, got {clip(b)}")
+        if b <= prev:
+            raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
+        prev = b
+        out.append(float(b) if shares else int(b))
+    return tuple(out)
+
+
 class Schedule:
     """A spec bound to a run length: ``lr_at(step)`` for any step, no state between calls."""
 
@@ -209,8 +246,9 @@ class Schedule:
             self._segments: list[Schedule] = []
         else:
             self.policy = None
-            self._starts = [0, *spec.boundaries]
-            ends = [*spec.boundaries, max(self.total_steps, spec.boundaries[-1] + 1 if spec.boundaries else 1)]
+            bounds = spec.steps(self.total_steps)
+            self._starts = [0, *bounds]
+            ends = [*bounds, max(self.total_steps, bounds[-1] + 1 if bounds else 1)]
             self._segments = [
                 Schedule(seg, max(1, end - start), reg) for seg, start, end in zip(spec.segments, self._starts, ends)
             ]
@@ -271,24 +309,74 @@ def spec_label(spec: Spec | dict, registry: Registry | None = None) -> str:
 
 
 def ratio_form(spec: dict[str, Any], total_steps: int, registry: Registry) -> dict[str, Any]:
-    """``spec`` (JSON form, tuned for runs of ``total_steps``) with each warmup given in steps
-    rewritten as a share of the run where the policy takes one (``warmup_ratio``), so the spec
-    keeps its shape when it is used, or exported, for a run of another length. The curve over
-    ``total_steps`` is unchanged (checked); a composition keeps its step boundaries."""
-    if "sequence" in spec or "name" not in spec:
-        return spec
+    """``spec`` (JSON form, tuned for runs of ``total_steps``) with every length given in steps
+    rewritten as a share of the run where the policy takes one (``warmup_steps`` -> ``warmup_ratio``,
+    ``decay_steps`` -> ``decay_ratio``: any ``X_steps`` with an ``X_ratio`` beside it) and a
+    composition's boundaries as shares, so the spec keeps its shape when it is used, or exported,
+    for a run of another length. The curve over ``total_steps`` is unchanged (checked: a rewrite
+    that would move a step is not made)."""
     reg = require_registry(registry, "ratio_form")
-    cls = reg.policy(str(spec["name"]))
-    fields = cls.Params.model_fields
-    params = dict(spec.get("params") or {})
-    w = params.get("warmup_steps")
-    if "warmup_ratio" not in fields or not isinstance(w, int) or w <= 0 or total_steps < 1:
+    if total_steps < 1 or not isinstance(spec, dict):
         return spec
-    for ratio in (round(w / total_steps, 6), w / total_steps):
-        candidate = {**spec, "params": {**params, "warmup_steps": 0, "warmup_ratio": ratio}}
-        try:
-            if sample(candidate, total_steps, reg) == sample(spec, total_steps, reg):
+    try:
+        before = sample(spec, total_steps, reg)
+    except (SpecError, ValueError):
+        return spec
+    if "sequence" in spec:
+        bounds = spec.get("boundaries") or []
+        if not bounds or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) or bounds[-1] >= total_steps:
+            return spec
+        ends = [*bounds, total_steps]
+        segs = [ratio_form(seg, end - start, reg) for seg, start, end in zip(spec["sequence"], [0, *bounds], ends)]
+        for shares in ([round(b / total_steps, 6) for b in bounds], [b / total_steps for b in bounds]):
+            candidate = {"sequence": segs, "boundaries": shares}
+            if _same_curve(candidate, total_steps, before, reg):
                 return parse_spec(candidate, reg).to_json()
-        except (SpecError, ValueError):
-            break
-    return spec
+        candidate = {"sequence": segs, "boundaries": list(bounds)}
+        return parse_spec(candidate, reg).to_json() if _same_curve(candidate, total_steps, before, reg) else spec
+    if "name" not in spec:
+        return spec
+    fields = reg.policy(str(spec["name"])).Params.model_fields
+    params = dict(spec.get("params") or {})
+    out = dict(params)
+    for key, value in params.items():
+        ratio_key = key[: -len("_steps")] + "_ratio" if key.endswith("_steps") else ""
+        if ratio_key not in fields or not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            continue
+        for ratio in (round(value / total_steps, 6), value / total_steps):
+            if not 0 < ratio < 1:
+                break
+            trial = {**out, key: 0, ratio_key: ratio}
+            if _same_curve({**spec, "params": trial}, total_steps, before, reg):
+                out = trial
+                break
+    if out == params:
+        return spec
+    return parse_spec({**spec, "params": out}, reg).to_json()
+
+
+def _same_curve(candidate: dict[str, Any], total_steps: int, before: list[float], reg: Registry) -> bool:
+    try:
+        return sample(candidate, total_steps, reg) == before
+    except (SpecError, ValueError):
+        return False
+
+
+def shares_of(spec: dict[str, Any]) -> list[str]:
+    """What a spec gives as shares of the run, for a message: ``["warmup_ratio 0.1",
+    "boundaries 0.25,0.9"]`` (the ``*_ratio`` parameters above 0 and share boundaries, nested
+    segments included)."""
+    out: list[str] = []
+    if not isinstance(spec, dict):
+        return out
+    if "sequence" in spec:
+        bounds = spec.get("boundaries") or []
+        if bounds and all(isinstance(b, float) and 0 < b < 1 for b in bounds):
+            out.append("boundaries " + ",".join(f"{b:g}" for b in bounds))
+        for seg in spec.get("sequence") or []:
+            out += [x for x in shares_of(seg) if x not in out]
+        return out
+    for key, value in (spec.get("params") or {}).items():
+        if key.endswith("_ratio") and isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            out.append(f"{key} {value:g}")
+    return out

@@ -4,12 +4,13 @@ Each recipe keeps what its authors published in the recipe's own fields (``lr``,
 ``scheduler`` as they named it, ``warmup_ratio`` or ``warmup_steps``) and, where one of our
 policies reproduces the schedule, a ``spec`` in the form ``parse_spec`` reads.
 
-Warmup given as a *ratio* (Alpaca, Vicuna: 3 % of the run) cannot live in a spec, because the
-policies take warmup in steps and the number of steps is only known once the run's length is.
-Such a recipe stores ``warmup_ratio`` and a spec without the warmup-steps parameter;
-:func:`resolve_recipe_spec` fills it in for a run of ``total_steps``: the parameter whose schema
-gives it the role ``warmup`` (:func:`lrbench_gui.core.params.param`), so the recipes name no
-policy's parameters here. A recipe for a *range* of
+Warmup given as a *ratio* (Alpaca, Vicuna: 3 % of the run) lives in the spec itself where the
+policy takes one (cosine's and linear's ``warmup_ratio``, as HF Trainer reads it): Vicuna's spec
+is a ratio spec, the same shape at any run length. A policy that takes its warmup only in steps
+(DeepSpeed's WarmupDecayLR, Alpaca's) stores ``warmup_ratio`` in the recipe and a spec without
+the warmup-steps parameter; :func:`resolve_recipe_spec` fills it in for a run of ``total_steps``:
+the parameter whose schema gives it the role ``warmup`` (:func:`lrbench_gui.core.params.param`),
+so the recipes name no policy's parameters here. A recipe for a *range* of
 learning rates (the LRBench++ sweep, "1e-5 to 1e-4 for transformers") stores ``lr_range`` and a
 spec at the low end of the range, which a tuner scales over the range.
 
@@ -115,7 +116,7 @@ SEED_POLICIES: list[dict[str, Any]] = [
     _recipe(
         "recipe:vicuna-7b",
         "Vicuna-7B",
-        spec={"name": "cosine", "params": {"lr": 2e-5, "min_lr": 0.0}},
+        spec={"name": "cosine", "params": {"lr": 2e-5, "min_lr": 0.0, "warmup_steps": 0, "warmup_ratio": 0.03}},
         lr=2e-5,
         scheduler="cosine",
         epochs=3,
@@ -128,7 +129,7 @@ SEED_POLICIES: list[dict[str, Any]] = [
             "url": "https://github.com/lm-sys/FastChat",
             "citation": _LRBENCH_PP["title"],
         },
-        notes="Cosine decay to 0 after a linear warmup of 3% of the run: resolve_recipe_spec fills warmup_steps.",
+        notes="Cosine decay to 0 after a linear warmup of 3% of the run (the spec's warmup_ratio, as in HF Trainer).",
         tags=["llm", "fine-tuning"],
     ),
     _recipe(
@@ -298,8 +299,8 @@ def resolve_recipe_spec(recipe: dict[str, Any], total_steps: int, registry: "Reg
         return None
     spec = copy.deepcopy(spec)
     ratio = recipe.get("warmup_ratio")
-    if ratio is None or "sequence" in spec:
-        return spec
+    if ratio is None or "sequence" in spec or (spec.get("params") or {}).get("warmup_ratio"):
+        return spec  # no ratio, a composition, or a ratio spec already (its own share at any length)
     key = warmup_param(spec, registry)
     if key is not None:
         spec.setdefault("params", {})[key] = max(1, round(ratio * total_steps))

@@ -44,7 +44,7 @@ from lrbench_gui.core.db.fields import (
 )
 from lrbench_gui.core.records import TRIAL_STORED, StudyRecord, StudyStatus, TrialRecord
 from lrbench_gui.core.registry import Registry
-from lrbench_gui.core.spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_spec
+from lrbench_gui.core.spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_boundaries, parse_spec
 
 __all__ = [
     "FieldError",
@@ -180,14 +180,15 @@ def check_spec(value: Any, path: str, registry: Registry | None, unknown: set[st
         if not isinstance(seq, list) or not seq or len(seq) > MAX_SEGMENTS:
             raise FieldError(join(path, "sequence"), f"must be a list of 1 to {MAX_SEGMENTS} specs")
         if not isinstance(bounds, list) or len(bounds) != len(seq) - 1:
-            raise FieldError(join(path, "boundaries"), f"must be a list of {len(seq) - 1} step number(s)")
-        prev = 0
-        for i, b in enumerate(bounds):
-            b = as_int(b, join(join(path, "boundaries"), i), ge=prev + 1)
-            prev = b  # type: ignore[assignment]
+            raise FieldError(join(path, "boundaries"), f"must be a list of {len(seq) - 1} step number(s) "
+                                                       "or shares of the run")
+        try:
+            checked = parse_boundaries(bounds)
+        except SpecError as exc:
+            raise FieldError(join(path, exc.path), exc.message) from None
         return {
             "sequence": [check_spec(s, join(join(path, "sequence"), i), registry, unknown, depth + 1) for i, s in enumerate(seq)],
-            "boundaries": [int(b) for b in bounds],
+            "boundaries": list(checked),
         }
     with_fields(d, path, ("name",), ("params",))
     name = as_str(d["name"], join(path, "name"), max_len=64, pattern=_POLICY_NAME, what="a policy name")

@@ -98,7 +98,8 @@ class CurveView(QWidget):
         self.boundary_lines = []
         if not isinstance(spec, SequenceSpec):
             return
-        for bound, seg in zip(spec.boundaries, spec.segments[1:]):
+        total = int(self._x[-1]) + 1 if len(self._x) else 1
+        for bound, seg in zip(spec.steps(total), spec.segments[1:]):
             name = seg.name if isinstance(seg, PolicySpec) else "sequence"
             line = pg.InfiniteLine(
                 pos=bound,

@@ -472,7 +472,10 @@ class PolicyPanel(QWidget):
             return
         # the run: the length asked for, else the single policy's, else a last segment as long
         # as the average of the others
-        last = spec.boundaries[-1]
+        if spec.in_shares:  # boundaries as shares of the run: laid out over the run asked for
+            last = spec.steps(int(total_steps) if total_steps is not None else self._single_total)[-1]
+        else:
+            last = int(spec.boundaries[-1])
         fallback = self._single_total if self._single_total > last else last + max(1, last // len(spec.boundaries))
         self.set_segments(flatten(spec, int(total_steps) if total_steps is not None and total_steps > last else fallback))
         if any(isinstance(s, SequenceSpec) for s in spec.segments):

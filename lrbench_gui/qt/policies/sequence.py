@@ -45,8 +45,9 @@ def flatten(spec: Spec, length: int) -> list[Segment]:
     """A (possibly nested) spec as flat segments for a run of ``length`` steps."""
     if isinstance(spec, PolicySpec):
         return [Segment(spec.name, spec.params.model_dump(mode="json"), max(1, length))]
-    starts = [0, *spec.boundaries]
-    ends = [*spec.boundaries, max(length, spec.boundaries[-1] + 1)]
+    bounds = spec.steps(length)  # shares of the run become steps of this run
+    starts = [0, *bounds]
+    ends = [*bounds, max(length, bounds[-1] + 1)]
     out: list[Segment] = []
     for seg, start, end in zip(spec.segments, starts, ends):
         if start >= length and out:

@@ -212,22 +212,38 @@ class WarmupStableDecay(Policy):
                                   derive=run_fraction(0.2))
         min_lr: float = min_lr_param()
         decay_type: Literal["cosine", "linear", "1-sqrt"] = param("cosine", "Shape of the final decay.")
+        warmup_ratio: float = _ratio_param()
+        decay_ratio: float = param(0.0, "Decay as a fraction of the run, used when decay_steps is 0: "
+                                   "ceil(ratio x run length) steps; the stable stage is what is left.", ge=0, lt=1)
+
+        @model_validator(mode="after")
+        def _shares(self):
+            if self.warmup_steps == 0 and self.decay_steps == 0 and self.warmup_ratio + self.decay_ratio >= 1:
+                raise ValueError(f"warmup_ratio + decay_ratio must stay below 1 (got {self.warmup_ratio} + "
+                                 f"{self.decay_ratio}): the rest of the run is the stable stage")
+            return self
+
+    def _warmup(self) -> int:
+        return warmup_of(self.params, self.total_steps)
+
+    def _decay(self) -> int:
+        p = self.params
+        return int(p.decay_steps) if p.decay_steps > 0 else int(math.ceil(self.total_steps * p.decay_ratio))
 
     def _stable(self) -> int:
-        p = self.params
-        return self.total_steps - p.warmup_steps - p.decay_steps
+        return self.total_steps - self._warmup() - self._decay()
 
     def lr_at(self, step: int) -> float:
         p = self.params
         ratio = p.min_lr / p.lr
-        stable = self._stable()
-        if step < p.warmup_steps:
-            progress = float(step) / float(max(1, p.warmup_steps))
+        warmup, decay, stable = self._warmup(), self._decay(), self._stable()
+        if step < warmup:
+            progress = float(step) / float(max(1, warmup))
             return p.lr * max(0.0, progress * (1.0 - ratio) + ratio)
-        if step < p.warmup_steps + stable:
+        if step < warmup + stable:
             return p.lr
-        if step < p.warmup_steps + stable + p.decay_steps:
-            progress = float(step - p.warmup_steps - stable) / float(max(1, p.decay_steps))
+        if step < warmup + stable + decay:
+            progress = float(step - warmup - stable) / float(max(1, decay))
             if p.decay_type == "linear":
                 factor = 1.0 - progress
             elif p.decay_type == "cosine":
@@ -243,14 +259,15 @@ class WarmupStableDecay(Policy):
             {
                 "learning_rate": p.lr,
                 "lr_scheduler_type": "warmup_stable_decay",
-                "warmup_steps": p.warmup_steps,
+                **_hf_warmup(p),
                 "max_steps": self.total_steps,
                 "lr_scheduler_kwargs": {
-                    "num_decay_steps": p.decay_steps,
+                    "num_decay_steps": self._decay(),
                     "decay_type": p.decay_type,
                     "min_lr_ratio": p.min_lr / p.lr,
                 },
-            }
+            },
+            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
         )
 
 
