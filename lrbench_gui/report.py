@@ -13,8 +13,11 @@ When lrbench runs the script (``lrbench tune --cmd``, ``lrbench watch``) its env
 the trial file (``LRBENCH_TRIAL``), the report file the runner tails (``LRBENCH_REPORT``) and the
 stop file (``LRBENCH_STOP``); each call appends one protocol line (docs/protocol.md) to the
 report file, never to stdout, so the script's own prints cannot corrupt it. Outside lrbench
-(``LRBENCH_TRIAL`` unset) every call is a silent no-op, so the same script runs anywhere. With
-a trial but no report file named, lines go to stdout, which the runner also reads.
+(``LRBENCH_TRIAL`` and ``LRBENCH_REPORT`` unset) every call is a silent no-op, so the same script
+runs anywhere. With a trial but no report file named, lines go to stdout, which the runner also
+reads. With only ``LRBENCH_REPORT`` set (a script lrbench did not start), lines go to that file,
+under the trial id ``LRBENCH_TRIAL_ID`` or the file's name, and the desktop app can follow it
+(File > Follow a trial file...).
 
 Importing this module loads only the standard library (no torch, Qt, numpy or pydantic), so it
 costs nothing on a training node; :func:`lr_at` imports lrbench's policies on its first call.
@@ -59,8 +62,16 @@ def _current() -> dict[str, Any]:
 
 
 def active() -> bool:
-    """Whether lrbench runs this script (``LRBENCH_TRIAL`` is set)."""
-    return bool(os.environ.get("LRBENCH_TRIAL"))
+    """Whether this script reports: lrbench runs it (``LRBENCH_TRIAL`` is set), or its lines go to
+    a report file someone follows (``LRBENCH_REPORT`` is set)."""
+    return bool(os.environ.get("LRBENCH_TRIAL") or os.environ.get("LRBENCH_REPORT"))
+
+
+def _file_trial_id(path: str) -> str:
+    """A trial id from a report file's name (``runs/lr-3e-4.jsonl`` -> ``lr-3e-4``)."""
+    stem = os.path.basename(path).split(".jsonl")[0].split(".json")[0]
+    safe = "".join(ch if ch.isalnum() or ch in "_.:@+-" else "-" for ch in stem).strip(".-")[:128]
+    return safe if safe and safe[0].isalnum() else "script"
 
 
 def _load_trial(path: str) -> dict[str, Any]:
@@ -166,9 +177,9 @@ def _emit(type_: str, **fields: Any) -> None:
     """Append one protocol line (after the trial's ``hello`` on the first one); no-op outside lrbench."""
     with _lock:
         state = _current()
-        if not state["key"][0]:
+        if not (state["key"][0] or state["key"][1]):
             return
-        info = _trial_quiet(state)
+        info = _trial_quiet(state) if state["key"][0] else {}
         lines = []
         if not state["hello"]:
             state["hello"] = True
@@ -181,7 +192,7 @@ def _emit(type_: str, **fields: Any) -> None:
         stream = _stream(state)
         if stream is None:
             return
-        trial_id = info.get("trial_id") or ""
+        trial_id = info.get("trial_id") or state["key"][3] or (_file_trial_id(state["key"][1]) if not state["key"][0] else "")
         text = "".join(json.dumps({"v": PROTOCOL_VERSION, "type": t, "trial": trial_id, **_finite(f)},
                                   allow_nan=False) + "\n" for t, f in lines)
         try:
@@ -225,6 +236,8 @@ def should_stop() -> bool:
     """True once lrbench asks this trial to stop (pruned, cancelled, the study stopped): finish the
     current step and exit; the trial is recorded as stopped (or pruned). False outside lrbench."""
     path = os.environ.get("LRBENCH_STOP", "")
+    if not path and not os.environ.get("LRBENCH_TRIAL") and os.environ.get("LRBENCH_REPORT"):
+        path = os.environ["LRBENCH_REPORT"] + ".stop"  # a followed file: the app's Cancel creates this
     return bool(path) and active() and os.path.exists(path)
 
 

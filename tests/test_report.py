@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -169,3 +170,22 @@ def test_importing_report_loads_only_the_standard_library():
     loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines() if "|" in line}
     assert "lrbench_gui" in loaded
     assert not loaded & {"pydantic", "pydantic_core", "numpy", "torch", "PySide6", "pyqtgraph", "tinydb", "pluggy"}
+
+
+def test_a_script_lrbench_did_not_start_reports_into_the_file_it_is_given(tmp_path):
+    """Only LRBENCH_REPORT set: lines go to that file under the file's name, and the app's Cancel
+    (the file's .stop beside it) reaches should_stop."""
+    report_file = tmp_path / "lr-3e-4.jsonl"
+    code = ("from lrbench_gui import report\n"
+            "assert report.active() and report.trial() is None\n"
+            "report.step(0, loss=2.5, lr=3e-4)\n"
+            "open(r'%s.stop', 'w').close()\n"
+            "assert report.should_stop()\n"
+            "report.eval(0, val_loss=2.0)\n" % report_file)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRBENCH_")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "LRBENCH_REPORT": str(report_file)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    events = [parse_line(line) for line in report_file.read_text().splitlines()]
+    assert [e.type for e in events] == ["hello", "step", "eval"]
+    assert {e.trial for e in events} == {"lr-3e-4"}

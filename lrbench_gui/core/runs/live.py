@@ -1,0 +1,234 @@
+"""The live folder: trials running outside the desktop app, mirrored so an open app shows them.
+
+A process that runs a trial the app did not start (``lrbench watch``, ``lrbench run``, ``lrbench
+tune``) mirrors it into ``$LRBENCH_LIVE_DIR`` (default: ``live/`` in the data folder) as two
+files: ``<trial>.json``, what runs and who records it (:class:`LiveMirror` writes it atomically:
+the process id, the host, the source, the stop file, and the status once it ended), and
+``<trial>.jsonl``, the trial's protocol lines as they come. The app's Live panel scans the
+folder (:func:`scan`) and follows each file with a
+:class:`~lrbench_gui.core.runs.command.ReportTail`, so a trial started from a terminal is plotted
+live beside the app's own; Cancel in the app creates the trial's stop file, which the process
+running it honours.
+
+A script started by nobody (on another machine with a shared folder, or by a job scheduler) can
+append protocol lines to any file, e.g. with ``LRBENCH_REPORT=/path/run.jsonl`` and
+:mod:`lrbench_gui.report`; the app follows such a file when asked (File > Follow a trial
+file...) and, having no one else to do it, records it when it ends.
+
+Everything here is bounded: a meta file is read with the bounded JSON reader, a scan looks at
+most at :data:`MAX_ENTRIES` files, and mirrors of ended trials older than :data:`KEEP_SECONDS`
+are removed by the next mirror that opens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lrbench_gui.core.jsonio import JSONBoundsError, read_json_bounded
+from lrbench_gui.core.paths import data_dir
+from lrbench_gui.core.runs.protocol import Event, encode
+
+__all__ = ["LIVE_ENV", "live_dir", "LiveMirror", "LiveEntry", "scan", "pid_alive", "KEEP_SECONDS", "MAX_ENTRIES"]
+
+LIVE_ENV = "LRBENCH_LIVE_DIR"
+#: mirrors of ended (or abandoned) trials are removed after a day
+KEEP_SECONDS = 24 * 3600.0
+#: a scan looks at no more files than this (the newest first)
+MAX_ENTRIES = 500
+_META_BYTES = 1 << 20
+
+
+def live_dir() -> Path:
+    """``$LRBENCH_LIVE_DIR``, else ``live/`` in the data folder."""
+    env = os.environ.get(LIVE_ENV)
+    return Path(env).expanduser() if env else data_dir() / "live"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` runs on this machine (False for anything that is not a pid)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".live-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class LiveMirror:
+    """Mirror one trial into the live folder. Never raises: a folder that cannot be written
+    (a full disk, no permission) turns the mirror off, and the trial runs on unmirrored.
+
+    ``config`` is the :class:`~lrbench_gui.core.runs.trial.TrialConfig`; ``source`` says who runs it
+    (``"lrbench watch"``); ``stop_file`` is the file whose creation asks the trial to stop (see
+    :meth:`stop_requested`), by default ``<trial>.stop`` in the live folder.
+    """
+
+    def __init__(self, config: Any, source: str, folder: Path | None = None, stop_file: str | Path | None = None,
+                 records: bool = True) -> None:
+        self.trial_id = str(config.trial_id)
+        self.folder = Path(folder) if folder is not None else live_dir()
+        self.meta_path = self.folder / f"{self.trial_id}.json"
+        self.lines_path = self.folder / f"{self.trial_id}.jsonl"
+        self.stop_path = Path(stop_file) if stop_file is not None else self.folder / f"{self.trial_id}.stop"
+        self._fh: Any = None
+        self.meta: dict[str, Any] = {
+            "trial": self.trial_id, "study": config.study_id, "task": config.task, "policy": config.policy,
+            "steps": config.budget.steps, "command": list(config.command) if config.command is not None else None,
+            "source": source, "pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
+            "stop": str(self.stop_path), "records": bool(records), "status": "running", "ended": None,
+        }
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _cleanup(self.folder)
+            self._fh = open(self.lines_path, "ab", buffering=0)
+            _write_json(self.meta_path, self.meta)
+        except OSError:
+            self.close_quietly()
+
+    @property
+    def active(self) -> bool:
+        return self._fh is not None
+
+    def line(self, text: str) -> None:
+        """Append one protocol line (JSON text, no newline)."""
+        if self._fh is None:
+            return
+        try:
+            self._fh.write(text.rstrip("\n").encode("utf-8") + b"\n")
+        except OSError:
+            self.close_quietly()
+
+    def event(self, event: Event) -> None:
+        """Append one parsed event, encoded again."""
+        if self._fh is not None:
+            try:
+                text = encode(event.type, event.trial, **event.data)
+            except (TypeError, ValueError):
+                return
+            self.line(text)
+
+    def stop_requested(self) -> bool:
+        """True once someone (the app's Cancel) created the stop file."""
+        return self.stop_path.exists()
+
+    def close(self, status: str) -> None:
+        """The trial ended with ``status``: say so in the meta file (the app stops following)."""
+        if self._fh is None:
+            return
+        self.meta.update(status=str(status), ended=_now())
+        try:
+            _write_json(self.meta_path, self.meta)
+        except OSError:
+            pass
+        self.close_quietly()
+        if self.stop_path.parent == self.folder:
+            try:
+                self.stop_path.unlink()
+            except OSError:
+                pass
+
+    def close_quietly(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+        self._fh = None
+
+
+def _cleanup(folder: Path) -> None:
+    """Remove the mirrors of trials that ended (or whose process is gone) over a day ago."""
+    cutoff = time.time() - KEEP_SECONDS
+    for path in _listing(folder, ".json"):
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            for stale in (path, path.with_suffix(".jsonl"), path.with_suffix(".stop")):
+                stale.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
+def _listing(folder: Path, suffix: str) -> list[Path]:
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if e.name.endswith(suffix) and not e.name.startswith(".") and e.is_file()]
+    except OSError:
+        return []
+    entries.sort(key=lambda e: e.stat().st_mtime if e.is_file() else 0, reverse=True)
+    return [Path(e.path) for e in entries[:MAX_ENTRIES]]
+
+
+@dataclass
+class LiveEntry:
+    """One mirrored trial: its meta (as written by its process), where its lines are, whether
+    it still runs (its process is alive and it has not ended)."""
+
+    trial_id: str
+    meta: dict[str, Any]
+    lines: Path
+    running: bool
+
+
+def read_meta(path: Path) -> dict[str, Any] | None:
+    """A live meta file, read bounded; None if it is unreadable or not a meta file."""
+    try:
+        obj = read_json_bounded(path, max_bytes=_META_BYTES)
+    except (JSONBoundsError, OSError, ValueError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("trial"), str):
+        return None
+    return obj
+
+
+def scan(folder: Path | None = None, since: float = KEEP_SECONDS) -> list[LiveEntry]:
+    """The mirrored trials of ``folder`` (the live folder by default) touched in the last ``since``
+    seconds, newest first. A trial whose process is gone without ending is not ``running``."""
+    folder = Path(folder) if folder is not None else live_dir()
+    cutoff = time.time() - since
+    out: list[LiveEntry] = []
+    host = socket.gethostname()
+    for path in _listing(folder, ".json"):
+        try:
+            if path.stat().st_mtime < cutoff and path.with_suffix(".jsonl").stat().st_mtime < cutoff:
+                continue
+        except OSError:
+            continue
+        meta = read_meta(path)
+        if meta is None or meta["trial"] != path.stem:
+            continue
+        ended = meta.get("status") not in (None, "running")
+        alive = meta.get("host") != host or pid_alive(meta.get("pid"))  # another host's: trust its meta
+        out.append(LiveEntry(path.stem, meta, path.with_suffix(".jsonl"), running=not ended and alive))
+    return out

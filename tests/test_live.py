@@ -1,0 +1,64 @@
+"""The live folder: a trial run outside the app is mirrored (meta + protocol lines) so an open app
+can follow it; a scan tells running from ended and from abandoned, and never trusts a bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from lrbench_gui.core.runs.live import KEEP_SECONDS, LiveMirror, scan
+from lrbench_gui.core.runs.protocol import Event, parse_line
+from lrbench_gui.core.runs.trial import load_trial
+
+
+def _cfg(**extra):
+    return load_trial({"task": "digits-mlp", "policy": {"name": "fixed", "params": {"lr": 0.1}},
+                       "budget": {"steps": 5}, **extra})
+
+
+def test_a_mirror_is_seen_running_then_ended_with_its_lines(tmp_path):
+    cfg = _cfg()
+    mirror = LiveMirror(cfg, "lrbench run", folder=tmp_path)
+    mirror.event(Event("step", cfg.trial_id, {"step": 0, "lr": 0.1, "loss": 2.0}))
+    (entry,) = scan(tmp_path)
+    assert entry.trial_id == cfg.trial_id and entry.running
+    assert entry.meta["source"] == "lrbench run" and entry.meta["pid"] == os.getpid() and entry.meta["steps"] == 5
+    assert not mirror.stop_requested()
+    open(entry.meta["stop"], "w").close()  # what the app's Cancel does
+    assert mirror.stop_requested()
+    mirror.close("stopped")
+    (entry,) = scan(tmp_path)
+    assert not entry.running and entry.meta["status"] == "stopped"
+    (line,) = entry.lines.read_text().splitlines()
+    assert parse_line(line).data["loss"] == 2.0
+    assert not os.path.exists(entry.meta["stop"]), "the stop file is cleared with the trial"
+
+
+def test_scan_skips_bad_files_and_sees_a_dead_process_as_not_running(tmp_path):
+    cfg = _cfg()
+    mirror = LiveMirror(cfg, "lrbench watch", folder=tmp_path)
+    meta = json.loads(mirror.meta_path.read_text())
+    meta["pid"] = 2**22 + 12345  # no such process
+    mirror.meta_path.write_text(json.dumps(meta))
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "deep.json").write_text("[" * 10000 + "]" * 10000)
+    (tmp_path / "other.json").write_text(json.dumps({"trial": "someone-else"}))  # names another trial
+    (entry,) = scan(tmp_path)
+    assert entry.trial_id == cfg.trial_id and not entry.running
+
+
+def test_old_mirrors_are_cleaned_and_an_unwritable_folder_turns_the_mirror_off(tmp_path):
+    old = LiveMirror(_cfg(), "x", folder=tmp_path)
+    old.close("completed")
+    past = time.time() - KEEP_SECONDS - 60
+    for path in (old.meta_path, old.lines_path):
+        os.utime(path, (past, past))
+    LiveMirror(_cfg(), "x", folder=tmp_path)
+    assert not old.meta_path.exists() and not old.lines_path.exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    off = LiveMirror(_cfg(), "x", folder=blocker / "live")  # a file where the folder should be
+    assert not off.active
+    off.line('{"v": 1}')
+    off.close("completed")  # nothing raises
