@@ -35,6 +35,8 @@ import threading
 import time
 from typing import IO, Any
 
+from lrbench_gui._names import file_trial_id
+
 __all__ = ["active", "trial", "lr_at", "step", "eval", "should_stop", "end"]
 
 PROTOCOL_VERSION = 1  # lrbench_gui.core.runs.protocol.PROTOCOL_VERSION (tests keep them equal)
@@ -67,11 +69,6 @@ def active() -> bool:
     return bool(os.environ.get("LRBENCH_TRIAL") or os.environ.get("LRBENCH_REPORT"))
 
 
-def _file_trial_id(path: str) -> str:
-    """A trial id from a report file's name (``runs/lr-3e-4.jsonl`` -> ``lr-3e-4``)."""
-    stem = os.path.basename(path).split(".jsonl")[0].split(".json")[0]
-    safe = "".join(ch if ch.isalnum() or ch in "_.:@+-" else "-" for ch in stem).strip(".-")[:128]
-    return safe if safe and safe[0].isalnum() else "script"
 
 
 def _load_trial(path: str) -> dict[str, Any]:
@@ -192,7 +189,7 @@ def _emit(type_: str, **fields: Any) -> None:
         stream = _stream(state)
         if stream is None:
             return
-        trial_id = info.get("trial_id") or state["key"][3] or (_file_trial_id(state["key"][1]) if not state["key"][0] else "")
+        trial_id = info.get("trial_id") or state["key"][3] or (file_trial_id(state["key"][1]) if not state["key"][0] else "")
         text = "".join(json.dumps({"v": PROTOCOL_VERSION, "type": t, "trial": trial_id, **_finite(f)},
                                   allow_nan=False) + "\n" for t, f in lines)
         try:

@@ -62,3 +62,39 @@ def test_old_mirrors_are_cleaned_and_an_unwritable_folder_turns_the_mirror_off(t
     assert not off.active
     off.line('{"v": 1}')
     off.close("completed")  # nothing raises
+
+
+def test_the_watcher_follows_mirrors_and_report_files_until_they_end(tmp_path):
+    from lrbench_gui.core.runs.live import LiveMirrors, LiveWatcher, request_stop
+
+    folder = tmp_path / "live"
+    mirrors = LiveMirrors("lrbench tune", folder)
+    cfg = _cfg()
+    mirrors.started(cfg.trial_id, cfg)
+    watcher = LiveWatcher(folder)
+    assert mirrors.event(cfg.trial_id, Event("hello", cfg.trial_id, {"pid": 1, "steps": 5}))
+    assert mirrors.event(cfg.trial_id, Event("step", cfg.trial_id, {"step": 0, "lr": 0.1, "loss": 2.0}))
+    got = watcher.poll()
+    assert [e.type for e in got[cfg.trial_id]] == ["hello", "step"]
+    item = watcher.trials[cfg.trial_id]
+    assert item.running and item.steps == 5 and item.last_loss == 2.0 and item.source == "lrbench tune"
+    assert request_stop(item)  # the app's Cancel: the runner's next event says stop
+    assert not mirrors.event(cfg.trial_id, Event("step", cfg.trial_id, {"step": 1, "lr": 0.1, "loss": 1.5}))
+    mirrors.finished(cfg.trial_id, "stopped")
+    got = watcher.poll()
+    assert [e.data["step"] for e in got[cfg.trial_id]] == [1]
+    assert not item.running and item.status == "stopped"
+    assert watcher.poll() == {}
+
+    # a script lrbench did not start, writing its report file: followed until its end event
+    report_file = tmp_path / "elsewhere" / "run-7.jsonl"
+    report_file.parent.mkdir()
+    report_file.write_text('{"v": 1, "type": "step", "trial": "run-7", "step": 3, "lr": 0.01, "loss": 0.5}\n')
+    followed = watcher.follow(report_file)
+    assert watcher.follow(report_file) is followed
+    assert [e.data["step"] for e in watcher.poll()["run-7"]] == [3]
+    with report_file.open("a") as fh:
+        fh.write('{"v": 1, "type": "end", "trial": "run-7", "status": "completed", "metrics": {"val_loss": 0.4}}\n')
+    watcher.poll()
+    assert not followed.running and followed.status == "completed" and followed.metrics == {"val_loss": 0.4}
+    assert request_stop(followed) and (tmp_path / "elsewhere" / "run-7.jsonl.stop").exists()

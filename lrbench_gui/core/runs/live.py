@@ -32,11 +32,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lrbench_gui._names import file_trial_id
 from lrbench_gui.core.jsonio import JSONBoundsError, read_json_bounded
 from lrbench_gui.core.paths import data_dir
-from lrbench_gui.core.runs.protocol import Event, encode
+from lrbench_gui.core.runs.command import ReportTail
+from lrbench_gui.core.runs.protocol import Event, encode, parse_line
 
-__all__ = ["LIVE_ENV", "live_dir", "LiveMirror", "LiveEntry", "scan", "pid_alive", "KEEP_SECONDS", "MAX_ENTRIES"]
+__all__ = ["LIVE_ENV", "live_dir", "LiveMirror", "LiveMirrors", "LiveEntry", "LiveWatcher", "Followed", "scan",
+           "pid_alive", "request_stop", "KEEP_SECONDS", "MAX_ENTRIES"]
 
 LIVE_ENV = "LRBENCH_LIVE_DIR"
 #: mirrors of ended (or abandoned) trials are removed after a day
@@ -232,3 +235,165 @@ def scan(folder: Path | None = None, since: float = KEEP_SECONDS) -> list[LiveEn
         alive = meta.get("host") != host or pid_alive(meta.get("pid"))  # another host's: trust its meta
         out.append(LiveEntry(path.stem, meta, path.with_suffix(".jsonl"), running=not ended and alive))
     return out
+
+
+class LiveMirrors:
+    """The mirrors of every trial one process runs, for a runner's callbacks: :meth:`started`
+    when a trial starts, :meth:`event` for each event (False once the app asked the trial to
+    stop: the caller cancels it, so it is recorded as stopped), :meth:`finished` with its record.
+    ``LRBENCH_LIVE=0`` in the environment turns mirroring off."""
+
+    def __init__(self, source: str, folder: Path | None = None) -> None:
+        self.source = source
+        self.folder = folder
+        self.enabled = os.environ.get("LRBENCH_LIVE", "1") != "0"
+        self.mirrors: dict[str, LiveMirror] = {}
+
+    def started(self, trial_id: str, config: Any) -> None:
+        if self.enabled and trial_id not in self.mirrors:
+            self.mirrors[trial_id] = LiveMirror(config, self.source, self.folder)
+
+    def event(self, trial_id: str, event: Event) -> bool:
+        mirror = self.mirrors.get(trial_id)
+        if mirror is None:
+            return True
+        mirror.event(event)
+        return not mirror.stop_requested()
+
+    def finished(self, trial_id: str, status: str) -> None:
+        mirror = self.mirrors.pop(trial_id, None)
+        if mirror is not None:
+            mirror.close(status)
+
+    def close_all(self, status: str = "stopped") -> None:
+        for trial_id in list(self.mirrors):
+            self.finished(trial_id, status)
+
+
+def request_stop(entry: "LiveEntry | Followed") -> bool:
+    """Ask a followed trial to stop: create its stop file. False if it has none or it cannot be made."""
+    path = entry.meta.get("stop") if isinstance(entry.meta, dict) else None
+    if not isinstance(path, str) or not path:
+        return False
+    try:
+        Path(path).touch()
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Followed:
+    """A trial the app follows: its meta (``{}`` for a bare report file), its lines' tail and what
+    it said so far."""
+
+    trial_id: str
+    meta: dict[str, Any]
+    lines: Path
+    tail: ReportTail
+    running: bool = True
+    status: str = "running"
+    steps: int | None = None
+    last_step: int | None = None
+    last_loss: float | None = None
+    last_lr: float | None = None
+    metrics: dict[str, Any] | None = None
+    last_change: float = 0.0
+
+    @property
+    def source(self) -> str:
+        return str(self.meta.get("source") or "report file")
+
+    @property
+    def label(self) -> str:
+        task = self.meta.get("task")
+        return f"{self.trial_id} ({task})" if task and task != "command" else self.trial_id
+
+
+class LiveWatcher:
+    """What the app follows: every mirrored trial of the live folder and the report files it is
+    given. :meth:`poll` (a timer in the app calls it) returns the new events per trial, oldest
+    first, and updates each :class:`Followed`. Reads are bounded by the tails' chunk size.
+
+    A bare report file (:meth:`follow`) is over when it sends ``end``, or after ``idle_seconds``
+    without a new line."""
+
+    def __init__(self, folder: Path | None = None, idle_seconds: float = 600.0, recent: float = 3600.0) -> None:
+        self.folder = folder
+        self.idle_seconds = idle_seconds
+        self.recent = recent
+        self.trials: dict[str, Followed] = {}
+        self._files: dict[str, Path] = {}
+
+    def follow(self, path: str | Path) -> Followed:
+        """Follow a report file that nothing mirrors (a script started elsewhere with
+        ``LRBENCH_REPORT``); its stop file is the report's name plus ``.stop``."""
+        path = Path(path).expanduser().resolve()
+        for item in self.trials.values():
+            if item.lines == path:
+                return item
+        key = file_trial_id(str(path))
+        while key in self.trials:
+            key += "+"
+        item = Followed(key, {"stop": str(path) + ".stop", "source": "report file"}, path, ReportTail(path),
+                        last_change=time.monotonic())
+        self.trials[key] = item
+        self._files[key] = path
+        return item
+
+    def forget(self, trial_id: str) -> None:
+        self.trials.pop(trial_id, None)
+        self._files.pop(trial_id, None)
+
+    def poll(self) -> dict[str, list[Event]]:
+        out: dict[str, list[Event]] = {}
+        for entry in scan(self.folder, since=self.recent):
+            item = self.trials.get(entry.trial_id)
+            if item is None:
+                if not entry.running and entry.meta.get("status") in (None, "running"):
+                    continue  # abandoned before the app saw it
+                item = Followed(entry.trial_id, entry.meta, entry.lines, ReportTail(entry.lines),
+                                steps=entry.meta.get("steps") if isinstance(entry.meta.get("steps"), int) else None,
+                                last_change=time.monotonic())
+                self.trials[entry.trial_id] = item
+            elif item.running:
+                item.meta = entry.meta
+            events = self._read(item, final=not entry.running)
+            if events:
+                out[item.trial_id] = events
+            if item.running and not entry.running:
+                item.running = False
+                status = entry.meta.get("status")
+                item.status = str(status) if status not in (None, "running") else "lost"
+        for key in list(self._files):
+            item = self.trials[key]
+            if not item.running:
+                continue
+            events = self._read(item, final=False)
+            if events:
+                out[key] = events
+            if item.status != "running" or time.monotonic() - item.last_change > self.idle_seconds:
+                item.running = False
+                if item.status == "running":
+                    item.status = "lost"
+        return out
+
+    def _read(self, item: Followed, final: bool) -> list[Event]:
+        events = []
+        for line in item.tail.read(final=final):
+            event = parse_line(line)
+            if event is None:
+                continue
+            events.append(event)
+            item.last_change = time.monotonic()
+            d = event.data
+            if event.type == "hello" and isinstance(d.get("steps"), int):
+                item.steps = d["steps"]
+            elif event.type == "step":
+                item.last_step, item.last_loss, item.last_lr = d.get("step"), d.get("loss"), d.get("lr")
+            elif event.type == "eval":
+                item.metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else item.metrics
+            elif event.type == "end":
+                item.status = str(d.get("status"))
+                item.metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) and d.get("metrics") else item.metrics
+        return events
