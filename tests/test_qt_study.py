@@ -48,7 +48,7 @@ def needs_tuner(win: MainWindow, name: str) -> None:
 def test_demo_study_from_click_to_results_export_import_and_recipe(qtbot, settings, lrbench_env, tmp_path):
     win = open_window(qtbot, settings)
     needs_tuner(win, "random")
-    assert win.panel_names() == ["Policies", "Run", "Study", "Live", "Results", "Methods", "Plugins"]
+    assert win.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Plugins"]
     study, live, ctl = win.study_panel, win.live_panel, win.study_controller
     assert study.demo_btn.isEnabled() and "Run the demo study" in study.demo_btn.text()
 

@@ -106,7 +106,7 @@ def test_add_panel_slots_in_before_plugins(window, qtbot):
 
     window.add_panel("Notes", QLabel("notes"))
     window.add_panel("Extra", QLabel("extra"))
-    assert window.panel_names() == ["Policies", "Run", "Study", "Live", "Results", "Methods", "Notes", "Extra", "Plugins"]
+    assert window.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Notes", "Extra", "Plugins"]
     window.show_panel("extra")
     assert window.current_panel() == "Extra"
     assert window.stack.currentWidget().text() == "extra"

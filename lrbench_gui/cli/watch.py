@@ -3,7 +3,9 @@
 The command runs as a command trial (docs/protocol.md, "Command trials"): it sees ``LRBENCH_TRIAL``
 and the report file, its ``lrbench_gui.report`` calls stream a progress line on stderr as
 ``lrbench run`` does, and the trial is stored in the database when the command ends. Ctrl-C asks
-the command to stop (its stop file); a second Ctrl-C sends it SIGTERM.
+the command to stop (its stop file); a second Ctrl-C sends it SIGTERM. The trial is mirrored into
+the live folder, so an open app's Watch panel plots it and can stop it
+(:mod:`lrbench_gui.core.runs.live`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     from lrbench_gui.core.db import EXIT_RECOVERED
     from lrbench_gui.core.db.query import metric_mode
     from lrbench_gui.core.runs.process import GRACE_SECONDS
+    from lrbench_gui.core.runs.live import LiveMirrors
     from lrbench_gui.core.runs.runner import LocalScheduler
 
     cfg = build_watch_trial(args)
@@ -65,16 +68,19 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     bar: ProgressBar | None = None
     saved: dict[str, Any] = {}
 
-    def on_event(trial_id: str, event: Event) -> None:
+    mirrors = LiveMirrors("lrbench watch")
+
+    def on_event(trial_id: str, event: Event) -> bool:
         nonlocal bar
         if args.json:
             sys.stdout.write(encode(event.type, event.trial, **event.data) + "\n")
             sys.stdout.flush()
-            return
-        if event.type in ("hello", "step") and bar is None:
-            bar = ProgressBar(int(event.get("steps") or cfg.budget.steps or 1), f"watch/{cfg.trial_id}")
-        if event.type == "step" and bar is not None:
-            bar.update(int(event["step"]), _number(event.get("loss")), _number(event.get("lr")))
+        else:
+            if event.type in ("hello", "step") and bar is None:
+                bar = ProgressBar(int(event.get("steps") or cfg.budget.steps or 1), f"watch/{cfg.trial_id}")
+            if event.type == "step" and bar is not None:
+                bar.update(int(event["step"]), _number(event.get("loss")), _number(event.get("lr")))
+        return mirrors.event(trial_id, event)  # False: the app's Stop asked for it
 
     def on_log(trial_id: str, line: str) -> None:
         if not args.json:
@@ -87,8 +93,10 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             record["extra"] = {**record.get("extra", {}), "name": args.name[:256]}
         saved["record"] = record
         saved["result"] = db.add_trial_or_recover(record)
+        mirrors.finished(trial_id, record["status"])
 
-    scheduler = LocalScheduler(1, on_event=on_event, on_log=on_log, on_finished=on_finished, registry=registry())
+    scheduler = LocalScheduler(1, on_event=on_event, on_log=on_log, on_finished=on_finished, registry=registry(),
+                               on_started=mirrors.started)
     scheduler.submit(cfg)
     interrupted = False
     try:
@@ -103,6 +111,8 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             for proc in scheduler.slots.handles():
                 proc.terminate(GRACE_SECONDS)
             scheduler.run()
+    finally:
+        mirrors.close_all()
     if bar is not None:
         bar.close()
     record, result = saved["record"], saved["result"]

@@ -29,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument(
         "--size", metavar="WxH", default=None, help="window size, e.g. 1360x860 (useful with --screenshot)"
     )
+    parser.add_argument("--theme", choices=["light", "dark"], help="this session's theme (default: the saved one)")
     parser.add_argument("--version", action="version", version=f"lrbench-gui {__version__}")
     return parser.parse_known_args(sys.argv[1:] if argv is None else argv)
 
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     # A screenshot must not depend on (or change) the user's saved window geometry.
     settings = None if args.screenshot else QSettings()
     window = MainWindow(registry, settings=settings)
+    if args.theme:
+        from lrbench_gui.qt.settings_dialog import apply_theme
+
+        apply_theme(args.theme, window)
     if size:
         window.resize(*size)
     if args.panel:

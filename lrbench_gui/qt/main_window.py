@@ -140,6 +140,10 @@ class MainWindow(QMainWindow):
         self.add_panel("Run", self.run_panel, icon=icon("run"))
         self.add_panel("Study", self.study_panel, icon=icon("study"))
         self.add_panel("Live", self.live_panel, icon=icon("live"))
+        from lrbench_gui.qt.watch_panel import WatchPanel
+
+        self.watch_panel = WatchPanel()
+        self.add_panel("Watch", self.watch_panel, icon=icon("watch"))
         self.add_panel("Results", self.results_panel, icon=icon("results"))
         self.add_panel("Methods", self.methods_panel, icon=methods_icon())
         self.add_panel("Plugins", self.plugin_panel, index=-1, icon=icon("plugins"))
