@@ -324,6 +324,7 @@ class LiveWatcher:
         self.recent = recent
         self.trials: dict[str, Followed] = {}
         self._files: dict[str, Path] = {}
+        self._forgotten: set[str] = set()
 
     def follow(self, path: str | Path) -> Followed:
         """Follow a report file that nothing mirrors (a script started elsewhere with
@@ -342,12 +343,17 @@ class LiveWatcher:
         return item
 
     def forget(self, trial_id: str) -> None:
-        self.trials.pop(trial_id, None)
+        """Stop following a trial (an ended one stays forgotten; a running one comes back)."""
+        item = self.trials.pop(trial_id, None)
         self._files.pop(trial_id, None)
+        if item is not None and not item.running:
+            self._forgotten.add(trial_id)
 
     def poll(self) -> dict[str, list[Event]]:
         out: dict[str, list[Event]] = {}
         for entry in scan(self.folder, since=self.recent):
+            if entry.trial_id in self._forgotten:
+                continue
             item = self.trials.get(entry.trial_id)
             if item is None:
                 if not entry.running and entry.meta.get("status") in (None, "running"):
