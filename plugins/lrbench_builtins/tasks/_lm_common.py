@@ -80,15 +80,17 @@ def loss_metrics(loss: float, prefix: str = "val") -> dict[str, float]:
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """(all parameters, trainable parameters), each shared tensor counted once."""
+    """(all parameters, trainable parameters), each shared tensor counted once; a parameter that
+    ZeRO-3 partitioned counts its whole size (``ds_numel``), not this rank's empty placeholder."""
     seen: set[int] = set()
     total = trainable = 0
     for p in model.parameters():
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        n = int(getattr(p, "ds_numel", p.numel()))
+        total += n
+        trainable += n if p.requires_grad else 0
     return total, trainable
 
 
