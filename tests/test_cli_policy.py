@@ -22,7 +22,8 @@ def test_list_and_show(capsys):
     status, out, _ = run(capsys, "policy", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert status == 0
-    assert rows["wsd"]["params"] == ["lr", "warmup_steps", "decay_steps", "min_lr", "decay_type"]
+    assert rows["wsd"]["params"] == ["lr", "warmup_steps", "decay_steps", "min_lr", "decay_type", "warmup_ratio",
+                                     "decay_ratio"]
     assert rows["triangle_exp"]["params"] == ["min_lr", "max_lr", "half_cycle", "gamma"]
     status, out, _ = run(capsys, "policy", "list", "--family", "deepspeed")
     assert status == 0 and {line.split()[0] for line in out.splitlines()} == {

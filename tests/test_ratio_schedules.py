@@ -101,7 +101,7 @@ def test_compositions_take_boundaries_as_shares_and_save_best_writes_them():
     # the database stores and validates share boundaries; a mix of kinds is one clear line
     rec = {"id": "t1", "task": "digits-mlp", "policy": saved, "status": "completed"}
     assert normalize_record("trials", rec, reg).record["policy"]["boundaries"] == [0.25]
-    for bad, words in (([0.5, 30], "give all boundaries as shares"), ([10, 0.5], "give every boundary as a share"),
+    for bad, words in (([0.5, 30], "give all boundaries as shares"), ([10, 0.5], "must be greater than 10"),
                        ([0.7, 0.3], "must be greater than 0.7")):
         spec = {"sequence": [tuned["sequence"][0]] * 3, "boundaries": bad}
         with pytest.raises(SpecError, match=words):

@@ -212,6 +212,8 @@ def parse_boundaries(bounds: list[Any], path: str = "") -> tuple[int | float, ..
         where = _join(path, f"boundaries[{i}]")
         if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
             raise SpecError(where, f"must be a step number or a share of the run, got {clip(b)}")
+        if b <= prev:
+            raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
         if shares:
             if not (isinstance(b, float) and 0 < b < 1):
                 raise SpecError(where, f"must be a share of the run between 0 and 1 like the first boundary "
@@ -220,8 +222,6 @@ def parse_boundaries(bounds: list[Any], path: str = "") -> tuple[int | float, ..
             hint = " (to give shares of the run, give every boundary as a share)" if 0 < b < 1 and i else (
                 " or a share of the run between 0 and 1" if not i else "")
             raise SpecError(where, f"must be a whole step number{hint}, got {clip(b)}")
-        if b <= prev:
-            raise SpecError(where, f"must be greater than {prev} (boundaries increase and start above 0)")
         prev = b
         out.append(float(b) if shares else int(b))
     return tuple(out)
