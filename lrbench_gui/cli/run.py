@@ -76,6 +76,10 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
     budget = {"steps": args.steps} if args.steps else {"epochs": args.epochs} if args.epochs else {"tokens": args.tokens}
     if not any(budget.values()):
         raise CliError("give a budget: --steps N, --epochs E or --tokens T")
+    from lrbench_gui.cli.tune import trainer_settings
+
+    given = trainer_settings(args)
+    trainer = given.get("trial_backend", "torch")
     obj = {
         "task": args.task,
         "task_params": parse_set(sets["task"]),
@@ -83,16 +87,20 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
         "optimizer": optim,
         "budget": budget,
         "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum,
+        "grad_accum": given.get("grad_accum", 1),
         "eval_every": args.eval_every,
         "checkpoint_every": args.checkpoint_every,
         "seed": args.seed,
-        "device": args.device,
-        "backend": args.backend,
-        "deepspeed": {"zero_stage": args.zero_stage, "num_gpus": args.gpus},
+        "device": given.get("device", "auto"),
+        "precision": given.get("precision", "fp32"),
+        "backend": trainer,
         "threads": args.threads,
         "save_model": args.save_model,
     }
+    if trainer == "deepspeed":
+        obj["deepspeed"] = {"zero_stage": given.get("zero_stage", 0),
+                            "num_gpus": max(1, int(given.get("gpus_per_trial") or 1)),
+                            "config": given.get("deepspeed_config")}
     if args.output_dir:
         obj["output_dir"] = args.output_dir
     try:
@@ -103,6 +111,19 @@ def build_trial(args: argparse.Namespace) -> TrialConfig:
         raise CliError(str(exc)) from None
 
 
+
+
+def _slot(cfg: TrialConfig, per_trial: float | None) -> int | list[str]:
+    """The one slot of ``lrbench run``: the first group of GPUs (1 by default, ``--gpus-per-trial``
+    for DeepSpeed), or a CPU worker when there is no GPU or the device is cpu."""
+    from lrbench_gui.cli.tune import inventory
+    from lrbench_gui.core.runs.gpus import GpuError, plan_slots
+
+    try:
+        plan = plan_slots(inventory(), per_trial=per_trial or None, parallel=1, device=cfg.device)
+    except GpuError as exc:
+        raise CliError(f"--gpus-per-trial: {exc}") from None
+    return plan.slots
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -134,7 +155,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             saved["result"] = db.add_trial_or_recover(record)
         stored.setdefault("record", record)
 
-    scheduler = LocalScheduler(1, on_event=on_event, on_log=on_log, on_finished=on_finished)
+    scheduler = LocalScheduler(_slot(cfg, getattr(args, "gpus_per_trial", None)), on_event=on_event, on_log=on_log,
+                               on_finished=on_finished)
     scheduler.submit(cfg)
     try:
         records = scheduler.run()
@@ -195,14 +217,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     budget.add_argument("--tokens", type=int)
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1...")
-    p.add_argument("--backend", choices=["torch", "deepspeed"], default="torch")
-    p.add_argument("--zero-stage", type=int, default=0, choices=[0, 1, 2, 3])
-    p.add_argument("--gpus", type=int, default=1, help="DeepSpeed ranks (GPUs; gloo processes on a CPU host)")
+    from lrbench_gui.cli.tune import add_trainer_flags
+
+    add_trainer_flags(p.add_argument, run=True)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads in the trial (0: torch's default)")
     p.add_argument("--output-dir", help="where checkpoints and the model go (default: the trial's folder)")
     p.add_argument("--save-model", action="store_true", help="save the trained model at the end")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.cli import CliError, open_db, print_json, registry
-from lrbench_gui.cli.tune import StudyProgress, split_sets
+from lrbench_gui.cli.tune import StudyProgress, _study_defaults, placement_line, split_sets, trainer_settings
 
 __all__ = ["add_parser", "kind_parser", "config_from_argv", "run_kind", "ALIASES"]
 
@@ -158,6 +158,7 @@ def _study_flags(p: argparse.ArgumentParser, cls: Any, taken: set[str]) -> None:
         free = [n for n in names if n not in taken]  # a tuner parameter's flag wins (range-test's --steps)
         if free:
             g.add_argument(*free, default=kw.pop("default", None), **kw)
+            taken.update(free)
 
     add("--task", help=f"the task (default: {d['task']})" if d.get("task") else "the task (required)")
     derived = cls.budget_steps(cls.Params())
@@ -170,13 +171,17 @@ def _study_flags(p: argparse.ArgumentParser, cls: Any, taken: set[str]) -> None:
         help=f"(default: {(d.get('optimizer') or {}).get('name', 'adamw')})")
     add("--seed", type=int, metavar="N", help=f"(default: {d['seed']})")
     add("--parallel", type=int, metavar="N",
-        help=f"trials side by side, CPU workers or GPUs (default: {d['parallel']})")
+        help="trials side by side (default: one per GPU slot, else "
+             f"{d['parallel']}; never more than the GPU slots)")
     if cls.uses_space:
         add("--policies", help="comma-separated policy families to search (default: "
             f"{','.join(d.get('policies') or [])})")
         add("--method", choices=["single", "compose", "cost"], help=f"(default: {d['method']})")
         add("--trials", type=int, metavar="N",
             help=f"trials (full-length equivalents) the tuner may use (default: {d['trials']})")
+    from lrbench_gui.cli.tune import add_trainer_flags
+
+    add_trainer_flags(add)
     add("--set", action="append", default=[], metavar="task.K=V|tuner.K=V|optim.K=V",
         help="a task, tuner or optimizer setting (repeatable)")
     add("--name", help=f"a name for the study (default: '{cls.name} on TASK')")
@@ -220,8 +225,16 @@ def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
         if found is None:
             raise CliError(f"no study {args.resume!r} in {getattr(db, 'path', 'the database')} "
                            "(lrbench db list shows the studies)")
+        trainer = trainer_settings(args)
+        stored = (found.get("extra") or {}).get("config") or {}
+        for key, flag in (("precision", "--precision"), ("grad_accum", "--grad-accum")):
+            if key in trainer and key in stored and trainer[key] != stored[key]:
+                raise CliError(f"{flag} {trainer[key]}: study {args.resume} keeps its own ({stored[key]}); "
+                               "it changes results, so a resumed study cannot change it")
+        here = {k: v for k, v in trainer.items() if k not in ("precision", "grad_accum")}
+        here.update(_study_defaults(here, getattr(args, "parallel", None), "local", None))
         try:  # the execution settings are this command line's, never the stored record's
-            config = resume_config(found, parallel=getattr(args, "parallel", None))
+            config = resume_config(found, parallel=here.pop("parallel", getattr(args, "parallel", None)), **here)
         except ValueError as exc:
             raise CliError(str(exc)) from None
         if config.tuner != cls.name:
@@ -237,6 +250,8 @@ def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
         "budget_steps": getattr(args, "budget_steps", None), "method": getattr(args, "method", None),
         "trials": getattr(args, "trials", None),
     }
+    fields.update(trainer_settings(args))
+    fields.update(_study_defaults(fields, fields["parallel"], "local", None))
     if getattr(args, "policies", None):
         fields["policies"] = [x.strip() for x in args.policies.split(",") if x.strip()]
     if cls.name in _EXTRAS:
@@ -279,6 +294,10 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         r = study.resumed
         print(f"resuming study {config.study_id}: {r['completed']} completed trials kept"
               + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
+    text, warning = placement_line(config)
+    if warning:
+        print(f"lrbench: warning: {warning}", file=sys.stderr)
+    print(text, file=sys.stderr)
     progress = StudyProgress(args.json)
     try:
         run_study(study, on_progress=progress)

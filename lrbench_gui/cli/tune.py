@@ -14,9 +14,128 @@ from lrbench_gui.cli import CliError, open_db, print_json
 from lrbench_gui.cli.policy import parse_set
 
 __all__ = ["add_parser", "run_study_blocking", "format_ranking", "all_failed", "report_recovered", "split_sets",
-           "StudyProgress"]
+           "StudyProgress", "add_trainer_flags", "trainer_settings", "inventory", "placement_line", "TRAINERS",
+           "PRECISIONS"]
 
 EXIT_RECOVERED = 3  # the study ran; some records are in recovery files (lrbench_gui.core.db.recovery)
+TRAINERS = ("torch", "deepspeed")
+#: the trainer's precisions, as the trial file declares them (lrbench_gui.core.runs.trial)
+PRECISIONS = ("fp32", "bf16-mixed", "fp16-mixed", "bf16-true")
+
+
+def add_trainer_flags(add: Any, *, run: bool = False) -> None:
+    """Where and how a trial trains, the same in ``run``, ``tune`` and ``study KIND``: ``add`` is
+    an ``add_argument`` (a parser's, a group's, or one that skips taken names). ``run`` keeps
+    its old spellings as hidden aliases (``--backend`` for the trainer, ``--gpus``)."""
+    add("--trainer", choices=TRAINERS, default=None,
+        help="where a trial trains: torch (default) or deepspeed")
+    if run:
+        add("--backend", dest="trainer", choices=TRAINERS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add("--gpus-per-trial", dest="gpus_per_trial", type=float, default=None, metavar="K",
+        help="GPUs of one trial (default: 1 when the machine has GPUs; more than 1 needs --trainer deepspeed, "
+             "a fraction the Ray scheduler)")
+    if run:
+        add("--gpus", dest="gpus_per_trial", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    add("--device", default=None, help="auto (default), cpu, cuda, cuda:1...")
+    add("--precision", choices=PRECISIONS, default=None,
+        help="fp32 (default); bf16-/fp16-mixed: fp32 master weights with autocast; bf16-true: all in bfloat16")
+    add("--grad-accum", dest="grad_accum", type=int, default=None, metavar="N",
+        help="micro-batches per optimizer step (default: 1)")
+    add("--zero-stage", dest="zero_stage", type=int, choices=[0, 1, 2, 3], default=None,
+        help="DeepSpeed ZeRO stage (with --trainer deepspeed; default: 0, or your config's)")
+    add("--deepspeed-config", dest="deepspeed_config", metavar="FILE", default=None,
+        help="your DeepSpeed JSON config (with --trainer deepspeed): ZeRO, offload, communication are yours; "
+             "lrbench sets the scheduler, batch sizes and precision")
+
+
+def _read_deepspeed_config(path: str) -> dict[str, Any]:
+    from lrbench_gui.core.jsonio import JSONBoundsError, read_json_bounded
+
+    try:
+        obj = read_json_bounded(Path(path).expanduser(), max_bytes=1 << 20, name=f"--deepspeed-config {path[:200]}")
+    except JSONBoundsError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"--deepspeed-config {path[:200]}: {exc.strerror or exc}") from None
+    if not isinstance(obj, dict):
+        raise CliError(f"--deepspeed-config {path[:200]}: must be a JSON object (a DeepSpeed config), "
+                       f"got {type(obj).__name__}")
+    return obj
+
+
+def trainer_settings(args: argparse.Namespace, scheduler: str = "local") -> dict[str, Any]:
+    """The trainer flags given, checked together (a flag the choice would ignore is refused in
+    one line), as ``StudyConfig`` fields: ``trial_backend``, ``gpus_per_trial``, ``device``,
+    ``precision``, ``grad_accum``, ``zero_stage``, ``deepspeed_config``; absent when not given."""
+    from lrbench_gui.core.runs.gpus import placement_problem
+
+    trainer = getattr(args, "trainer", None) or "torch"
+    device = getattr(args, "device", None) or "auto"
+    per_trial = getattr(args, "gpus_per_trial", None)
+    problem = placement_problem(trainer=trainer, per_trial=per_trial, device=device, scheduler=scheduler,
+                                zero_stage=getattr(args, "zero_stage", None),
+                                deepspeed_config=getattr(args, "deepspeed_config", None))
+    if problem:
+        raise CliError(problem)
+    accum = getattr(args, "grad_accum", None)
+    if accum is not None and accum < 1:
+        raise CliError(f"--grad-accum {accum}: must be 1 or more")
+    out: dict[str, Any] = {
+        "trial_backend": getattr(args, "trainer", None), "gpus_per_trial": per_trial,
+        "device": getattr(args, "device", None), "precision": getattr(args, "precision", None),
+        "grad_accum": accum, "zero_stage": getattr(args, "zero_stage", None),
+    }
+    if getattr(args, "deepspeed_config", None):
+        out["deepspeed_config"] = _read_deepspeed_config(args.deepspeed_config)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def inventory() -> Any:
+    """This machine's GPUs (:func:`~lrbench_gui.core.runs.gpus.detect_gpus`); a bad LRBENCH_GPUS is one line."""
+    from lrbench_gui.core.runs.gpus import GpuError, detect_gpus
+
+    try:
+        return detect_gpus()
+    except GpuError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _study_defaults(fields: dict[str, Any], parallel: int | None, scheduler: str, address: str | None) -> dict[str, Any]:
+    """``gpus_per_trial`` and ``parallel`` when not given: 1 GPU per trial when this machine has
+    GPUs (and the device is not cpu), and as many trials at a time as there are GPU slots; on a
+    machine without GPUs nothing (the study's defaults)."""
+    from lrbench_gui.core.runs.gpus import GpuError, default_parallel
+
+    ids = inventory().ids if fields.get("device", "auto") != "cpu" and not (scheduler == "ray" and address) else []
+    out = {}
+    per_trial = fields.get("gpus_per_trial")
+    if per_trial is None and ids:
+        out["gpus_per_trial"] = per_trial = 1.0
+    if parallel is None and ids and per_trial:  # without GPUs the study's own default holds
+        try:
+            if scheduler == "ray":
+                out["parallel"] = max(1, int(len(ids) // per_trial))
+            else:
+                out["parallel"] = default_parallel(ids, per_trial)
+        except GpuError as exc:
+            raise CliError(f"--gpus-per-trial: {exc}") from None
+    return out
+
+
+def placement_line(config: Any) -> tuple[str, str | None]:
+    """Where a study's trials go, in one line (and the warning when ``parallel`` was cut down)."""
+    from lrbench_gui.core.runs.gpus import GpuError
+    from lrbench_gui.core.tuning.driver import study_slots
+
+    if config.backend == "ray":
+        k = config.gpus_per_trial
+        return (f"Ray Tune places the trials: {k:g} GPU{'s' if k != 1 else ''} and {config.cpus_per_trial:g} CPU "
+                f"per trial, up to {config.parallel} at a time", None)
+    try:
+        plan = study_slots(config, inventory())
+    except GpuError as exc:
+        raise CliError(f"--gpus-per-trial: {exc}") from None
+    return plan.text, plan.warning
 
 
 def split_sets(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -60,8 +179,8 @@ def _command(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
         check_template(argv)
     except CommandError as exc:
         raise CliError(f"--cmd: {exc}") from None
-    if args.backend == "ray":
-        raise CliError("--cmd: command trials run on local slots (--backend local); Ray runs only lrbench's trainer")
+    if args.scheduler == "ray":
+        raise CliError("--cmd: command trials run on local slots (--scheduler local); Ray runs only lrbench's trainer")
     cwd = Path(args.cwd or os.getcwd()).expanduser().resolve()
     if not cwd.is_dir():
         raise CliError(f"--cwd {str(args.cwd)[:200]}: not a folder")
@@ -79,9 +198,18 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             raise CliError(f"no study {args.resume!r} in {db.path} (lrbench db list shows the studies)")
         # where this machine sends work is never taken from a (possibly imported) record: the
         # backend, Ray address, parallelism and GPUs are the ones given on this command line
+        trainer = trainer_settings(args, args.scheduler)
+        stored = (found.get("extra") or {}).get("config") or {}
+        for key, flag in (("precision", "--precision"), ("grad_accum", "--grad-accum")):
+            if key in trainer and key in stored and trainer[key] != stored[key]:
+                raise CliError(f"{flag} {trainer[key]}: study {args.resume} keeps its own ({stored[key]}); "
+                               "it changes results, so a resumed study cannot change it")
+        here = {k: v for k, v in trainer.items() if k not in ("precision", "grad_accum")}
+        here.update(_study_defaults(here, args.parallel, args.scheduler, args.address))
         try:
-            config = resume_config(found, backend=args.backend, ray_address=args.address, parallel=args.parallel,
-                                   gpus_per_trial=args.gpus_per_trial, command=command, cwd=cwd)
+            config = resume_config(found, backend=args.scheduler, ray_address=args.address,
+                                   parallel=here.pop("parallel", args.parallel), command=command, cwd=cwd,
+                                   warm=getattr(args, "warm", True), **here)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     else:
@@ -100,12 +228,17 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         obj = {
             "task": args.task or "command", "task_params": sets["task"], "command": command, "cwd": cwd, "method": args.method, "tuner": args.tuner,
             "tuner_params": sets["tuner"], "policies": [p.strip() for p in args.policies.split(",") if p.strip()],
-            "budget_steps": args.budget_steps, "trials": args.trials, "parallel": args.parallel,
-            "backend": args.backend, "ray_address": args.address, "batch_size": args.batch_size,
+            "budget_steps": args.budget_steps, "trials": args.trials,
+            "backend": args.scheduler, "ray_address": args.address, "batch_size": args.batch_size,
             "optimizer": {**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
             "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
-            "gpus_per_trial": args.gpus_per_trial, "name": args.name or "",
+            "name": args.name or "",
         }
+        obj.update(trainer_settings(args, args.scheduler))
+        obj.update(_study_defaults(obj, args.parallel, args.scheduler, args.address))
+        if args.parallel is not None:
+            obj["parallel"] = args.parallel
+        obj["warm"] = getattr(args, "warm", True)
         if args.metric or metric:
             obj["metric"] = args.metric or metric
         if args.mode:
@@ -189,6 +322,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"resuming study {study.config.study_id}: {r['completed']} completed trials kept"
               + (f", {r['replayed'] - r['completed']} failed, diverged or cancelled kept" if r["replayed"] > r["completed"] else "")
               + (f", {r['rerun']} interrupted trials to run again" if r["rerun"] else ""), file=sys.stderr)
+    text, warning = placement_line(study.config)
+    if warning:
+        print(f"lrbench: warning: {warning}", file=sys.stderr)
+    print(text, file=sys.stderr)
     progress = StudyProgress(args.json)
     try:
         if args.json:  # stdout is the JSON answer alone: Ray's banners and a plugin's prints go to stderr
@@ -293,7 +430,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", default="cosine", help="comma-separated policy families to search")
     p.add_argument("--budget-steps", type=int, default=300, help="steps of one full trial")
     p.add_argument("--trials", type=int, default=16, help="trials (full-length equivalents) the tuner may use")
-    p.add_argument("--parallel", type=int, default=1, help="trials side by side (CPU workers or GPUs)")
+    p.add_argument("--parallel", type=int, default=None,
+                   help="trials side by side (default: one per GPU slot, else 1; never more than the GPU slots)")
     p.add_argument("--target", metavar="METRIC=VALUE", help="the cost method's goal, e.g. val_acc=0.95")
     p.add_argument("--mode", choices=["min", "max"],
                    help="whether lower or higher is better (default: the task's declared direction for its "
@@ -301,9 +439,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-range", metavar="LOW,HIGH",
                    help="narrow every LR dimension of the search (0 < LOW < HIGH; for one fixed LR use lrbench run)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--scheduler", choices=["local", "ray"], default="local",
+                   help="where trials are placed: local processes (default) or Ray Tune")
+    p.add_argument("--backend", dest="scheduler", choices=["local", "ray"], default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
-    p.add_argument("--gpus-per-trial", type=float, default=0)
+    p.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="a fresh trainer process per trial (default: trials of tasks that allow it reuse a warm "
+                        "worker per slot, which keeps the imports and a LoRA base model loaded)")
+    add_trainer_flags(p.add_argument)
     p.add_argument("--name", help="a name for the study")
     p.add_argument("--resume", metavar="STUDY_ID", help="resume an interrupted study from the database")
     p.add_argument("--save-best", metavar="FILE", help="write the best policy's spec to FILE")

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["AppSettings", "SettingsDialog", "apply_theme", "parse_gpus", "THEMES"]
+__all__ = ["AppSettings", "SettingsDialog", "apply_theme", "parse_gpus", "detected_gpus", "THEMES"]
 
 THEMES = ("light", "dark")
 
@@ -51,6 +51,16 @@ def parse_gpus(text: str) -> list[str]:
     return out
 
 
+def detected_gpus() -> list[str]:
+    """The GPU ids this machine has (nvidia-smi, or LRBENCH_GPUS); [] when none or unreadable."""
+    from lrbench_gui.core.runs.gpus import GpuError, detect_gpus
+
+    try:
+        return detect_gpus().ids
+    except GpuError:
+        return []
+
+
 @dataclass
 class AppSettings:
     """The values the dialog edits; ``""``/empty means "the default"."""
@@ -58,7 +68,8 @@ class AppSettings:
     db_path: str = ""
     plugins_dir: str = ""
     cpu_workers: int = field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)))
-    gpus: list[str] = field(default_factory=list)
+    #: the GPUs trials may use; default: every GPU found (an empty list saved: CPU workers only)
+    gpus: list[str] = field(default_factory=detected_gpus)
     backend: str = "local"  # local | ray
     ray_address: str = ""
     theme: str = "light"
@@ -75,10 +86,13 @@ class AppSettings:
             workers = int(get("workers/cpu", d.cpu_workers))
         except (TypeError, ValueError):
             workers = d.cpu_workers
-        try:
-            gpus = parse_gpus(str(get("workers/gpus", "")))
-        except ValueError:
-            gpus = []
+        if settings.contains("workers/gpus"):
+            try:
+                gpus = parse_gpus(str(get("workers/gpus", "")))
+            except ValueError:
+                gpus = []
+        else:
+            gpus = d.gpus
         backend = str(get("backend/default", "local"))
         theme = str(get("ui/theme", "light"))
         return cls(
@@ -131,7 +145,10 @@ class SettingsDialog(QDialog):
         self.workers.setToolTip("How many trials run side by side on the CPU (the Study panel's default).")
         self.gpus_edit = QLineEdit(",".join(values.gpus))
         self.gpus_edit.setPlaceholderText("none: CPU workers; e.g. 0,1 for two GPUs")
-        self.gpus_edit.setToolTip("CUDA device ids; each parallel trial gets one as CUDA_VISIBLE_DEVICES.")
+        found = detected_gpus()
+        self.gpus_edit.setToolTip("GPU ids (as nvidia-smi numbers them) that trials may use: each trial gets its "
+                                  "own (GPUs per trial in the Run and Study panels) as CUDA_VISIBLE_DEVICES. "
+                                  + (f"Found here: {','.join(found)}." if found else "No GPU was found here."))
         self.backend = QComboBox()
         self.backend.addItem("Local processes", "local")
         self.backend.addItem("Ray cluster", "ray")

@@ -41,8 +41,11 @@ __all__ = ["StudyController"]
 class StudyController(QObject):
     """Runs one study at a time with ``runner``; records go through ``jobs``.
 
-    ``gpus`` (ids such as ``["0", "1"]``, from the settings) turns the runner's slots into GPU
-    slots: trial *i* of the parallel ones runs with ``CUDA_VISIBLE_DEVICES`` set to one id.
+    ``gpus`` (ids such as ``["0", "1"]``: the runner's, all the GPUs found unless the settings
+    say otherwise) turns the runner's slots into disjoint groups of the study's
+    ``gpus_per_trial`` GPUs (1 by default), at most ``parallel`` of them: each trial gets its
+    group as ``CUDA_VISIBLE_DEVICES`` and its record's ``resources``; a GPU never serves two
+    trials at once.
     """
 
     # a study began, fresh or resumed: (study_id, StudyConfig)
@@ -55,7 +58,8 @@ class StudyController(QObject):
     # a log line of one of the study's trials: (trial_id, line)
     trialLog = Signal(str, str)
     # a trial's row changed, at most ~8 times a second per trial: (trial_id, state dict: status,
-    # step, steps, progress, loss, lr, metric, value, cost_steps, seconds, pruned, notes)
+    # step, steps, progress, loss, lr, metric, value, cost_steps, seconds, pruned, notes, gpus (the
+    # ids it was given, or None), device (``GPU 2,3``, else the trainer's device: ``cpu``, ``cuda:0``))
     trialUpdated = Signal(str, dict)
     # a trial ended and the study took it (its record is queued for the database): (trial_id,
     # the record as stored: status, metrics, cost, curves, extra.family, "pruned" tag...)
@@ -79,7 +83,6 @@ class StudyController(QObject):
         self.runner = runner
         self.jobs = jobs
         self.registry = registry
-        self.gpus: list[str] = []
         self.study: Study | None = None
         self.status = "idle"  # idle | resuming | running | stopping | finishing
         self.states: dict[str, dict[str, Any]] = {}
@@ -99,6 +102,15 @@ class StudyController(QObject):
 
     def set_registry(self, registry: Registry) -> None:
         self.registry = registry
+
+    @property
+    def gpus(self) -> list[str]:
+        """The GPU ids studies may use (the runner's)."""
+        return self.runner.gpus
+
+    @gpus.setter
+    def gpus(self, ids: list[str]) -> None:
+        self.runner.gpus = list(ids)
 
     # State.
 
@@ -123,6 +135,8 @@ class StudyController(QObject):
         if self.is_busy():
             raise RuntimeError("a study is already running: stop it first")
         study = Study(config, registry=self.registry, db=None)
+        if config.backend != "ray":
+            self._slots(config)  # GPUs that cannot meet gpus_per_trial: said before anything starts
         self._begin(study)
         return study
 
@@ -134,7 +148,8 @@ class StudyController(QObject):
         if self.is_busy():
             raise RuntimeError("a study is already running: stop it first")
         registry = self.registry
-        slots = len(self.runner.slot_ids)
+        # one trial per GPU, else as many as the runner has CPU slots
+        slots = len(self.gpus) if self.gpus else len(self.runner.slot_ids)
         self.status = "resuming"
         self._cancel_resume = False
 
@@ -164,9 +179,10 @@ class StudyController(QObject):
         self.jobs.submit(load, loaded, failed)
 
     def _slots(self, config: StudyConfig) -> int | list[str]:
-        if self.gpus and config.device != "cpu":
-            return [self.gpus[i % len(self.gpus)] for i in range(config.parallel)]
-        return config.parallel
+        """The runner's slots for ``config``: its GPU groups, or ``parallel`` CPU workers;
+        ``ValueError`` in words when the GPUs cannot meet ``gpus_per_trial``."""
+        return self.runner.plan(config.gpus_per_trial or None, config.parallel, config.device,
+                                cpu_workers=config.parallel).slots
 
     def _begin(self, study: Study, replayed: bool = False) -> None:
         self.study = study
@@ -189,11 +205,18 @@ class StudyController(QObject):
         if cfg.backend == "ray":
             self._start_ray(study)
         else:
-            slots = self._slots(cfg)
+            try:
+                slots = self._slots(cfg)
+            except ValueError as exc:  # a resumed study asking more GPUs per trial than there are
+                self.problem.emit(f"Cannot run study {cfg.study_id} here: {exc}")
+                self.stop()
+                return
             if not self.runner.is_busy():
                 self.runner.set_slots(slots)
             elif isinstance(slots, int):  # the Run panel's trial keeps its slot; ours come on top
                 self.runner.set_slots(max(len(self.runner.slot_ids), slots + len(self.runner.running)))
+            else:  # GPU groups: the slot queue keeps a running trial's GPUs its own
+                self.runner.set_slots(slots)
             self._feed()
 
     # The local loop.
@@ -240,6 +263,7 @@ class StudyController(QObject):
             **info, "status": TrialStatus.PENDING, "step": 0, "progress": 0.0, "loss": None, "lr": None,
             "metric": self.study.objective.metric if self.study else None, "value": None,
             "cost_steps": 0, "seconds": 0.0, "pruned": False, "notes": "", "started": None,
+            "gpus": None, "device": "",
         }
         self.trialAdded.emit(trial_id, info)
 
@@ -248,6 +272,9 @@ class StudyController(QObject):
         if state is not None and state["status"] == TrialStatus.PENDING:
             state["status"] = TrialStatus.RUNNING
             state["started"] = time.monotonic()
+            gpus = self.runner.gpus_of(trial_id)
+            if gpus:
+                state["gpus"], state["device"] = gpus, f"GPU {gpus}"
             self._mark(trial_id)
 
     def _runner_event(self, trial_id: str, event: Event) -> None:
@@ -270,6 +297,8 @@ class StudyController(QObject):
             state["status"] = TrialStatus.RUNNING
         if event.type == "hello":
             state["steps"] = int(event.get("steps") or state["steps"])
+            if not state.get("gpus") and event.get("device"):
+                state["device"] = str(event.get("device"))[:32]
         elif event.type == "step":
             step = int(event["step"])
             state["step"] = step + 1
@@ -329,6 +358,12 @@ class StudyController(QObject):
         state = self.states[trial_id]
         cost = record.get("cost") or {}
         value = (record.get("metrics") or {}).get(state["metric"])
+        gpus = ((record.get("resources") or {}).get("gpus")) or []
+        if gpus:  # a Ray trial's GPUs are known from its record
+            state["gpus"] = ",".join(str(g) for g in gpus)
+            state["device"] = f"GPU {state['gpus']}"
+        elif not state.get("device"):
+            state["device"] = str((record.get("extra") or {}).get("device") or "")[:32]
         state.update({
             "status": status,
             "pruned": status == TrialStatus.PRUNED or "pruned" in (record.get("tags") or []),

@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from lrbench_gui.core.paths import data_dir
 from lrbench_gui.core.runs.command import REPORT_FILE, ReportTail, request_stop, stop_grace
+from lrbench_gui.core.runs.gpus import GPU, GpuError, GpuInventory, SlotPlan, detect_gpus, plan_slots, trial_resources
 from lrbench_gui.core.runs.protocol import parse_line
 from lrbench_gui.core.runs.process import (GRACE_SECONDS, prepare_trial, trial_cwd, trial_env, watchdog_note,
                                            watchdog_seconds)
@@ -59,6 +60,7 @@ class QtTrial(QObject):
         self._stop_timer.setSingleShot(True)
         self._stop_timer.timeout.connect(self._terminate)
         self.recorder = TrialRecorder(config)
+        self.recorder.resources = trial_resources(config, gpus)
         self.stderr_tail: deque[str] = deque(maxlen=60)
         self.cancelled = False
         self.done = False
@@ -95,7 +97,7 @@ class QtTrial(QObject):
 
     def start(self) -> None:
         try:
-            self.config, command = prepare_trial(self.config, self.workdir, self._registry())
+            self.config, command = prepare_trial(self.config, self.workdir, self._registry(), self.gpus)
         except (OSError, ValueError) as exc:  # ValueError: a command's placeholder without a value
             self.recorder.errors.append(f"could not start {'the command' if self.is_command else 'the trainer'}: {exc}")
             QTimer.singleShot(0, lambda: self._settle(None))
@@ -202,6 +204,13 @@ class QtTrial(QObject):
         self.finished.emit(self.trial_id, self.recorder.record())
 
 
+def _inventory() -> tuple[GpuInventory, str]:
+    try:
+        return detect_gpus(), ""
+    except GpuError as exc:
+        return GpuInventory(), str(exc)
+
+
 class TrialRunner(QObject):
     """A queue of trials over slots (CPU workers or GPU ids), placed by the same
     :class:`~lrbench_gui.core.runs.slots.SlotQueue` as the CLI's scheduler. It meets the
@@ -224,6 +233,10 @@ class TrialRunner(QObject):
         #: fills command trials' ``{lr}`` and ``{policy.NAME}`` (None: the app's plugins)
         self.registry = registry
         self.slots: SlotQueue[QtTrial] = SlotQueue(slots)
+        #: this machine's GPUs (nvidia-smi, or LRBENCH_GPUS); a bad LRBENCH_GPUS is kept as a note
+        self.inventory, self.inventory_problem = _inventory()
+        #: the GPU ids trials may use (the settings' list; default: all found)
+        self.gpus: list[str] = self.inventory.ids
         self.workdir = workdir or data_dir() / "trials"
         self.programs: dict[str, list[str]] = {}
         #: seconds of silence after which a trial is killed (see core.runs.process.watchdog_seconds)
@@ -254,7 +267,25 @@ class TrialRunner(QObject):
         return self.slots.free()
 
     def set_slots(self, slots: int | list[str]) -> None:
+        """New slots for the next placements; a GPU a running trial holds stays its own."""
         self.slots.set_slots(slots)
+
+    def gpu_inventory(self) -> GpuInventory:
+        """The GPUs trials may use: :attr:`gpus` (the settings'), named as detected."""
+        if self.gpus == self.inventory.ids:
+            return self.inventory
+        known = {g.id: g for g in self.inventory.gpus}
+        return GpuInventory(tuple(known.get(i, GPU(i)) for i in self.gpus), "settings", self.inventory.simulated)
+
+    def plan(self, per_trial: float | None = None, parallel: int | None = None, device: str = "auto",
+             cpu_workers: int = 1) -> SlotPlan:
+        """The slots of trials needing ``per_trial`` GPUs each (default 1 when there are GPUs),
+        ``parallel`` at a time (default: every GPU group, else ``cpu_workers``); ``GpuError``
+        in words when the GPUs cannot meet ``per_trial``."""
+        inventory = self.gpu_inventory()
+        if not inventory.ids or device == "cpu":
+            parallel = parallel or cpu_workers
+        return plan_slots(inventory, per_trial=per_trial or None, parallel=parallel, device=device)
 
     def submit(self, config: TrialConfig, program: list[str] | None = None) -> None:
         """Queue a trial; ``program`` replaces the trainer command (benchmarks' synthetic sources)."""

@@ -145,6 +145,25 @@ def _cost(value: Any, path: str) -> dict:
     }
 
 
+#: at most this many GPU ids in a trial's ``resources.gpus``
+MAX_GPUS = 1024
+
+
+def _resources(value: Any, path: str) -> dict:
+    """Where a trial ran: the GPU ids it was given, the host, the DeepSpeed launcher's include list."""
+    d = with_fields(value, path, (), ("gpus", "host", "launcher_include"))
+    gpus = d.get("gpus", [])
+    if not isinstance(gpus, list) or len(gpus) > MAX_GPUS:
+        raise FieldError(join(path, "gpus"), f"must be a list of at most {MAX_GPUS} GPU indices, got {type_name(gpus)}"
+                         + (f" of {len(gpus)}" if isinstance(gpus, list) else ""))
+    return {
+        "gpus": [as_int(g, join(join(path, "gpus"), i), ge=0) for i, g in enumerate(gpus)],
+        "host": as_str(d.get("host"), join(path, "host"), max_len=MAX_NAME, null=True),
+        "launcher_include": as_str(d.get("launcher_include"), join(path, "launcher_include"), max_len=MAX_NAME,
+                                   null=True),
+    }
+
+
 def _provenance(value: Any, path: str) -> dict:
     d = with_fields(value, path, (), ("user", "host", "created", "app_version"))
     return {
@@ -260,7 +279,7 @@ def _common_tail(d: dict, out: dict) -> None:
 _STUDY_FIELDS = ("id", "name", "task", "task_params", "model", "tuner", "objective", "budget", "status", "provenance", "tags", "notes", "extra", "hash")
 _TRIAL_FIELDS = (
     "id", "study", "kind", "task", "task_params", "model", "policy", "optimizer", "budget", "seed", "status",
-    "objective", "metrics", "cost", "curves", "plugins", "provenance", "tags", "notes", "extra", "hash",
+    "objective", "metrics", "cost", "curves", "plugins", "resources", "provenance", "tags", "notes", "extra", "hash",
 )
 _POLICY_FIELDS = (
     "id", "name", "kind", "spec", "lr", "lr_range", "optimizer", "epochs", "warmup_ratio", "warmup_steps",
@@ -321,6 +340,8 @@ def _trial(d: dict, registry: Registry | None, n: Normalized) -> tuple[TrialReco
     }
     out["curves"], digests = _curves(d.get("curves", {}))
     out["plugins"] = name_map(d.get("plugins", {}), "plugins", lambda v, p: as_str(v, p, max_len=64))
+    if "resources" in d:  # only when given: a record without it keeps the hash it always had
+        out["resources"] = _resources(d["resources"], "resources")
     return out, digests
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lrbench_gui.core.runs.command import REPORT_FILE, ReportTail, command_env, prepare_command, request_stop, stop_grace
+from lrbench_gui.core.runs.gpus import launcher_include, real_gpus, trial_resources
 from lrbench_gui.core.runs.protocol import parse_line
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.trial import TrialConfig, write_trial
@@ -59,14 +60,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def trainer_command(config: TrialConfig, trial_file: Path) -> list[str]:
-    """The command line that runs ``trial_file``: plain python, or the DeepSpeed launcher."""
-    if config.backend == "deepspeed" and config.deepspeed.num_gpus > 1:
+def trainer_command(config: TrialConfig, trial_file: Path, gpus: str | None = None) -> list[str]:
+    """The command line that runs ``trial_file``: plain python, or the DeepSpeed launcher.
+
+    A DeepSpeed trial with several ranks (the GPUs of its slot, ``gpus``; else
+    ``deepspeed.num_gpus``) goes through the launcher: on a host with those GPUs as
+    ``--include localhost:i,j`` (the launcher gives each rank its ``CUDA_VISIBLE_DEVICES``); where
+    nvidia-smi finds none (CPU ranks over gloo, or GPUs that ``LRBENCH_GPUS`` simulates) as
+    ``--num_gpus K``, because the launcher refuses ids it cannot see."""
+    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    ranks = len(ids) if ids else config.deepspeed.num_gpus
+    if config.backend == "deepspeed" and ranks > 1:
         launcher = shutil.which("deepspeed", path=str(Path(sys.executable).parent)) or shutil.which("deepspeed")
         if launcher is None:
             raise FileNotFoundError("the deepspeed launcher is not installed (pip install deepspeed)")
+        include = launcher_include(config, gpus)
+        where = ["--include", include] if include and real_gpus() else ["--num_gpus", str(ranks)]
         return [
-            launcher, "--num_gpus", str(config.deepspeed.num_gpus), "--master_port", str(_free_port()),
+            launcher, *where, "--master_port", str(_free_port()),
             "--module", "lrbench_gui.trainer", str(trial_file),
         ]
     # LRBENCH_PYTHON: the interpreter of an environment with torch, for an app that runs without
@@ -75,9 +86,11 @@ def trainer_command(config: TrialConfig, trial_file: Path) -> list[str]:
     return [python, "-m", "lrbench_gui.trainer", str(trial_file)]
 
 
-def prepare_trial(config: TrialConfig, workdir: Path, registry: Any = None) -> tuple[TrialConfig, list[str]]:
+def prepare_trial(config: TrialConfig, workdir: Path, registry: Any = None,
+                  gpus: str | None = None) -> tuple[TrialConfig, list[str]]:
     """Make the trial's folder, default its output there, write its trial file; return the
-    config as written and the command that runs it (shared by the CLI's and the GUI's runners).
+    config as written and the command that runs it on the GPUs ``gpus`` (shared by the CLI's and
+    the GUI's runners).
 
     A command trial's command is its own, placeholders filled (``registry`` builds the policy for
     ``{lr}`` and ``{policy.NAME}``); :class:`~lrbench_gui.core.runs.command.CommandError` if one
@@ -88,7 +101,7 @@ def prepare_trial(config: TrialConfig, workdir: Path, registry: Any = None) -> t
     trial_file = write_trial(config, workdir / "trial.json")
     if config.command is not None:
         return config, prepare_command(config, workdir, registry)
-    return config, trainer_command(config, trial_file)
+    return config, trainer_command(config, trial_file, gpus)
 
 
 def trial_cwd(config: TrialConfig, workdir: Path) -> Path:
@@ -97,7 +110,11 @@ def trial_cwd(config: TrialConfig, workdir: Path) -> Path:
 
 
 def trial_env(config: TrialConfig, gpus: str | None = None, workdir: Path | None = None) -> dict[str, str]:
-    """The trial process's environment; a command trial's (``workdir`` given) points at its files."""
+    """The trial process's environment; a command trial's (``workdir`` given) points at its files.
+
+    ``gpus`` (nvidia-smi indices) becomes ``CUDA_VISIBLE_DEVICES``, numbered as nvidia-smi does
+    (``CUDA_DEVICE_ORDER=PCI_BUS_ID``); not for the DeepSpeed launcher with ``--include``, which
+    sets it for each rank (and would ignore ours)."""
     env = dict(os.environ)
     if config.command is not None and workdir is not None:
         env.update(command_env(config, workdir))
@@ -105,7 +122,11 @@ def trial_env(config: TrialConfig, gpus: str | None = None, workdir: Path | None
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpus
+        env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        if launcher_include(config, gpus) and real_gpus():
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = gpus
     if config.threads:
         env["OMP_NUM_THREADS"] = str(config.threads)
     if config.backend == "deepspeed":
@@ -134,6 +155,7 @@ class TrialProcess:
 
     def __post_init__(self) -> None:
         self.recorder = TrialRecorder(self.config)
+        self.recorder.resources = trial_resources(self.config, self.gpus)
         self._threads: list[threading.Thread] = []
         self._timers: list[threading.Timer] = []
         self._exited = threading.Event()
@@ -161,7 +183,7 @@ class TrialProcess:
         return self.config.command is not None
 
     def start(self) -> None:
-        self.config, command = prepare_trial(self.config, self.workdir, self.registry)
+        self.config, command = prepare_trial(self.config, self.workdir, self.registry, self.gpus)
         self.recorder.config = self.config
         self.proc = subprocess.Popen(
             command,

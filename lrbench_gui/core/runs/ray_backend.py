@@ -1,7 +1,8 @@
 """Run a study's trials through Ray Tune, on an existing Ray cluster or a local Ray.
 
 The same trainer subprocess runs on a Ray worker (``tune.with_resources``: CPUs and GPUs per
-trial); its protocol lines travel back on a ``ray.util.queue.Queue`` and reach the app's
+trial, fractions of a GPU allowed; the trainer's ``CUDA_VISIBLE_DEVICES`` is the GPU ids Ray
+gave the worker, and the record's ``resources`` holds them); its protocol lines travel back on a ``ray.util.queue.Queue`` and reach the app's
 callbacks on the driver's thread (a Tune callback drains the queue every loop), so the app sees
 the same events, records the same trials and alone writes the database. The study's tuner stays
 in charge through a Tune ``Searcher`` that asks it; a trial the tuner stops early is stopped by
@@ -42,6 +43,22 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child before exe
         pass
 
 
+def assigned_gpus() -> str | None:
+    """The GPU ids Ray gave this worker (``"0"``, ``"2,3"``; a fraction of a GPU is its id), as
+    the trial's ``CUDA_VISIBLE_DEVICES``; None when it was given none."""
+    import ray
+
+    if not ray.is_initialized():  # not on a Ray worker (get_gpu_ids would start a Ray)
+        return None
+    try:
+        ids = ray.get_gpu_ids()
+    except Exception:  # noqa: BLE001 - a driver, not a worker
+        ids = []
+    if not ids:
+        return None
+    return ",".join(str(int(i)) if str(i).isdigit() else str(i) for i in ids)
+
+
 def ray_trial(config: dict[str, Any], events: Any = None) -> None:
     """The Tune trainable: run one trial's trainer subprocess on this worker and stream it back."""
     import subprocess
@@ -49,16 +66,19 @@ def ray_trial(config: dict[str, Any], events: Any = None) -> None:
 
     from ray import tune
 
-    from lrbench_gui.core.runs.runner import trainer_command, trial_env
+    from lrbench_gui.core.runs.gpus import trial_resources
+    from lrbench_gui.core.runs.process import trainer_command, trial_env
     from lrbench_gui.core.runs.trial import load_trial, write_trial
 
     cfg = load_trial(config["trial"])
     workdir = Path(tempfile.mkdtemp(prefix=f"lrbench-{cfg.trial_id}-"))
     cfg = cfg.model_copy(update={"output_dir": str(workdir)})
-    cmd = trainer_command(cfg, write_trial(cfg, workdir / "trial.json"))
+    gpus = assigned_gpus()
+    events.put((cfg.trial_id, "resources", trial_resources(cfg, gpus)))
+    cmd = trainer_command(cfg, write_trial(cfg, workdir / "trial.json"), gpus)
     tail: deque[str] = deque(maxlen=60)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            cwd=workdir, env=trial_env(cfg), preexec_fn=_set_pdeathsig)
+                            cwd=workdir, env=trial_env(cfg, gpus), preexec_fn=_set_pdeathsig)
     import threading
 
     def read_err() -> None:
@@ -158,6 +178,8 @@ class RayScheduler:
                     rec.log(payload)
                     if self.on_log:
                         self.on_log(trial_id, payload)
+            elif kind == "resources":
+                rec.resources = dict(payload)
             elif kind == "exit":
                 self.exited[trial_id] = payload
             if wait_for is not None and wait_for in self.exited:
@@ -192,7 +214,7 @@ class RayScheduler:
                 ray.init(address=self.cfg.ray_address, include_dashboard=False, log_to_driver=False)
             else:
                 cpus = max(2, int(self.cfg.parallel * self.cfg.cpus_per_trial))
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, **_local_gpus())
                 self.started_ray = True
         events = Queue()
         self.events = events
@@ -237,6 +259,19 @@ class RayScheduler:
 
     def cancel_all(self) -> None:
         self.cancelled = True
+
+
+def _local_gpus() -> dict[str, Any]:
+    """``num_gpus`` for a local Ray on a host whose GPUs ``LRBENCH_GPUS`` simulates (Ray finds
+    real ones itself, and keeps to the app's ``CUDA_VISIBLE_DEVICES``): Ray then places trials on
+    them and gives each its ids, as the local slots do."""
+    from lrbench_gui.core.runs.gpus import GpuError, detect_gpus
+
+    try:
+        inventory = detect_gpus()
+    except GpuError:
+        return {}
+    return {"num_gpus": len(inventory)} if inventory.simulated else {}
 
 
 def _driver(key: int) -> RayScheduler | None:

@@ -70,6 +70,9 @@ class TrialRecorder:
         self.last_step: dict[str, Any] = {}
         #: seconds from the recorder's start to :meth:`finish`
         self.elapsed = 0.0
+        #: where the trial ran (``gpus.trial_resources``: GPU ids, host, the launcher's include
+        #: list), set by whoever started it; the record's ``resources`` when set
+        self.resources: dict[str, Any] | None = None
 
     def _drop(self, reason: str, text: str) -> None:
         self.dropped.setdefault(reason, text)
@@ -185,7 +188,7 @@ class TrialRecorder:
                      "mode": "max" if end.get("metric_mode") == "max" else "min"}
         notes = self.errors + list(self.dropped.values()) + (
             list(self.log_tail)[-20:] if self.status == TrialStatus.FAILED else [])
-        return {
+        record: dict[str, Any] = {
             "id": cfg.trial_id,
             "study": cfg.study_id,
             "kind": "train",
@@ -215,12 +218,17 @@ class TrialRecorder:
                 "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][:64],
                 # what makes two runs comparable (the database's recommendations group by it)
                 "world_size": _whole(self.hello.get("world_size")) or 1,
+                # when the process started (unix time) and how long it lived, start-up included
+                "started": round(self.started, 3),
+                "wall_seconds": round(self.elapsed, 3),
                 **({"tokenizer": str(self.hello["tokenizer"])[:256]} if self.hello.get("tokenizer") else {}),
                 **({"command": list(cfg.command), "cwd": cfg.cwd} if cfg.command is not None else {}),
             },
             "notes": "\n".join(notes)[:8000],
         }
-
+        if self.resources is not None:
+            record["resources"] = dict(self.resources)
+        return record  # type: ignore[return-value]
 
     def _metrics(self, raw: Any) -> dict[str, float]:
         """The finite, validly named numbers of a metrics object, as floats."""

@@ -1,7 +1,9 @@
 """The slot queue: which queued trial starts on which slot, for every scheduler.
 
 A slot is a CPU worker or a set of GPUs (a ``CUDA_VISIBLE_DEVICES`` value). The queue knows the
-pending trials and which slot each running trial holds; it starts nothing itself. The CLI's
+pending trials and which slot and GPUs each running trial holds; it starts nothing itself. A
+slot is free only when none of its GPUs is held, so a GPU never serves two trials at once, even
+when the slots change while trials run (the GUI's Run panel and a study share one queue). The CLI's
 :class:`~lrbench_gui.core.runs.runner.LocalScheduler` (subprocesses and threads) and the GUI's
 ``TrialRunner`` (QProcesses) both place trials through it, so both honour slots, cancel a
 queued trial and record it the same way.
@@ -56,6 +58,10 @@ def slot_ids(slots: int | list[str]) -> list[str | None]:
     return [None] * max(1, int(slots))
 
 
+def _ids(gpus: str | None) -> set[str]:
+    return {g.strip() for g in gpus.split(",") if g.strip()} if gpus else set()
+
+
 def cancelled_record(config: TrialConfig) -> TrialRecord:
     """The record of a trial cancelled before it started."""
     rec = TrialRecorder(config)
@@ -79,6 +85,8 @@ class SlotQueue(Generic[H]):
         self.slot_ids = slot_ids(slots)
         self.pending: deque[TrialConfig] = deque()
         self.running: dict[str, tuple[H | None, int]] = {}
+        #: the GPU ids each running trial holds (a slot's ids when it was placed)
+        self.held: dict[str, str | None] = {}
 
     def set_slots(self, slots: int | list[str]) -> None:
         """Change the slots; running trials keep theirs, new placements use the new ones."""
@@ -94,15 +102,19 @@ class SlotQueue(Generic[H]):
     def place(self) -> Iterator[Placement]:
         """Pop queued trials onto free slots, in order; each is marked running (its handle is
         set by :meth:`started`)."""
-        busy = {slot for _, slot in self.running.values()}
+        # a CPU trial holds its slot; a GPU trial holds its GPUs, whatever slot they are in now
+        busy = {slot for tid, (_, slot) in self.running.items() if not self.held.get(tid)}
+        taken = {g for gpus in self.held.values() for g in _ids(gpus)}
         for slot, gpus in enumerate(self.slot_ids):
             if not self.pending:
                 return
-            if slot in busy:
+            if slot in busy or taken & _ids(gpus):
                 continue
             config = self.pending.popleft()
             self.running[config.trial_id] = (None, slot)
+            self.held[config.trial_id] = gpus
             busy.add(slot)
+            taken |= _ids(gpus)
             yield Placement(config, slot, gpus)
 
     def started(self, trial_id: str, handle: H) -> None:
@@ -119,6 +131,7 @@ class SlotQueue(Generic[H]):
     def finished(self, trial_id: str) -> H | None:
         """The trial left its slot; returns its handle (None if it was not running)."""
         entry = self.running.pop(trial_id, None)
+        self.held.pop(trial_id, None)
         return entry[0] if entry else None
 
     def unqueue(self, trial_id: str) -> TrialConfig | None:
@@ -133,15 +146,16 @@ class SlotQueue(Generic[H]):
         return bool(self.running or self.pending)
 
     def slot_of(self, trial_id: str) -> tuple[int, str | None] | None:
-        """The slot index and GPU ids of a running trial."""
+        """The slot index and GPU ids of a running trial (the ids it was given, even if the
+        slots changed since)."""
         entry = self.running.get(trial_id)
         if entry is None:
             return None
-        return entry[1], self.slot_ids[entry[1]] if entry[1] < len(self.slot_ids) else None
+        return entry[1], self.held.get(trial_id)
 
     def __len__(self) -> int:
         return len(self.pending) + len(self.running)
 
     def describe(self) -> dict[str, Any]:
         return {"slots": list(self.slot_ids), "pending": [c.trial_id for c in self.pending],
-                "running": {t: s for t, (_, s) in self.running.items()}}
+                "running": {t: s for t, (_, s) in self.running.items()}, "gpus": dict(self.held)}

@@ -13,11 +13,25 @@ from typing import Any, Callable
 from lrbench_gui.core.records import StudyStatus
 from lrbench_gui.core.runs.protocol import Event
 
-__all__ = ["run_study", "make_scheduler"]
+__all__ = ["run_study", "make_scheduler", "study_slots"]
 
 
-def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finished: Callable[[str, dict], None]) -> Any:
-    """The scheduler the study's config asks for: local slots, or Ray Tune."""
+def study_slots(config: Any, inventory: Any = None) -> Any:
+    """The :class:`~lrbench_gui.core.runs.gpus.SlotPlan` of a local study: one group of
+    ``gpus_per_trial`` GPUs per slot (1 when there are GPUs and the device is not cpu), at most
+    ``parallel`` of them; CPU workers when there is no GPU. ``inventory`` defaults to this host's
+    (:func:`~lrbench_gui.core.runs.gpus.detect_gpus`); ``GpuError`` (one line) when the GPUs
+    cannot meet the per-trial count."""
+    from lrbench_gui.core.runs.gpus import detect_gpus, plan_slots
+
+    inventory = detect_gpus() if inventory is None else inventory
+    return plan_slots(inventory, per_trial=config.gpus_per_trial or None, parallel=config.parallel,
+                      device=config.device)
+
+
+def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finished: Callable[[str, dict], None],
+                   inventory: Any = None) -> Any:
+    """The scheduler the study's config asks for: local slots (:func:`study_slots`), or Ray Tune."""
     cfg = study.config
     if cfg.backend == "ray":
         from lrbench_gui.core.runs.ray_backend import RayScheduler
@@ -25,8 +39,9 @@ def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finish
         return RayScheduler(cfg, on_event=on_event, on_finished=on_finished, feeder=study.next_trials)
     from lrbench_gui.core.runs.runner import LocalScheduler
 
-    return LocalScheduler(cfg.parallel, on_event=on_event, on_finished=on_finished, feeder=study.next_trials,
-                          registry=study.registry)
+    plan = study_slots(cfg, inventory)
+    return LocalScheduler(plan.slots, on_event=on_event, on_finished=on_finished, feeder=study.next_trials,
+                          registry=study.registry, warm=cfg.warm)
 
 
 def run_study(study: Any, on_progress: Callable[[Any], None] | None = None,

@@ -45,7 +45,12 @@ __all__ = [
 
 #: the ``StudyConfig`` fields that the study flags of ``lrbench study KIND`` set
 STUDY_FIELDS = ("task", "task_params", "batch_size", "optimizer", "seed", "parallel", "name", "budget_steps",
-                "eval_every", "method", "policies", "trials")
+                "eval_every", "method", "policies", "trials", "trial_backend", "gpus_per_trial", "device",
+                "precision", "grad_accum", "zero_stage")
+#: the trainer's study fields and their flags (``lrbench_gui.cli.tune.add_trainer_flags``); the
+#: user's DeepSpeed config is a file (``--deepspeed-config FILE``), so no command line carries it
+_TRAINER_FLAGS = (("trial_backend", "--trainer"), ("gpus_per_trial", "--gpus-per-trial"), ("device", "--device"),
+                  ("precision", "--precision"), ("grad_accum", "--grad-accum"), ("zero_stage", "--zero-stage"))
 _DEST = "tuner:"  # argparse dest prefix of a tuner parameter's flag
 
 
@@ -235,7 +240,8 @@ def command_line(cls: type[Tuner], tuner_params: dict[str, Any], study_fields: d
     defaults: the tuner parameters (validated first), the study fields (``task``, ``task_params``
     (all given ones), ``batch_size``, ``optimizer``, ``seed``, ``parallel``, ``name``,
     ``budget_steps`` when the kind does not decide it, ``method``/``policies``/``trials`` when it
-    searches a space, and ``db``), then ``extra`` arguments as they are."""
+    searches a space, the trainer's (``trial_backend``, ``gpus_per_trial``, ``device``,
+    ``precision``, ``grad_accum``, ``zero_stage``) and ``db``), then ``extra`` arguments as they are."""
     params = validate_params(cls.Params, dict(tuner_params), where=f"tuner {cls.name}").model_dump(mode="json")
     base = cls.Params().model_dump(mode="json")
     args = ["lrbench", "study", cls.name]
@@ -260,9 +266,9 @@ def command_line(cls: type[Tuner], tuner_params: dict[str, Any], study_fields: d
         flags += [("method", "--method"), ("trials", "--trials")]
         if "policies" in fields and list(fields["policies"]) != list(d.get("policies") or []):
             args += ["--policies", ",".join(fields["policies"])]
-    for key, flag in flags:
+    for key, flag in [*flags, *_TRAINER_FLAGS]:
         if key in fields and fields[key] != d.get(key):
-            args += [flag, str(fields[key])]
+            args += [flag, format_value(fields[key])]
     name = fields.get("name")
     if name and name != default_name(cls, task or d.get("task")):
         args += ["--name", str(name)]

@@ -1,5 +1,6 @@
 """The Live panel's trial table: one row per trial of the running study, fed by the
-controller's state dicts, with the status in colour, a progress bar and the curves' swatch."""
+controller's state dicts, with the status in colour, a progress bar, the curves' swatch and the
+trial's device (the GPUs it was given, else the trainer's device)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ _COLUMNS = [
     ("Loss", "loss"),
     ("Metric", "value"),
     ("Cost", "cost"),
+    ("Device", "device"),
 ]
 TRIAL_ROLE = Qt.ItemDataRole.UserRole + 1
 PROGRESS_COL = 3
@@ -153,6 +155,9 @@ class TrialStateModel(QAbstractTableModel):
                 return json.dumps(row.get("policy"), indent=1)
             if key == "cost":
                 return "the cost so far: optimizer steps and training seconds"
+            if key == "device":
+                return (f"given GPU {row['gpus']} (CUDA_VISIBLE_DEVICES)" if row.get("gpus") else
+                        "where the trainer runs (no GPU given)")
         return None
 
 

@@ -220,6 +220,7 @@ class StudyPanel(QWidget):
         self.metric_combo.currentTextChanged.connect(self._metric_changed)
         for box in (policy_box, budget_box, command_box, backend_box):
             box.changed.connect(self._schedule_summary)
+        backend_box.gpus_spin.valueChanged.connect(lambda _v: self._gpus_per_trial_changed())
         self.target_edit.textChanged.connect(self._schedule_summary)
         for f in (self.task_form, self.tuner_form):
             f.paramsChanged.connect(self._schedule_summary)
@@ -251,9 +252,37 @@ class StudyPanel(QWidget):
         """Take parallelism and backend defaults from the settings (see the Settings dialog)."""
         d = self.defaults()
         workers = int(d.get("cpu_workers") or 2)
-        gpus = d.get("gpus") or []
+        gpus = d.get("gpus") if "gpus" in d else self.controller.gpus
         self.parallel.setValue(max(1, len(gpus) if gpus else workers))
         self.backend_box.set_backend(d.get("backend") or "local", d.get("ray_address"))
+        self._update_gpus()
+
+    def _gpus_per_trial_changed(self) -> None:
+        """One trial per GPU group by default: parallel follows the GPUs per trial."""
+        per_trial = self.backend_box.gpus_spin.value() or 1
+        gpus = self.controller.gpus
+        if gpus and per_trial == int(per_trial) and per_trial <= len(gpus):
+            self.parallel.setValue(len(gpus) // int(per_trial))
+
+    def _update_gpus(self) -> None:
+        """The Backend box's line: the GPUs found and where this study's trials would go."""
+        box = self.backend_box
+        runner = self.controller.runner
+        inventory = runner.gpu_inventory()
+        if runner.inventory_problem:
+            text = f"{runner.inventory_problem}; trials run on the CPU"
+        elif box.backend_combo.currentData() == "ray":
+            text = inventory.describe(self.parallel.value()) + "; Ray places the trials"
+        else:
+            try:
+                plan = runner.plan(box.gpus_spin.value() or None, self.parallel.value(), cpu_workers=self.parallel.value())
+                text = plan.text + (f". {plan.warning[:1].upper()}{plan.warning[1:]}" if plan.warning else "")
+                if inventory.ids and not inventory.simulated:
+                    text = f"{inventory.describe()}. {text}"
+            except ValueError as exc:
+                text = f"{inventory.describe()}: {exc}"
+        box.gpus_label.setText(text)
+        self._placement = text
 
     def checked_policies(self) -> list[str]:
         return self.policy_choice.checked_policies()
@@ -342,6 +371,8 @@ class StudyPanel(QWidget):
             "mode": self.mode_combo.currentText(),
             "target": target,
         }
+        if obj["backend"] == "ray" and not obj["gpus_per_trial"] and not obj["ray_address"] and self.controller.gpus:
+            obj["gpus_per_trial"] = 1.0  # auto on a local Ray with GPUs: one each, as local trials get
         try:
             return StudyConfig.model_validate(obj)
         except Exception as exc:  # pydantic names the field
@@ -366,6 +397,8 @@ class StudyPanel(QWidget):
         self.budget_box.load(cfg)
         self.command_box.load(cfg)
         self.backend_box.set_backend(cfg.backend, cfg.ray_address)
+        self.backend_box.load(cfg)
+        self.budget_box.load(cfg)  # after the GPUs per trial, which move the parallelism
         self.name_edit.setText(cfg.name)
         self._update_summary()
 
@@ -455,6 +488,7 @@ class StudyPanel(QWidget):
         return list(space.names) if space is not None else []
 
     def _update_summary(self) -> None:
+        self._update_gpus()
         try:
             cfg = self.config()
         except ValueError as exc:
@@ -462,7 +496,7 @@ class StudyPanel(QWidget):
             self.start_btn.setEnabled(False)
             return
         try:
-            text = preview_html(cfg, self._registry)
+            text = preview_html(cfg, self._registry, getattr(self, "_placement", None))
         except Exception as exc:  # noqa: BLE001 - SpaceError and a plugin's own errors, in words
             self.summary.setText(f"<span style='color:#c62828'>search space: {exc}</span>")
             self.start_btn.setEnabled(False)

@@ -27,8 +27,10 @@ def _dims(family) -> str:  # noqa: ANN001 - a Family
         else f"{d.name} in {list(d.choices)}" for d in family.dims) or "nothing searched"
 
 
-def preview_html(cfg: StudyConfig, registry: Registry) -> str:
-    """The "What will run" text of ``cfg`` (rich text). Raises the space's errors."""
+def preview_html(cfg: StudyConfig, registry: Registry, placement: str | None = None) -> str:
+    """The "What will run" text of ``cfg`` (rich text); ``placement`` says where local trials go
+    (the GPUs, or the CPU workers: :func:`~lrbench_gui.core.runs.gpus.plan_slots`'s line).
+    Raises the space's errors."""
     space = preview_space(cfg, registry)
     tuner = registry.tuner(cfg.tuner)
     title = tuner.display_title() if hasattr(tuner, "display_title") else cfg.tuner
@@ -49,8 +51,9 @@ def preview_html(cfg: StudyConfig, registry: Registry) -> str:
     lines = [
         f"<b>{cfg.method}</b> study of <b>{cfg.task}</b> with the <b>{cfg.tuner}</b> tuner",
         searched,
-        f"Up to {cfg.trials} trials × {cfg.budget_steps:,} steps = {total:,} steps of compute, "
-        f"{cfg.parallel} at a time on {where}.",
+        f"Up to {cfg.trials} trials × {cfg.budget_steps:,} steps = {total:,} steps of compute"
+        + (f". Where: {placement}." if placement and cfg.backend != "ray" else f", {cfg.parallel} at a time on {where}.")
+        + f" Each trains with {cfg.trial_backend} in {cfg.precision}.",
         f"Ranked by {ranked}.",
         "Recorded in the database as it runs; a stopped study can be resumed.",
     ]

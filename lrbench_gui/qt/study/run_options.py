@@ -1,16 +1,21 @@
 """The Study panel's budget and backend boxes: how long each trial runs, how many, how many at a
-time, with which optimizer, and where (local processes or a Ray cluster)."""
+time, with which optimizer, where (local processes or a Ray cluster) and how (trainer, precision,
+GPUs per trial)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QLineEdit, QSpinBox, QWidget
+from PySide6.QtCore import QSignalBlocker, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QSpinBox, QWidget)
 
 from lrbench_gui.core.runs.command import CommandError, check_template, split_command
 
 from lrbench_gui.core.tuning.study import StudyConfig
+
+TRAINERS: tuple[str, ...] = get_args(StudyConfig.model_fields["trial_backend"].annotation)
+PRECISIONS: tuple[str, ...] = get_args(StudyConfig.model_fields["precision"].annotation)
 
 __all__ = ["BudgetBox", "BackendBox", "CommandBox"]
 
@@ -74,9 +79,10 @@ class BudgetBox(QGroupBox):
 
 
 class BackendBox(QGroupBox):
-    """Where the trials run (local processes or a Ray cluster, at an address) and the study's name."""
+    """Where the trials run (local processes or a Ray cluster, at an address), how each trains
+    (trainer, precision, GPUs per trial; the GPUs found are shown under them) and the study's name."""
 
-    #: Fires when the backend or the Ray address changed (the preview is stale).
+    #: Fires when the backend, the Ray address or a training choice changed (the preview is stale).
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -89,15 +95,44 @@ class BackendBox(QGroupBox):
         self.backend_note = QLabel()
         self.backend_note.setWordWrap(True)
         self.backend_note.setStyleSheet("color: #6b7280;")
+        self.trainer_combo = QComboBox()
+        self.trainer_combo.addItems(list(TRAINERS))
+        self.trainer_combo.setToolTip("torch: one process on one GPU (or the CPU); deepspeed: DeepSpeed's engine, "
+                                      "over several GPUs per trial when you give it several")
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(list(PRECISIONS))
+        self.precision_combo.setToolTip("fp32; bf16-/fp16-mixed: fp32 master weights with autocast; "
+                                        "bf16-true: weights and optimizer in bfloat16")
+        self.gpus_spin = QDoubleSpinBox()
+        self.gpus_spin.setRange(0, 1024)
+        self.gpus_spin.setDecimals(0)
+        self.gpus_spin.setSpecialValueText("auto")
+        self.gpus_spin.setToolTip("GPUs of one trial. auto: 1 when the machine has GPUs. More than 1 needs the "
+                                  "deepspeed trainer; a fraction of a GPU, the Ray cluster.")
+        #: the GPUs found and where the trials go, in one line (the panel keeps it current)
+        self.gpus_label = QLabel()
+        self.gpus_label.setWordWrap(True)
+        self.gpus_label.setStyleSheet("color: #6b7280;")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("optional; default: method, tuner and task")
         form = QFormLayout(self)
         form.addRow("Run on", self.backend_combo)
         form.addRow("Ray address", self.ray_address)
         form.addRow(self.backend_note)
+        train = QHBoxLayout()
+        train.addWidget(self.trainer_combo)
+        train.addWidget(QLabel("precision"))
+        train.addWidget(self.precision_combo)
+        train.addWidget(QLabel("GPUs/trial"))
+        train.addWidget(self.gpus_spin)
+        form.addRow("Trainer", train)
+        form.addRow(self.gpus_label)
         form.addRow("Study name", self.name_edit)
         self.backend_combo.currentIndexChanged.connect(self._backend_changed)
         self.ray_address.textChanged.connect(lambda _text: self.changed.emit())
+        self.trainer_combo.currentIndexChanged.connect(self._backend_changed)
+        self.precision_combo.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        self.gpus_spin.valueChanged.connect(lambda _v: self.changed.emit())
         self._backend_changed()
 
     def _backend_changed(self, *_: Any) -> None:
@@ -107,7 +142,15 @@ class BackendBox(QGroupBox):
             "Each trial runs the same trainer on a Ray worker (Ray Tune); the study is driven from a "
             "background thread and its events stream back here. Needs `pip install ray[tune]`."
             if ray else
-            "Trials run as local processes: one per CPU worker, or one per GPU listed in Settings.")
+            "Trials run as local processes: one per CPU worker, or on their own GPUs (Settings lists them).")
+        # the choices a trainer or scheduler would ignore are not offered: a torch trial takes one
+        # GPU, local trials whole GPUs
+        with QSignalBlocker(self.gpus_spin):
+            self.gpus_spin.setDecimals(2 if ray else 0)
+            self.gpus_spin.setSingleStep(0.25 if ray else 1)
+            self.gpus_spin.setMaximum(1024 if self.trainer_combo.currentText() == "deepspeed" else 1)
+            if not ray:
+                self.gpus_spin.setValue(round(self.gpus_spin.value()))
         self.changed.emit()
 
     def set_backend(self, backend: str, address: str | None) -> None:
@@ -121,7 +164,17 @@ class BackendBox(QGroupBox):
             "name": self.name_edit.text().strip(),
             "backend": backend,
             "ray_address": (self.ray_address.text().strip() or None) if backend == "ray" else None,
+            "trial_backend": self.trainer_combo.currentText(),
+            "precision": self.precision_combo.currentText(),
+            "gpus_per_trial": float(self.gpus_spin.value()),
         }
+
+    def load(self, cfg: StudyConfig) -> None:
+        """The training choices of ``cfg`` (the backend and address: :meth:`set_backend`)."""
+        self.trainer_combo.setCurrentText(cfg.trial_backend)
+        self.precision_combo.setCurrentText(cfg.precision)
+        self._backend_changed()
+        self.gpus_spin.setValue(float(cfg.gpus_per_trial))
 
 
 class CommandBox(QGroupBox):
