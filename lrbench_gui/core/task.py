@@ -11,6 +11,8 @@ Lifecycle, inside the trial subprocess (the app only validates ``Task.Params``, 
 3. Every ``eval_every`` steps and at the end, ``task.evaluate(model)`` returns finite metrics,
    including ``task.metric`` (lower is better when ``metric_mode == "min"``).
 4. ``task.save_model(model, folder)`` may save the trained model (``save_pretrained`` for HF).
+5. A task that opts in (:meth:`Task.warm_reuse`) may run in a warm worker, trial after trial in
+   one process: ``ctx.cache`` then outlives the trial, and ``task.release(model)`` follows it.
 
 ``samples_per_epoch()`` and ``tokens_per_sample()`` let the trainer turn an epoch or token
 budget into steps. A task module must not import torch at module level: the app must start
@@ -94,3 +96,18 @@ class Task(abc.ABC):
     def save_model(self, model: Any, folder: Path) -> None:
         """Save the trained model (optional; HF tasks use ``save_pretrained``)."""
         raise NotImplementedError(f"task {self.name} cannot save its model")
+
+    @classmethod
+    def warm_reuse(cls, params: Params) -> bool:
+        """Whether a trial with ``params`` may run in a warm worker: a process that already ran
+        trials of this task, its imports loaded and :attr:`TaskContext.cache` kept. Say True
+        only when such a trial trains exactly as in a fresh process (same seeds, same model,
+        same data: the task contract checks it). Called torch-free, by the scheduler. Default
+        False: every trial gets a fresh process."""
+        return False
+
+    def release(self, model: Any) -> None:
+        """In a warm worker, after a trial that sent its ``end`` event: give back to the cache
+        what ``setup`` took out of it (peft's ``unload()`` returns the untouched frozen base).
+        Not called in a fresh process, nor after a trial that raised: take what a trial may
+        change out of the cache in ``setup`` (``cache.pop``), so a failed trial drops it."""

@@ -54,6 +54,7 @@ from lrbench_gui.testing.task import (
     check_task_deterministic,
     check_task_diverged,
     check_task_metric,
+    check_task_warm,
     run_task,
 )
 from lrbench_gui.testing.tuner import (
@@ -99,6 +100,7 @@ __all__ = [
     "check_task_metric",
     "check_task_diverged",
     "check_task_deterministic",
+    "check_task_warm",
     "run_task",
     "TaskRun",
 ]

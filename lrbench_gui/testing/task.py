@@ -6,7 +6,9 @@
 * every value ``evaluate()`` returns is finite, also for a diverged model (NaN weights), where
   the rule is to report a large finite loss,
   :data:`~lrbench_gui.trainer.run.DIVERGED_METRIC` (1e9), as the built-ins do;
-* two short runs with the same seed give the same training losses and the same metrics.
+* two short runs with the same seed give the same training losses and the same metrics;
+* a task that may run warm (``Task.warm_reuse``) trains the same in a worker that ran a trial
+  before, its ``ctx.cache`` kept, as that first trial did.
 
 The runs are real: :func:`run_task` trains the task in this process through the trainer's own
 :func:`~lrbench_gui.trainer.run.run_trial` (on the CPU, a constant LR, a few steps) and reads back
@@ -37,6 +39,7 @@ __all__ = [
     "check_task_metric",
     "check_task_diverged",
     "check_task_deterministic",
+    "check_task_warm",
     "run_task",
 ]
 
@@ -89,15 +92,17 @@ def _registry(cls: type[Task]) -> Registry:
 
 
 def run_task(cls: type[Task], params: dict[str, Any] | None = None, *, steps: int = 4, seed: int = 0,
-             batch_size: int = 8, lr: float = 1e-3, eval_every: int = 2, folder: str | Path | None = None) -> TaskRun:
+             batch_size: int = 8, lr: float = 1e-3, eval_every: int = 2, folder: str | Path | None = None,
+             cache: dict | None = None) -> TaskRun:
     """Train ``cls`` for ``steps`` steps in this process with the trainer (CPU, constant ``lr``,
-    an evaluation every ``eval_every`` steps and at the end) and return what it reported."""
+    an evaluation every ``eval_every`` steps and at the end) and return what it reported.
+    ``cache``: a warm worker's :attr:`~lrbench_gui.core.task.TaskContext.cache` (None: fresh)."""
     from lrbench_gui.trainer.run import Emitter, run_trial
 
     if folder is None:
         with tempfile.TemporaryDirectory(prefix="lrbench-contract-") as tmp:
             return run_task(cls, params, steps=steps, seed=seed, batch_size=batch_size, lr=lr,
-                            eval_every=eval_every, folder=tmp)
+                            eval_every=eval_every, folder=tmp, cache=cache)
     reg = _registry(cls)
     try:
         cfg = validate_trial(load_trial({
@@ -110,7 +115,7 @@ def run_task(cls: type[Task], params: dict[str, Any] | None = None, *, steps: in
         raise fail(cls, f"a trial of it is refused: {exc}") from None
     stream = io.StringIO()
     try:
-        status = run_trial(cfg, Emitter(cfg.trial_id, stream=stream), reg)
+        status = run_trial(cfg, Emitter(cfg.trial_id, stream=stream), reg, cache)
         error = ""
     except TrialError as exc:  # the trainer's verdict on a broken evaluate()
         status, error = "failed", str(exc)
@@ -199,6 +204,28 @@ def check_task_deterministic(cls: type[Task], params: dict[str, Any] | None = No
                         f"{second.metrics}")
 
 
+def check_task_warm(cls: type[Task], params: dict[str, Any] | None = None, **run: Any) -> None:
+    """When the task may run warm (``warm_reuse``): a second run with the ``ctx.cache`` the first
+    one filled (as a worker's first trial fills it) gives exactly the first run's losses and
+    metrics. (lrbench's own tests also compare warm workers with fresh processes.)"""
+    if not cls.warm_reuse(validate_params(cls.Params, dict(params or {}))):
+        return
+    run.setdefault("eval_every", run.get("steps", 4))
+    cache: dict = {}
+    first = run_task(cls, params, cache=cache, **run)
+    warm = run_task(cls, params, cache=cache, **run)
+    if first.error or warm.error:
+        raise fail(cls, first.error or warm.error)
+    advice = ("keep in ctx.cache only what training never changes, take what a trial may change out of it in "
+              "setup (cache.pop) and give it back in release(), or return False from warm_reuse")
+    if not _same(first.losses, warm.losses):
+        raise fail(cls, f"a warm run (ctx.cache kept from an earlier trial) gave the losses {warm.losses}, the "
+                        f"run before it {first.losses}: {advice}")
+    keys = sorted(set(first.metrics) | set(warm.metrics))
+    if [first.metrics.get(k) for k in keys] != [warm.metrics.get(k) for k in keys]:
+        raise fail(cls, f"a warm run ended with {warm.metrics}, the run before it with {first.metrics}: {advice}")
+
+
 class TaskContract:
     """The task contract as pytest tests, one per rule (each run trains for real, briefly).
 
@@ -224,3 +251,6 @@ class TaskContract:
 
     def test_seeded_runs_agree(self, task_class: type[Task], tmp_path: Path) -> None:
         check_task_deterministic(task_class, self.task_params, folder=tmp_path, **self._run())
+
+    def test_warm_runs_match_fresh(self, task_class: type[Task], tmp_path: Path) -> None:
+        check_task_warm(task_class, self.task_params, folder=tmp_path, **self._run())

@@ -25,8 +25,10 @@ from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, val
 from lrbench_gui.core.params import clip
 from lrbench_gui.core.spec import ScheduleError, build_schedule, parse_spec, read_json_file
 from lrbench_gui.core.task import Task, TaskContext
+from lrbench_gui.trainer.checkpoint import load_resume, load_weights, save_checkpoint
+from lrbench_gui.trainer.optim import build_optimizer, check_optimizer
 
-__all__ = ["main", "run_trial", "Emitter", "DIVERGED_METRIC", "check_metrics"]
+__all__ = ["main", "run_trial", "run_file", "Emitter", "DIVERGED_METRIC", "check_metrics"]
 
 #: What a task's ``evaluate()`` reports for a metric it cannot compute, a diverged model's loss:
 #: large and finite, so the value stays JSON-safe and ranks below every real result (NaN and
@@ -42,8 +44,12 @@ class Emitter:
         self.active = rank == 0
         self.stream = stream or sys.stdout
         self.tail: deque[str] = deque(maxlen=40)
+        #: the step and eval events so far, kept for resumable checkpoints (None: not kept)
+        self.history: list[list[Any]] | None = None
 
     def emit(self, type_: str, **fields: Any) -> None:
+        if self.history is not None and type_ in ("step", "eval"):
+            self.history.append([type_, {k: v for k, v in fields.items() if k != "replayed"}])
         if self.active:
             self.stream.write(encode(type_, self.trial, **fields) + "\n")
             self.stream.flush()
@@ -90,16 +96,6 @@ def _device(name: str, backend: str) -> Any:
     return device
 
 
-def _optimizer(cfg: TrialConfig, params: list, lr: float) -> Any:
-    import torch
-
-    o = cfg.optimizer
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-
-
 def resolve_steps(cfg: TrialConfig, task: Task, world_size: int = 1) -> int:
     """The budget in optimizer steps."""
     b = cfg.budget
@@ -129,10 +125,9 @@ def _ds_env() -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
 
 
-def _ds_engine(cfg: TrialConfig, model: Any, optimizer: Any, steps: int) -> Any:
+def _ds_prepare() -> None:
+    """The process group's environment, and DeepSpeed's CPU comm op switched off (idempotent)."""
     _ds_env()
-    import deepspeed
-
     from deepspeed.accelerator import get_accelerator
 
     if get_accelerator().device_name() == "cpu" and os.environ.get("LRBENCH_DS_SHM") != "1":
@@ -143,36 +138,63 @@ def _ds_engine(cfg: TrialConfig, model: Any, optimizer: Any, steps: int) -> Any:
 
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
-    config: dict[str, Any] = {
-        "train_micro_batch_size_per_gpu": cfg.batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        "zero_optimization": {"stage": cfg.deepspeed.zero_stage},
-        "zero_allow_untested_optimizer": True,
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if cfg.max_grad_norm:
-        config["gradient_clipping"] = cfg.max_grad_norm
+
+def _ds_config(cfg: TrialConfig, world: int, log: Any) -> dict[str, Any]:
+    """The trial's DeepSpeed config (the user's, merged with what the trial needs; a contradiction
+    fails the trial in one line), with the process group's environment set up first, so a task
+    can build its model partitioned under ZeRO-3 (``TaskContext.deepspeed_config``)."""
+    from lrbench_gui.core.runs.deepspeed_config import merge_deepspeed_config, zero_stage
+
+    notes: list[str] = []
+    config = merge_deepspeed_config(cfg.deepspeed.config, cfg, world, notes=notes)
+    for note in notes:
+        log(note)
+    if zero_stage(config) == 3 and (cfg.save_model or cfg.checkpoint_steps or cfg.checkpoint_every):
+        raise TrialError("ZeRO stage 3 keeps each weight partitioned across the ranks and lrbench does not gather "
+                         "them to save yet: drop save_model and checkpoints from this trial, or use ZeRO stage 2")
+    _ds_prepare()
+    from deepspeed.accelerator import get_accelerator
+
+    acc = get_accelerator()
+    for half, supported in (("fp16", acc.is_fp16_supported), ("bf16", acc.is_bf16_supported)):
+        if config.get(half, {}).get("enabled") and not supported():
+            raise TrialError(f"precision {cfg.precision}: DeepSpeed's {acc.device_name()} accelerator has no {half}; "
+                             "use the torch backend for it, or another precision")
+    return config
+
+
+def _ds_engine(cfg: TrialConfig, model: Any, optimizer: Any, steps: int, config: dict[str, Any]) -> Any:
+    from lrbench_gui.core.runs.deepspeed_config import fill_model_autos
+
+    _ds_prepare()
+    import deepspeed
+
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    config = fill_model_autos(config, hidden if isinstance(hidden, int) else None)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     return engine
 
 
-def _save_checkpoint(model: Any, folder: Path, step: int, lr: float, cfg: TrialConfig) -> Path:
-    from safetensors.torch import save_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"step-{step:07d}.safetensors"
-    tmp = path.with_suffix(".tmp")
-    meta = {"step": str(step), "lr": repr(lr), "trial": cfg.trial_id, "task": cfg.task}
-    save_model(model, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+def _ds_summary(engine: Any, zero3_init: bool) -> dict[str, Any]:
+    """What the engine runs with, read back from it (the hello event's ``deepspeed``);
+    ``zero3_init``: the task built its model already partitioned (ZeRO-3 init)."""
+    return {"zero_stage": int(engine.zero_optimization_stage()), "zero3_init": zero3_init,
+            "bf16": bool(engine.bfloat16_enabled()),
+            "fp16": bool(engine.fp16_enabled()), "offload": bool(engine.zero_cpu_offload()),
+            "train_batch_size": int(engine.train_batch_size()),
+            "gradient_clipping": float(engine.gradient_clipping() or 0.0)}
 
 
-def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
+def _numel(p: Any) -> int:
+    """A parameter's size, also when ZeRO-3 holds only this rank's partition of it."""
+    return int(getattr(p, "ds_numel", p.numel()))
+
+
+def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | None = None) -> str:
     """Train ``cfg`` and return the end status; every event goes through ``out``. ``registry``
     resolves the task and the policy (:func:`main` passes the installed plugins; the task
-    contract of :mod:`lrbench_gui.testing` passes its own)."""
+    contract of :mod:`lrbench_gui.testing` passes its own). ``cache``: a warm worker's
+    :attr:`TaskContext.cache` (None in a fresh process); the task's ``release`` follows the end."""
     import torch
 
     if cfg.threads:
@@ -183,30 +205,51 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
     task_cls = reg.task(cfg.task)
     task = task_cls(validate_params(task_cls.Params, cfg.task_params))
     device = _device(cfg.device, cfg.backend)
+    check_optimizer(cfg.optimizer, device)  # before the model is built: that may take minutes
+    if cfg.resume_from and (cfg.merge is not None or cfg.backend == "deepspeed"):
+        raise TrialError("resume_from: give it with the torch backend and without merge (a resumed trial "
+                         "starts from its checkpoint)")
+    from lrbench_gui.core.runs.deepspeed_config import zero_stage
+    from lrbench_gui.trainer.precision import Precision
+
+    if cfg.backend != "deepspeed" and cfg.deepspeed.config is not None:
+        raise TrialError("deepspeed.config is given, but the trial's backend is torch: set backend deepspeed "
+                         "(--trainer deepspeed), or leave the DeepSpeed config out")
+    ds_config = _ds_config(cfg, world, out.log) if cfg.backend == "deepspeed" else None
+    precision = Precision(cfg.precision, device, deepspeed=ds_config is not None, zero_stage=zero_stage(ds_config))
     _seed_everything(cfg.seed)
     workdir = Path(cfg.output_dir) if cfg.output_dir else Path.cwd()
-    ctx = TaskContext(cfg.seed, device, cfg.batch_size, rank, world, workdir, out.log)
+    ctx = TaskContext(cfg.seed, device, cfg.batch_size, rank, world, workdir, out.log,
+                      precision=cfg.precision, deepspeed_config=ds_config, cache=cache)
     model = task.setup(ctx)
     if cfg.merge is not None:
         _merge_into(model, cfg, out)
+    model = precision.prepare(model)  # float32 master weights, or the bf16-true cast
     steps = resolve_steps(cfg, task, world)
     schedule = build_schedule(parse_spec(cfg.policy, reg), max(1, steps), reg)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(cfg, trainable, schedule.checked_lr(0))
+    optimizer = build_optimizer(cfg.optimizer, trainable, schedule.checked_lr(0))
     if cfg.backend == "deepspeed":
-        engine = _ds_engine(cfg, model, optimizer, steps)
+        engine = _ds_engine(cfg, model, optimizer, steps, ds_config)
         runner, module, optimizer = engine, engine.module, engine.optimizer
     else:
-        model.to(device)
+        if not getattr(model, "hf_device_map", None):  # a quantized model is placed by from_pretrained
+            model.to(device)
         engine, runner, module = None, model, model
-    n_params = sum(p.numel() for p in module.parameters())
-    n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    resumed = (load_resume(cfg.resume_from, module, optimizer, cfg, steps, out.log, scaler=precision.scaler)
+               if cfg.resume_from else None)
+    n_params = sum(_numel(p) for p in module.parameters())
+    n_trainable = sum(_numel(p) for p in module.parameters() if p.requires_grad)
     out.emit(
         "hello", pid=os.getpid(), device=str(device), world_size=world, backend=cfg.backend,
         params=n_params, trainable_params=n_trainable, steps=steps, task=cfg.task,
-        model=task.model_info(), torch=torch.__version__,
+        model=task.model_info(), torch=torch.__version__, precision=cfg.precision,
+        **({"deepspeed": _ds_summary(engine, precision.partitioned)} if engine is not None else {}),
     )
     out.log(f"trial {cfg.trial_id}: {cfg.task}, {steps} steps on {device} ({cfg.backend}), {n_params:,} parameters")
+    out.history = [] if cfg.checkpoint_every or cfg.checkpoint_steps else None
+    for type_, fields in resumed.history if resumed is not None else ():  # the record stays whole
+        out.emit(type_, **fields, replayed=True)
 
     batches = task.train_batches()
     ckpt_steps = set(cfg.checkpoint_steps)
@@ -220,7 +263,13 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
     done = 0
     evaluated_at = -1
     module.train()
-    for step in range(steps):
+    if resumed is not None:  # the steps before are not rerun: data, RNG and counters continue
+        resumed.continue_at(batches)
+        done = resumed.step
+        tokens, samples = int(resumed.progress.get("tokens", 0)), int(resumed.progress.get("samples", 0))
+        best = math.inf if resumed.progress.get("best") is None else float(resumed.progress["best"])
+        first_loss, loss_val = resumed.progress.get("first_loss"), resumed.progress.get("loss")
+    for step in range(done, steps):
         if _Stop.requested:
             status = "stopped"
             break
@@ -230,42 +279,46 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
         loss_sum = 0.0
         for _ in range(cfg.grad_accum):
             batch = next(batches)
-            loss, counts = task.loss(runner, batch)
+            with precision.autocast():
+                loss, counts = task.loss(runner, batch)
             if engine is not None:
                 engine.backward(loss)
                 engine.step()
             else:
-                (loss / cfg.grad_accum).backward()
+                precision.backward(loss, cfg.grad_accum)
             loss_sum += float(loss.detach())
             tokens += int(counts.get("tokens", 0)) * world
             samples += int(counts.get("samples", 0)) * world
-        if engine is None:
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        if engine is None:  # fp16: unscaled before clipping; a step the scaler skips is not a divergence
+            stepped = precision.step(optimizer, trainable, cfg.max_grad_norm)
+        else:
+            stepped = precision.name != "fp16-mixed" or bool(engine.was_step_applied())
         loss_val = loss_sum / cfg.grad_accum
         done = step + 1
         if first_loss is None:
             first_loss = loss_val
         if step % cfg.log_every == 0 or step == steps - 1 or not math.isfinite(loss_val):
             out.emit("step", step=step, lr=lr, loss=loss_val, tokens=tokens, samples=samples,
-                     time=round(time.perf_counter() - t0, 6), cpu=round(time.process_time() - c0, 6))
+                     time=round(time.perf_counter() - t0, 6), cpu=round(time.process_time() - c0, 6),
+                     **({} if stepped else {"skipped": True}))
         if not math.isfinite(loss_val) or loss_val > cfg.diverge_factor * max(best, first_loss):
             status = "diverged"
             out.log(f"step {step}: loss {loss_val} diverged (best {best:.4g}, first {first_loss:.4g})")
             break
         best = min(best, loss_val)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < steps:
-            last_metrics = _evaluate(task, module, out, step)
+            last_metrics = _evaluate(task, module, out, step, precision)
             evaluated_at = step
         if done in ckpt_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if rank == 0:
-                path = _save_checkpoint(module, ckpt_dir, done, lr, cfg)
+                progress = {"tokens": tokens, "samples": samples, "best": best if math.isfinite(best) else None,
+                            "first_loss": first_loss, "loss": loss_val, "history": out.history}
+                path = save_checkpoint(module, ckpt_dir, done, lr, cfg, progress=progress,
+                                       optimizer=optimizer if engine is None else None, scaler=precision.scaler)
                 out.emit("checkpoint", step=done, path=str(path), lr=lr)
     seconds = time.perf_counter() - t0
     if status != "diverged" and ((done and evaluated_at != done - 1) or steps == 0):
-        last_metrics = _evaluate(task, module, out, max(0, done - 1))
+        last_metrics = _evaluate(task, module, out, max(0, done - 1), precision)
     if cfg.save_model and status == "completed" and rank == 0:
         folder = workdir / "model"
         task.save_model(module, folder)
@@ -276,26 +329,35 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry) -> str:
         "end", status=status, metrics=summary, metric=task.metric, metric_mode=task.metric_mode,
         cost={"steps": done, "tokens": tokens, "samples": samples, "seconds": round(seconds, 3)},
     )
+    if precision.skipped:
+        out.log(f"fp16-mixed: the loss scaler skipped {precision.skipped} of {done} steps (inf/NaN gradients)")
     out.log(f"trial {cfg.trial_id}: {status} after {done} steps in {seconds:.1f} s")
+    if cache is not None:
+        _release(task, module, cache, out)
     return status
+
+
+def _release(task: Task, module: Any, cache: dict, out: Emitter) -> None:
+    """The task hands back what it took from the warm worker's cache; if that fails, the cache
+    is emptied (the next trial loads afresh) and the trial, which has ended, stays as it ended."""
+    try:
+        task.release(module)
+    except Exception as exc:
+        cache.clear()
+        name = getattr(task, "name", type(task).__name__)
+        out.log(f"warm worker: {type(exc).__name__} in task {name}'s release(): {clip(str(exc), 300)}; its cache "
+                "is emptied")
 
 
 def _merge_into(model: Any, cfg: TrialConfig, out: Emitter) -> None:
     """Set the model's weights to ``weight * later + (1 - weight) * earlier`` (same architecture)."""
     import torch
-    from safetensors.torch import load_model
 
     m = cfg.merge
     assert m is not None
     states = []
     for path in (m.later, m.earlier):
-        if not Path(path).is_file():
-            raise TrialError(f"merge: checkpoint {path} does not exist (it is written by a trial with checkpoints)")
-        try:
-            load_model(model, path)
-        except RuntimeError as exc:
-            raise TrialError(f"merge: {path} does not fit this task's model (set the same sizes as the run "
-                             f"that wrote it): {str(exc).splitlines()[0]}") from None
+        load_weights(model, path, "merge")  # a trainable-only (LoRA) checkpoint loads over the task's base
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     later, earlier = states
     merged = {k: (m.weight * v + (1.0 - m.weight) * earlier[k]).to(v.dtype) if torch.is_floating_point(v) else v
@@ -323,11 +385,13 @@ def check_metrics(task: Task, metrics: Any) -> dict[str, float]:
     return out
 
 
-def _evaluate(task: Task, module: Any, out: Emitter, step: int) -> dict[str, float]:
+def _evaluate(task: Task, module: Any, out: Emitter, step: int, precision: Any = None) -> dict[str, float]:
+    import contextlib
+
     import torch
 
     module.eval()
-    with torch.no_grad():
+    with torch.no_grad(), (precision.autocast() if precision is not None else contextlib.nullcontext()):
         metrics = check_metrics(task, task.evaluate(module))
     module.train()
     out.emit("eval", step=step, metrics=metrics)
@@ -371,22 +435,26 @@ def _main(argv: list[str] | None) -> int:
     if args.local_rank is not None:
         os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     _Stop.install()
-    trial_id = "?"
-    out = Emitter(trial_id, int(os.environ.get("RANK", "0")))
+    out = Emitter("?", int(os.environ.get("RANK", "0")))
     from lrbench_gui.plugins import get_registry
 
-    registry = get_registry()
+    return run_file(args.trial, get_registry(), out)
+
+
+def run_file(path: str, registry: Registry, out: Emitter, cache: dict | None = None) -> int:
+    """Validate and run one trial file; returns :func:`main`'s exit status (a warm worker runs
+    each of its trials through here, with its ``cache``)."""
     try:
-        cfg = validate_trial(load_trial(args.trial), registry)
+        cfg = validate_trial(load_trial(path), registry)
         out.trial = cfg.trial_id
     except TrialError as exc:
-        out.trial = _raw_trial_id(args.trial)
-        out.log(f"lrbench trainer: bad trial file {clip(args.trial)}: {exc}")
+        out.trial = _raw_trial_id(path)
+        out.log(f"lrbench trainer: bad trial file {clip(path)}: {exc}")
         out.tail.clear()
         _failed(out, f"bad trial file: {exc}")
         return 2
     try:
-        run_trial(cfg, out, registry)
+        run_trial(cfg, out, registry, cache)
     except (TrialError, ScheduleError) as exc:  # a broken contract or a policy's bad LR: one clear line
         out.log(f"trial {cfg.trial_id} failed: {exc}")
         _failed(out, str(exc))

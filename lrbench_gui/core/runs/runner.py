@@ -3,7 +3,10 @@
 :class:`LocalScheduler` runs trials over slots (CPU workers, or GPUs through
 ``CUDA_VISIBLE_DEVICES``) placed by the shared :class:`~lrbench_gui.core.runs.slots.SlotQueue`,
 one :class:`~lrbench_gui.core.runs.process.TrialProcess` each, and calls back on the *caller's*
-thread, so the caller alone writes the database. The GUI runs the same queue over QProcesses
+thread, so the caller alone writes the database. With ``warm=True`` the trials that may reuse a
+process (:func:`~lrbench_gui.core.runs.warm.warm_key`) run on their slot's warm worker
+(:mod:`~lrbench_gui.core.runs.warm`), the others in fresh processes; the workers are closed when
+:meth:`LocalScheduler.run` returns. The GUI runs the same queue over QProcesses
 (``lrbench_gui.qt.trial_runner``); Ray Tune is the third scheduler (``ray_backend``).
 """
 
@@ -26,6 +29,7 @@ from lrbench_gui.core.runs.process import (
 from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
+from lrbench_gui.core.runs.warm import WarmTrialProcess, WorkerPool, warm_key
 
 __all__ = ["TrialProcess", "LocalScheduler", "trainer_command", "prepare_trial", "trial_env", "GRACE_SECONDS"]
 
@@ -39,7 +43,8 @@ class LocalScheduler:
     with its database record. ``feeder(free_slots)``, when given, is asked for more trials
     whenever slots are free (a study's tuner behind it); the run ends when nothing runs, nothing
     is queued and the feeder has nothing more. ``registry`` fills command trials' ``{lr}`` and
-    ``{policy.NAME}`` placeholders.
+    ``{policy.NAME}`` placeholders, and says which tasks may run warm: with ``warm`` (and a
+    registry), such trials reuse their slot's worker process.
     """
 
     def __init__(
@@ -53,8 +58,12 @@ class LocalScheduler:
         feeder: Callable[[int], list[TrialConfig]] | None = None,
         watchdog: float | None = None,
         registry: Any = None,
+        warm: bool = False,
     ) -> None:
         self.registry = registry
+        #: run the trials that allow it on warm workers (one per slot)
+        self.warm = warm
+        self.pool = WorkerPool()
         self.slots: SlotQueue[TrialProcess] = SlotQueue(slots)
         #: seconds of silence after which a trial is killed (see process.watchdog_seconds)
         self.watchdog = watchdog_seconds() if watchdog is None else float(watchdog)
@@ -110,8 +119,13 @@ class LocalScheduler:
         placements = list(self.slots.place())
         for i, placed in enumerate(placements):
             cfg = placed.config
-            proc = TrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus,
-                                registry=self.registry)
+            key = warm_key(cfg, self.registry) if self.warm else None
+            if key is not None:
+                proc: TrialProcess = WarmTrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus,
+                                                      registry=self.registry, pool=self.pool, slot=placed.slot, key=key)
+            else:
+                proc = TrialProcess(cfg, self.events, self.workdir / cfg.trial_id, gpus=placed.gpus,
+                                    registry=self.registry)
             self.slots.started(cfg.trial_id, proc)  # the handle first: a cancel reaches it from here on
             try:
                 proc.start()
@@ -136,7 +150,14 @@ class LocalScheduler:
                 self.on_started(cfg.trial_id, proc.config)
 
     def run(self, poll: float = 0.1, until: Callable[[], bool] | None = None) -> dict[str, TrialRecord]:
-        """Run until every submitted trial has finished (or ``until()`` is true); returns the records."""
+        """Run until every submitted trial has finished (or ``until()`` is true); returns the records.
+        The warm workers are closed when it returns; an exception (Ctrl-C) leaves them to a
+        following ``cancel_all(); run()``, as it leaves fresh trainers (and at exit they close)."""
+        self._run(poll, until)
+        self.pool.close()
+        return self.records
+
+    def _run(self, poll: float, until: Callable[[], bool] | None) -> None:
         self._fill()
         while self.slots.running or (self.slots.pending and not self._cancel_all):
             if until is not None and until():
@@ -169,4 +190,3 @@ class LocalScheduler:
                 self.slots.finished(trial_id)
                 self._finished(trial_id, proc.recorder.record())
                 self._fill()
-        return self.records

@@ -38,7 +38,9 @@ class _Strict(BaseModel):
 
 
 class Optimizer(_Strict):
-    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    name: Literal["adamw", "adam", "sgd", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        "adamw", description="adamw_8bit and paged_adamw_8bit: bitsandbytes' 8-bit AdamW (paged: its state in "
+                             "memory that spills to the CPU under pressure); they need bitsandbytes and a CUDA GPU")
     weight_decay: float = Field(0.0, ge=0, le=100)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0, le=1)
@@ -118,6 +120,9 @@ class TrialConfig(_Strict):
     diverge_factor: float = Field(4.0, gt=1, le=1e9, description="stop as diverged when the loss exceeds this x its best")
     log_every: int = Field(1, ge=1, le=_MANY)
     merge: MergeSpec | None = None
+    resume_from: str | None = Field(
+        None, max_length=_PATH, description="continue from this checkpoint (a step-N.safetensors written by a trial "
+                                            "with checkpoints): weights, optimizer, step, RNG and data position")
     command: list[str] | None = Field(None, description="run this command instead of the trainer (a command "
                                                          "trial: docs/protocol.md); one string is split like a shell")
     cwd: str | None = Field(None, max_length=_PATH, description="the command's working folder (default: the trial's)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -80,12 +81,17 @@ class StudyConfig(BaseModel):
     #: precision and gradient accumulation change results: a study's own, kept when it resumes
     precision: Literal["fp32", "bf16-mixed", "fp16-mixed", "bf16-true"] = "fp32"
     grad_accum: int = Field(1, ge=1, le=10**6)
+    #: resumable trials: a checkpoint with optimizer state every N steps (0: none); a resumed study
+    #: continues a trial interrupted with the study from its last one instead of from step 0
+    checkpoint_every: int = Field(0, ge=0)
     #: ZeRO and the user's DeepSpeed config say how this machine runs a trial (execution settings)
     zero_stage: int = Field(0, ge=0, le=3)
     deepspeed_config: dict[str, Any] | None = None
     #: a command study runs this template instead of the trainer (docs/protocol.md, command trials)
     command: list[str] | None = None
     cwd: str | None = None
+    #: run trials that allow it on warm workers, one process per slot (docs/protocol.md, warm workers)
+    warm: bool = True
 
     @field_validator("command", mode="before")
     @classmethod
@@ -103,7 +109,16 @@ class StudyConfig(BaseModel):
 #: record (it may come from someone else's export file), always this machine's own; a command
 #: study's command and folder too, so a shared file never chooses what this machine runs
 EXECUTION_FIELDS = ("backend", "ray_address", "parallel", "gpus_per_trial", "cpus_per_trial", "device", "threads",
-                    "trial_backend", "zero_stage", "deepspeed_config", "command", "cwd")
+                    "trial_backend", "zero_stage", "deepspeed_config", "command", "cwd", "warm")
+
+
+def _resume_point(checkpoints: list[Any]) -> str | None:
+    """The last trainer checkpoint of a trial that has its resume state beside it (the trainer's
+    ``step-N.safetensors`` + ``step-N.resume/state.json``), or None."""
+    for path in reversed([str(c) for c in checkpoints if str(c).endswith(".safetensors")]):
+        if (Path(path).with_suffix(".resume") / "state.json").is_file():
+            return path
+    return None
 
 
 def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
@@ -190,6 +205,8 @@ class Study:
         #: trials that were running when the whole study was stopped (closing the app, Ctrl-C):
         #: stored as stopped with the tag "interrupted", and run again on resume
         self.interrupted: set[str] = set()
+        #: interrupted trials that resume() found a resumable checkpoint of: trial id -> checkpoint
+        self.resume_points: dict[str, str] = {}
         #: what resume() found: trials replayed, of which completed, and interrupted ones re-queued
         self.resumed = {"replayed": 0, "completed": 0, "rerun": 0}
         self._replay_queue: list[TrialRequest] = []
@@ -281,6 +298,11 @@ class Study:
         stored = [t for t in everything
                   if t.get("status") in TRIAL_REPLAYED and INTERRUPTED not in (t.get("tags") or [])]
         unfinished = len(everything) - len(stored)  # interrupted, or running when the app died
+        for t in everything:
+            if INTERRUPTED in (t.get("tags") or []):
+                point = _resume_point((t.get("extra") or {}).get("checkpoints") or [])
+                if point:
+                    self.resume_points[t["id"]] = point
         by_id = {t["id"]: t for t in stored}
         order = lambda t, k: (t.get("extra") or {}).get(k, 0)  # noqa: E731
         asks = sorted(stored, key=lambda t: order(t, "ask_index"))
@@ -372,7 +394,12 @@ class Study:
         unknown = set(req.trial) - _TRIAL_OVERRIDES
         if unknown:
             raise ValueError(f"tuner {cfg.tuner}: a request may not set {', '.join(sorted(unknown))} of a trial")
+        if cfg.checkpoint_every:
+            obj["checkpoint_every"] = cfg.checkpoint_every
         obj.update(req.trial)
+        point = self.resume_points.get(obj["trial_id"])
+        if point and "merge" not in obj and cfg.command is None and cfg.trial_backend == "torch":
+            obj["resume_from"] = point  # the trainer checks that it fits, and replays its curve
         return validate_trial(load_trial(obj), self.registry)
 
     def on_event(self, trial_id: str, event: Event) -> bool:
@@ -396,6 +423,7 @@ class Study:
             record = {**record, "tags": sorted(set(record.get("tags") or []) | {INTERRUPTED})}
         if trial_id in self.pruned:
             record = {**record, "tags": sorted(set(record.get("tags") or []) | {"pruned"})}
+        self.resume_points.pop(trial_id, None)
         self._finish(trial_id, record, store=True)
 
     def _finish(self, trial_id: str, record: dict[str, Any], store: bool) -> None:

@@ -51,7 +51,10 @@ class _Digits(Task):
         import numpy as np
         import torch
 
-        x, y = load_digits_arrays()
+        # a warm worker keeps the images (read-only here); the split and the model are per trial
+        if ctx.cache is not None and "digits" not in ctx.cache:
+            ctx.cache["digits"] = load_digits_arrays()
+        x, y = ctx.cache["digits"] if ctx.cache is not None else load_digits_arrays()
         x = (x / 16.0).astype("float32")
         order = np.random.default_rng(self.params.split_seed).permutation(len(y))
         n_val = int(round(len(y) * self.params.val_fraction))
@@ -71,6 +74,10 @@ class _Digits(Task):
                 f"with val_fraction={self.params.val_fraction}: the batch size {self.batch_size} needs at least "
                 f"that many per rank; lower --batch-size or val_fraction")
         self.generator = torch.Generator().manual_seed(ctx.seed)
+
+    @classmethod
+    def warm_reuse(cls, params: Params) -> bool:
+        return True  # all a trial builds comes from its seed; the images are never written
 
     def samples_per_epoch(self) -> int:
         return len(self.y_train)

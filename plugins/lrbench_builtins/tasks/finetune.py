@@ -11,6 +11,7 @@ the weights and the tokenizer (what ``save_pretrained`` writes, or the ``model``
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -68,10 +69,25 @@ class FinetuneParams(Params):
     lora_dropout: float = param(0.05, "Dropout on the LoRA branch.", ge=0, lt=1, search=(0.0, 0.2))
     lora_target_modules: str = param(
         "q_proj,k_proj,v_proj,o_proj", "Comma-separated names of the modules that get adapters "
-        "(Llama: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; GPT-2: c_attn,c_proj).")
+        "(Llama: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; GPT-2: c_attn,c_proj), or all-linear: "
+        "every linear layer but the output head (peft's all-linear).")
     merge_on_save: bool = param(False, "Save the model with the adapters merged in, instead of the adapters only.")
-    dtype: Literal["float32", "bfloat16", "float16"] = param("float32", "Weight dtype the model is loaded in.")
+    dtype: Literal["float32", "bfloat16", "float16"] = param(
+        "float32", "Weight dtype the model is loaded in. A full fine-tune (lora=false) needs float32 unless the "
+        "trial's precision is bf16-true: bf16-/fp16-mixed keep float32 master weights and autocast the compute. "
+        "With LoRA, bfloat16 or float16 hold the frozen base and the adapters train in float32.")
     gradient_checkpointing: bool = param(False, "Recompute activations in the backward pass to save memory.")
+    quantization: Literal["none", "4bit", "8bit"] = param(
+        "none", "Load the frozen base model quantized by bitsandbytes and train LoRA adapters on it (needs lora, "
+        "bitsandbytes and a CUDA GPU): 4bit is QLoRA (NF4 with double quantization), 8bit LLM.int8().")
+    quant_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = param(
+        "auto", "Dtype 4-bit layers compute in; auto: bfloat16 under bf16 precision or dtype, float16 under fp16, "
+        "else float32.")
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = param(
+        "auto", "Attention kernel: auto (transformers' choice), eager, sdpa (torch's fused attention) or "
+        "flash_attention_2 (needs the flash-attn package and a CUDA GPU).")
+    trust_remote_code: bool = param(
+        False, "Run the Python code a model folder ships (auto_map in its config.json); only for folders you trust.")
 
 
 def render_prompt(record: dict[str, Any], template: str) -> str:
@@ -154,13 +170,30 @@ class CausalLMFinetune(Task):
 
         from lrbench_builtins.tasks import _lm_common as lm
 
-        self.device = ctx.device
+        self.device, self.precision = ctx.device, ctx.precision
         self.batch_size = ctx.batch_size
         self.rank, self.world = ctx.rank, ctx.world_size
         self.epoch_rng = np.random.default_rng([ctx.seed, 0xF17E])  # the same on every rank
-        records = self._read_data()  # before the model: a bad data file should fail fast
-        model, self.tokenizer = self._load_model()
-        self.train, self.val = self._split(records)
+        # a warm worker's cache keeps the tokenized splits and the frozen base (taken out while a
+        # trial holds it, given back by release); keyed by all that determines them
+        self._cache = cache = ctx.cache if self.warm_reuse(self.params) else None
+        data_key, self._base_key = (_warm_keys(self.params, ctx) if cache is not None else (None, None))
+        data = cache.get(_DATA) if cache is not None else None
+        data = data[1] if data is not None and data[0] == data_key else None
+        records = self._read_data() if data is None else None  # before the model: a bad data file should fail fast
+        self._check_options(ctx)
+        base = cache.pop(_BASE, None) if cache is not None else None
+        if base is not None and base[0] == self._base_key:
+            model, self.tokenizer = base[1], base[2]
+        else:
+            base = None  # a stale base goes before another is loaded
+            model, self.tokenizer = self._load_model(ctx)
+        if data is not None:
+            self.data_kind, self.train, self.val, self.eos, self.pad_id = data
+        else:
+            self.train, self.val = self._split(records)
+            if cache is not None:
+                cache[_DATA] = (data_key, (self.data_kind, self.train, self.val, self.eos, self.pad_id))
         ctx.log(f"{self.name}: {len(self.train)} training and {len(self.val)} validation samples "
                 f"({self.data_kind}), mean length {self.tokens_per_sample()} tokens")
         torch.manual_seed(ctx.seed)
@@ -172,11 +205,72 @@ class CausalLMFinetune(Task):
         self.model_type = model.config.model_type
         return model
 
-    def _load_model(self) -> tuple[Any, Any]:
+    def _check_options(self, ctx: TaskContext) -> None:
+        """One line for an option this trial or machine cannot run, before anything is loaded."""
+        p = self.params
+        if p.quantization != "none":
+            if not p.lora:
+                raise ValueError(f"quantization={p.quantization} trains LoRA adapters on a frozen quantized base: "
+                                 "set lora=true (or quantization=none for a full fine-tune)")
+            if ctx.precision == "bf16-true":
+                raise ValueError(f"quantization={p.quantization} keeps its quantized layers as loaded and bf16-true "
+                                 "would cast them: use precision bf16-mixed (dtype=bfloat16 loads the rest in bf16)")
+            if ctx.deepspeed_config is not None:
+                raise ValueError(f"quantization={p.quantization} runs with the torch backend only (lrbench does not "
+                                 "hand bitsandbytes layers to DeepSpeed): set the trial's backend to torch")
+        on_gpu = getattr(ctx.device, "type", str(ctx.device)) == "cuda"
+        needs = {"quantization": (p.quantization != "none", "bitsandbytes", "pip install bitsandbytes", "none"),
+                 "attn_implementation": (p.attn_implementation == "flash_attention_2", "flash_attn",
+                                         "pip install flash-attn", "sdpa")}
+        for name, (asked, module, install, instead) in needs.items():
+            if not asked:
+                continue
+            missing = [] if importlib.util.find_spec(module) else [f"the {module} package ({install})"]
+            if not on_gpu:
+                missing.append(f"a CUDA GPU (this trial runs on {ctx.device})")
+            if missing:
+                raise ValueError(f"{name}={getattr(p, name)} needs {' and '.join(missing)}: run it on a GPU "
+                                 f"machine that has it, or set {name}={instead}")
+
+    def _quantization_config(self) -> Any:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        p = self.params
+        if p.quantization == "8bit":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        compute = p.quant_compute_dtype
+        if compute == "auto":
+            bf16 = self.precision in ("bf16-mixed", "bf16-true") or p.dtype == "bfloat16"
+            fp16 = self.precision == "fp16-mixed" or p.dtype == "float16"
+            compute = "bfloat16" if bf16 else "float16" if fp16 else "float32"
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=getattr(torch, compute))
+
+    def _from_pretrained_options(self) -> dict[str, Any]:
+        """``from_pretrained``'s options from the parameters (beyond the folder, config and dtype)."""
+        import torch
+
+        p = self.params
+        options: dict[str, Any] = {"trust_remote_code": p.trust_remote_code}
+        if p.attn_implementation != "auto":
+            options["attn_implementation"] = p.attn_implementation
+        if p.quantization != "none":
+            index = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            options.update(quantization_config=self._quantization_config(), device_map={"": index})
+        return options
+
+    def _load_model(self, ctx: TaskContext | None = None) -> tuple[Any, Any]:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         given = self.params.model_path
+        precision = ctx.precision if ctx is not None else getattr(self, "precision", "fp32")
+        if not self.params.lora and self.params.dtype != "float32" and precision != "bf16-true":
+            raise ValueError(
+                f"dtype={self.params.dtype} with precision {precision} in a full fine-tune: {precision} trains "
+                "float32 weights, so set dtype=float32 (the compute is still autocast under a mixed precision), "
+                "or precision bf16-true to train the weights in bfloat16")
         what = "a folder written by save_pretrained (config.json, model weights and tokenizer files)"
         if not given:
             raise ValueError(f"model_path is empty: set it to a local causal-LM folder, {what}")
@@ -193,22 +287,40 @@ class CausalLMFinetune(Task):
                 )
             raise ValueError(f"model_path {given!r} is not a Hugging Face model folder (no config.json): "
                              f"point it at {what}")
+        trust = self.params.trust_remote_code
         try:
-            config = AutoConfig.from_pretrained(path, local_files_only=True)
+            config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
         except Exception as exc:
+            if "trust_remote_code" in str(exc):
+                raise ValueError(f"model_path {given!r} ships its own model code (auto_map in config.json): set "
+                                 "trust_remote_code=true to run it, only for a folder you trust") from None
             raise ValueError(f"model_path {given!r}: config.json is not a model configuration ({exc})") from None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
         except Exception as exc:
             raise ValueError(
                 f"model_path {given!r} has no usable tokenizer ({type(exc).__name__}: {exc}): save it into the "
                 "folder with tokenizer.save_pretrained(folder)"
             ) from None
+        ds_config = ctx.deepspeed_config if ctx is not None else None
+        if ds_config and (ds_config.get("zero_optimization") or {}).get("stage") == 3:
+            # ZeRO-3: while this object lives, from_pretrained builds every weight partitioned across
+            # the ranks (deepspeed.zero.Init), so a model larger than one GPU loads
+            from transformers.integrations import HfDeepSpeedConfig
+
+            from lrbench_gui.core.runs.deepspeed_config import fill_model_autos
+
+            hidden = getattr(config, "hidden_size", None)
+            self._hf_deepspeed_config = HfDeepSpeedConfig(fill_model_autos(ds_config, hidden))
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                path, config=config, local_files_only=True, dtype=getattr(torch, self.params.dtype)
+                path, config=config, local_files_only=True, dtype=getattr(torch, self.params.dtype),
+                **self._from_pretrained_options(),
             )
         except Exception as exc:
+            if self.params.attn_implementation != "auto" and ("attn" in str(exc) or "attention" in str(exc)):
+                raise ValueError(f"attn_implementation={self.params.attn_implementation}: {str(exc).splitlines()[0]} "
+                                 "(set attn_implementation=auto or eager)") from None
             raise ValueError(
                 f"model_path {given!r}: cannot load a causal LM ({type(exc).__name__}: {exc}); the folder needs "
                 "model weights (model.safetensors or pytorch_model.bin) of a causal-LM architecture"
@@ -219,9 +331,14 @@ class CausalLMFinetune(Task):
         from peft import LoraConfig, get_peft_model
 
         p = self.params
-        targets = [t.strip() for t in p.lora_target_modules.split(",") if t.strip()]
+        targets: Any = [t.strip() for t in p.lora_target_modules.split(",") if t.strip()]
         leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if not list(module.children())}
-        missing = [t for t in targets if t not in leaves]
+        missing = [t for t in targets if t not in leaves and t != "all-linear"]
+        if targets == ["all-linear"]:
+            targets = "all-linear"  # peft's own value: every linear layer but the output head
+        elif "all-linear" in targets:
+            raise ValueError(f"lora_target_modules {p.lora_target_modules!r}: all-linear stands alone (it already "
+                             "names every linear layer)")
         if not targets or missing:
             raise ValueError(
                 f"lora_target_modules {p.lora_target_modules!r}: {', '.join(missing) or 'empty'} "
@@ -230,6 +347,12 @@ class CausalLMFinetune(Task):
             )
         config = LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout,
                             target_modules=targets, bias="none", task_type="CAUSAL_LM")
+        if p.quantization != "none":  # norms in fp32, inputs that carry gradients through the frozen base
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=p.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for users to do
             warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
             return get_peft_model(model, config)
@@ -371,9 +494,63 @@ class CausalLMFinetune(Task):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if hasattr(model, "peft_config") and self.params.merge_on_save:
+            self._merged = True  # the base now holds the adapters: a warm worker must not keep it
             model = model.merge_and_unload()
         model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+
+    @classmethod
+    def warm_reuse(cls, params: Params) -> bool:
+        """LoRA on an unquantized base: the base stays frozen, so a warm worker keeps it (and
+        the tokenized data) and each trial gets new adapters; a full fine-tune changes every
+        weight and runs fresh. Quantized bases run fresh too (their reuse is not checked yet)."""
+        return bool(params.lora) and getattr(params, "quantization", "none") == "none"
+
+    def release(self, model: Any) -> None:
+        """Back to the cache: the base as ``from_pretrained`` gave it (adapters unloaded,
+        trainable again, in eval mode), unless the adapters were merged into it."""
+        from peft import PeftModel
+
+        if self._cache is None or getattr(self, "_merged", False) or not isinstance(model, PeftModel):
+            return
+        base = model.unload()
+        if getattr(base, "_require_grads_hook", None) is not None:  # peft's hook for gradient checkpointing
+            base.disable_input_require_grads()
+        for weight in base.parameters():
+            weight.requires_grad_(True)
+        base.eval()
+        self._cache[_BASE] = (self._base_key, base, self.tokenizer)
+
+
+_DATA, _BASE = "causal-lm-finetune:data", "causal-lm-finetune:base"
+#: parameters that change neither the tokenized data nor, in the second set, the base model
+_NOT_DATA = {"lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_on_save", "dtype",
+             "gradient_checkpointing", "quantization", "quant_compute_dtype", "attn_implementation"}
+_NOT_BASE = {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_on_save", "data_path",
+             "data_format", "template", "mask_prompt", "max_length", "val_fraction", "split_seed", "max_samples",
+             "max_val_samples"}
+
+
+def _stamp(path: Path) -> list[Any]:
+    """Size and modification time of a file, or of each file in a folder: a changed model or
+    data file is loaded again."""
+    try:
+        files = sorted(path.iterdir()) if path.is_dir() else [path]
+        return [(f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]]
+    except OSError:
+        return []
+
+
+def _warm_keys(params: FinetuneParams, ctx: TaskContext) -> tuple[str, str]:
+    """The cache keys of the tokenized data and of the base model: every parameter that can
+    change them (a parameter added later counts until it is listed as not mattering), the files'
+    stamps, and for the base the trial's precision and device."""
+    given = params.model_dump(mode="json")
+    folder = _stamp(Path(params.model_path).expanduser())
+    data = {k: v for k, v in given.items() if k not in _NOT_DATA}
+    base = {k: v for k, v in given.items() if k not in _NOT_BASE}
+    return (json.dumps([data, folder, _stamp(Path(params.data_path).expanduser())], sort_keys=True, default=str),
+            json.dumps([base, folder, ctx.precision, str(ctx.device)], sort_keys=True, default=str))
 
 
 @hookimpl

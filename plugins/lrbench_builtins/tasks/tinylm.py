@@ -106,19 +106,31 @@ class TinyLMPretrain(Task):
             self._load_text(Path(p.text_file).expanduser())
         else:
             self.vocab = lm.char_vocab()
-            self.val = {v: self._val_windows(v) for v in (p.val_versions or p.train_versions())}
+            self.val = {v: self._val_windows(v, ctx.cache) for v in (p.val_versions or p.train_versions())}
         self.tokenizer = lm.char_tokenizer(self.vocab)
         torch.manual_seed(ctx.seed)
         model = self._build_model()
         self.n_params = lm.count_parameters(model)[0]
         return model
 
-    def _val_windows(self, version: int) -> Any:
+    def _val_windows(self, version: int, cache: dict | None = None) -> Any:
+        """The validation text of one version (a warm worker's ``cache`` keeps it: it is only read)."""
         from lrbench_builtins.tasks import _corpus
 
-        n = max(1, self.params.val_tokens // self.params.context)
-        size = self.params.context + 1
-        return _corpus.generate((self.params.corpus_seed, _VAL_STREAM), version, n * size).reshape(n, size)
+        p = self.params
+        key = ("tinylm-pretrain:val", p.corpus_seed, version, p.val_tokens, p.context)
+        if cache is not None and key in cache:
+            return cache[key]
+        n = max(1, p.val_tokens // p.context)
+        size = p.context + 1
+        windows = _corpus.generate((p.corpus_seed, _VAL_STREAM), version, n * size).reshape(n, size)
+        if cache is not None:
+            cache[key] = windows
+        return windows
+
+    @classmethod
+    def warm_reuse(cls, params: Params) -> bool:
+        return True  # the model is built afresh from the seed; the corpus is a pure function of its seeds
 
     def _load_text(self, path: Path) -> None:
         import numpy as np
