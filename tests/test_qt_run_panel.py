@@ -153,3 +153,26 @@ def test_the_window_says_in_one_line_where_a_refused_run_trial_went(qtbot, tmp_p
     assert message.startswith(f"Could not record trial {record['id']} in ") and "\n" not in message
     assert_recoverable(message, record, tmp_path, win.registry)
     win.close()
+
+
+def test_run_a_command_streams_the_script_and_records_it_with_the_panels_policy(qtbot, tmp_path):
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text("import sys\nfrom lrbench_gui import report\n"
+                      "steps = int(sys.argv[2])\n"
+                      "for step in range(steps):\n"
+                      "    report.step(step, loss=1.0 / (step + 1), lr=report.lr_at(step))\n"
+                      "report.eval(steps, val_loss=0.5)\n")
+    panel = _panel(qtbot)
+    panel.steps.setValue(20)
+    panel.start_command("python train.py --steps 3", str(tmp_path / "nowhere"))
+    assert "does not exist" in panel.status.text() and panel.trial_id is None
+    with qtbot.waitSignal(panel.trialRecorded, timeout=60_000) as blocker:
+        panel.start_command(f"{sys.executable} train.py --steps {{steps}}", str(tmp_path))
+        assert not panel.command_btn.isEnabled()
+    record = blocker.args[0]
+    assert record["status"] == "completed" and record["task"] == "command"
+    assert record["policy"]["name"] == "cosine" and record["metrics"]["val_loss"] == 0.5
+    assert panel.plot.points(record["id"]) == 20 and panel.command_btn.isEnabled()
+    assert record["curves"]["lr"]["values"][0] == 0.05  # the panel's cosine, followed through report.lr_at

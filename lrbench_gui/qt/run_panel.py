@@ -9,9 +9,10 @@ shows its message, and its log tail is one click away.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, get_args
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -31,7 +32,10 @@ from PySide6.QtWidgets import (
 from lrbench_gui.core.records import TrialStatus, spec_label
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.spec import SpecError, parse_spec
-from lrbench_gui.core.runs.trial import TrialError, load_trial, validate_trial
+from lrbench_gui.core.runs.trial import TrialConfig, TrialError, load_trial, validate_trial
+
+#: the trainer's precisions, as the trial file declares them
+PRECISIONS: tuple[str, ...] = get_args(TrialConfig.model_fields["precision"].annotation)
 from lrbench_gui.qt.live_plot import LivePlot
 from lrbench_gui.qt.param_form import ParamForm
 from lrbench_gui.qt.trial_runner import TrialRunner
@@ -75,14 +79,32 @@ class RunPanel(QWidget):
         self.batch.setValue(32)
         self.optimizer = QComboBox()
         self.optimizer.addItems(["adamw", "adam", "sgd"])
-        self.backend = QComboBox()
+        #: where the trial trains (torch or deepspeed); ``backend`` is its old name
+        self.trainer = self.backend = QComboBox()
         self.backend.addItems(["torch", "deepspeed"])
+        self.backend.setToolTip("torch: one process on one GPU (or the CPU); deepspeed: DeepSpeed's engine, "
+                                "over several GPUs when you give it several")
+        self.precision = QComboBox()
+        self.precision.addItems(list(PRECISIONS))
+        self.precision.setToolTip("fp32; bf16-/fp16-mixed: fp32 master weights with autocast (a GradScaler for "
+                                  "fp16); bf16-true: weights and optimizer in bfloat16")
+        self.gpus_per_trial = QSpinBox()
+        self.gpus_per_trial.setRange(1, 1024)
+        self.gpus_label = QLabel()
+        self.gpus_label.setWordWrap(True)
+        self.gpus_label.setStyleSheet("color: #6b7280;")
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
 
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
-        self.start_btn.clicked.connect(self.start)
+        self.start_btn.clicked.connect(lambda: self.start())
+        self.command_btn = QPushButton("Run a command...")
+        self.command_btn.setToolTip("Run your own training script as a trial with this policy and length: it sees "
+                                    "LRBENCH_TRIAL, and its lrbench_gui.report calls stream in (docs/own-script.md)")
+        self.command_btn.clicked.connect(self._command_clicked)
+        self.last_command = ""
+        self.last_cwd = ""
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
@@ -104,6 +126,9 @@ class RunPanel(QWidget):
         self.set_registry(registry)
         self.task_combo.currentTextChanged.connect(self._task_changed)
         self.policy_combo.currentTextChanged.connect(self._policy_changed)
+        self.backend.currentTextChanged.connect(lambda _text: self.update_gpus())
+        self.gpus_per_trial.valueChanged.connect(lambda _value: self.update_gpus())
+        self.update_gpus()
         self.runner.trialEvent.connect(self._event)
         self.runner.trialLog.connect(self._log)
         self.runner.trialFinished.connect(self._finished)
@@ -124,7 +149,10 @@ class RunPanel(QWidget):
         form.addRow("Steps", self.steps)
         form.addRow("Batch size", self.batch)
         form.addRow("Optimizer", self.optimizer)
-        form.addRow("Backend", self.backend)
+        form.addRow("Trainer", self.backend)
+        form.addRow("Precision", self.precision)
+        form.addRow("GPUs per trial", self.gpus_per_trial)
+        form.addRow(self.gpus_label)
         form.addRow("Seed", self.seed)
         left = QWidget()
         ll = QVBoxLayout(left)
@@ -137,6 +165,7 @@ class RunPanel(QWidget):
         scroll.setMinimumWidth(320)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn)
+        buttons.addWidget(self.command_btn)
         buttons.addWidget(self.cancel_btn)
         buttons.addWidget(self.progress, 1)
         buttons.addWidget(self.log_btn)
@@ -170,6 +199,32 @@ class RunPanel(QWidget):
             combo.blockSignals(False)
         self._task_changed(self.task_combo.currentText())
         self._policy_changed(self.policy_combo.currentText())
+
+    def update_gpus(self) -> None:
+        """Show the GPUs found (or "no GPU") and where the trial would go; a torch trial takes one GPU."""
+        deepspeed = self.backend.currentText() == "deepspeed"
+        inventory = self.runner.gpu_inventory()
+        with QSignalBlocker(self.gpus_per_trial):
+            if not deepspeed:
+                self.gpus_per_trial.setValue(1)
+            self.gpus_per_trial.setMaximum(max(1, len(inventory)) if inventory.ids else 1024)
+        self.gpus_per_trial.setEnabled(deepspeed)
+        self.gpus_per_trial.setToolTip(
+            "GPUs of the trial: DeepSpeed's ranks (over gloo on a machine without GPUs)" if deepspeed else
+            "a torch trial trains on one GPU; choose the deepspeed trainer to spread it over several")
+        text = inventory.describe(cpu_workers=1)
+        if self.runner.inventory_problem:
+            text = f"{self.runner.inventory_problem}; no GPU used"
+        elif inventory.ids:
+            try:
+                plan = self.runner.plan(self._per_trial(), None)
+                text += f"; the trial gets GPU {plan.slots[0]}" if isinstance(plan.slots, list) else ""
+            except ValueError as exc:
+                text += f"; {exc}"
+        self.gpus_label.setText(text)
+
+    def _per_trial(self) -> int:
+        return self.gpus_per_trial.value() if self.backend.currentText() == "deepspeed" else 1
 
     def _task_changed(self, name: str) -> None:
         self.task_form.set_schema(self._registry.tasks[name].obj.Params if name in self._registry.tasks else None)
@@ -208,26 +263,96 @@ class RunPanel(QWidget):
             parse_spec(spec, self._registry)
         except SpecError as exc:
             raise TrialError(f"policy: {exc}") from None
-        return validate_trial(
-            load_trial({
-                "task": self.task_combo.currentText(),
-                "task_params": self.task_form.last_valid_values(),
-                "policy": spec,
-                "budget": {"steps": self.steps.value()},
-                "batch_size": self.batch.value(),
-                "optimizer": {"name": self.optimizer.currentText()},
-                "backend": self.backend.currentText(),
-                "seed": self.seed.value(),
-                "eval_every": max(1, self.steps.value() // 10),
-            }),
-            self._registry,
-        )
+        obj = {
+            "task": self.task_combo.currentText(),
+            "task_params": self.task_form.last_valid_values(),
+            "policy": spec,
+            "budget": {"steps": self.steps.value()},
+            "batch_size": self.batch.value(),
+            "optimizer": {"name": self.optimizer.currentText()},
+            "backend": self.backend.currentText(),
+            "precision": self.precision.currentText(),
+            "seed": self.seed.value(),
+            "eval_every": max(1, self.steps.value() // 10),
+        }
+        if obj["backend"] == "deepspeed":
+            obj["deepspeed"] = {"num_gpus": self._per_trial()}
+        return validate_trial(load_trial(obj), self._registry)
 
-    def start(self) -> None:
+    def _place(self) -> None:
+        """Give the trial the first free group of its GPUs (raises TrialError in words when the
+        GPUs cannot take it): the runner's slots become those groups when nothing runs."""
+        if self.runner.inventory_problem:
+            raise TrialError(self.runner.inventory_problem)
+        try:
+            plan = self.runner.plan(self._per_trial(), None)
+        except ValueError as exc:
+            raise TrialError(str(exc)) from None
+        if not isinstance(plan.slots, list):
+            return  # CPU workers: the runner's slots as they are
+        if not self.runner.is_busy():
+            self.runner.set_slots(plan.slots)
+            return
+        sizes = {len(str(g).split(",")) for g in self.runner.slot_ids if g}
+        if sizes and sizes != {plan.per_trial}:
+            raise TrialError(f"the running study uses the GPUs in groups of {min(sizes)}: "
+                             f"wait for it, or run this trial with {min(sizes)} GPU(s)")
+
+    def build_command_trial(self, command: str, cwd: str = "") -> Any:
+        """A command trial: the user's ``command`` (placeholders such as ``{lr}`` and ``{steps}``
+        filled from this panel's policy and length) run in ``cwd``, recorded like any trial."""
+        from lrbench_gui.core.runs.command import COMMAND_TASK
+
+        self.policy_form.flush()
+        if self.composed is None and not self.policy_form.is_valid():
+            raise TrialError(self.policy_form.error_text())
+        if not command.strip():
+            raise TrialError("give the command to run, e.g. python train.py --lr {lr} --steps {steps}")
+        if cwd and not Path(cwd).expanduser().is_dir():
+            raise TrialError(f"the working folder {cwd} does not exist")
+        obj = {"task": COMMAND_TASK, "policy": self.policy_spec(), "budget": {"steps": self.steps.value()},
+               "seed": self.seed.value(), "command": command,
+               "cwd": str(Path(cwd).expanduser().resolve()) if cwd else str(Path.home())}
+        return validate_trial(load_trial(obj), self._registry)
+
+    def _command_clicked(self) -> None:
+        from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLineEdit
+
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Run a command")
+        command = QLineEdit(self.last_command or "python train.py --lr {lr} --steps {steps}")
+        command.setMinimumWidth(520)
+        cwd = QLineEdit(self.last_cwd or str(Path.home()))
+        form = QFormLayout(dialog)
+        form.addRow(QLabel("The command runs as one trial with this panel's policy and steps: {lr}, {steps}, "
+                           "{seed}, {spec} and {out} are filled in; lrbench_gui.report calls stream into the plot."))
+        form.addRow("Command", command)
+        form.addRow("Working folder", cwd)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.start_command(command.text(), cwd.text())
+
+    def start_command(self, command: str, cwd: str = "") -> None:
+        """Run ``command`` as a trial (the "Run a command..." button)."""
+        self.last_command, self.last_cwd = command, cwd
         if self.trial_id is not None:
             return
         try:
-            cfg = self.build_trial()
+            cfg = self.build_command_trial(command, cwd)
+        except TrialError as exc:
+            self._set_status(f"Cannot start: {exc}", "failed")
+            return
+        self.start(cfg)
+
+    def start(self, cfg: Any = None) -> None:
+        if self.trial_id is not None:
+            return
+        try:
+            cfg = cfg if cfg is not None else self.build_trial()
+            self._place()
         except TrialError as exc:
             self._set_status(f"Cannot start: {exc}", "failed")
             return
@@ -240,6 +365,7 @@ class RunPanel(QWidget):
         self.progress.setRange(0, self.total_steps)
         self.progress.setValue(0)
         self.start_btn.setEnabled(False)
+        self.command_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self._set_status(f"Starting trial {cfg.trial_id}...", None)
         self.runner.submit(cfg)
@@ -264,7 +390,9 @@ class RunPanel(QWidget):
         elif event.type == "hello":
             self.total_steps = int(event.get("steps", self.total_steps))
             self.progress.setRange(0, self.total_steps)
-            self._set_status(f"Running on {event.get('device')} ({event.get('params', 0):,} parameters)", None)
+            gpus = self.runner.gpus_of(trial_id)
+            where = f"GPU {gpus} ({event.get('device')})" if gpus else str(event.get("device"))
+            self._set_status(f"Running on {where} ({event.get('params', 0):,} parameters)", None)
 
     def _log(self, trial_id: str, line: str) -> None:
         if trial_id == self.trial_id:
@@ -276,6 +404,7 @@ class RunPanel(QWidget):
         self.trial_id = None
         self.last_record = record
         self.start_btn.setEnabled(True)
+        self.command_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
         status = record["status"]
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(record.get("metrics", {}).items())
