@@ -98,3 +98,33 @@ def test_the_watcher_follows_mirrors_and_report_files_until_they_end(tmp_path):
     watcher.poll()
     assert not followed.running and followed.status == "completed" and followed.metrics == {"val_loss": 0.4}
     assert request_stop(followed) and (tmp_path / "elsewhere" / "run-7.jsonl.stop").exists()
+
+
+def test_a_very_long_run_is_recorded_bounded_and_the_database_takes_it(tmp_path):
+    """A 250,000-step run: the recorder thins its curves in memory and gives the database a curve
+    it accepts (before, such a record went to a recovery file)."""
+    from lrbench_gui.core.db import PolicyDB
+    from lrbench_gui.core.runs import recorder as rec_mod
+    from lrbench_gui.core.runs.recorder import TrialRecorder
+
+    cfg = _cfg()
+    rec = TrialRecorder(cfg)
+    keep = rec_mod._KEEP_POINTS
+    rec_mod._KEEP_POINTS = 180_000  # thin sooner so the test stays quick
+    try:
+        for step in range(250_000):
+            rec.feed(Event("step", cfg.trial_id, {"step": step, "lr": 0.1, "loss": 3.0 if step == 777 else 1.0}))
+    finally:
+        rec_mod._KEEP_POINTS = keep
+    rec.feed(Event("end", cfg.trial_id, {"status": "completed", "metrics": {"val_loss": 0.5}}))
+    rec.finish(0, [])
+    record = rec.record()
+    assert 100_000 < len(rec.steps) <= 180_001 and "thinned" in record["notes"]
+    assert len(record["curves"]["loss"]["steps"]) <= 1000  # above the input bound: downsampled as the database would
+    assert record["curves"]["loss"]["steps"][-1] == 249_999
+    assert 3.0 in record["curves"]["loss"]["values"], "a loss spike survives the thinning"
+    db = PolicyDB(tmp_path / "db.json")
+    result = db.add_trial_or_recover(record)
+    assert result.ok, result.message()
+    (stored,) = db.trials()
+    assert stored["status"] == "completed" and stored["metrics"]["val_loss"] == 0.5

@@ -145,6 +145,8 @@ class TrialRecord(TypedDict, total=False):
     cost: CostJSON
     curves: dict[str, CurveJSON]
     plugins: dict[str, str]
+    #: where it ran: ``{"gpus": [...], "host": ..., "launcher_include": ...}`` (absent when unknown)
+    resources: dict[str, Any]
     provenance: dict[str, Any]
     tags: list[str]
     notes: str

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lrbench_gui import __version__
+from lrbench_gui.core.db.curves import MAX_INPUT_POINTS, MAX_STORED_POINTS, downsample
 from lrbench_gui.core.db.fields import KEY
 from lrbench_gui.core.records import TrialRecord, TrialStatus
 from lrbench_gui.core.runs.command import NO_REPORT_NOTE
@@ -34,6 +35,9 @@ from lrbench_gui.core.runs.protocol import Event
 from lrbench_gui.core.runs.trial import TrialConfig
 
 __all__ = ["TrialRecorder"]
+
+#: step points a recorder keeps in memory before it thins them (a 10M-step run stays bounded)
+_KEEP_POINTS = 4 * MAX_INPUT_POINTS
 
 
 def _finite_or_none(x: Any) -> float | None:
@@ -90,6 +94,8 @@ class TrialRecorder:
             self.steps.append(step)
             self.lrs.append(lr)  # type: ignore[arg-type]
             self.losses.append(_finite_or_none(d["loss"]))
+            if len(self.steps) > _KEEP_POINTS:  # a very long run: memory stays bounded
+                self._thin()
             self.last_step = dict(d)
             if self.end is None:
                 self.status = TrialStatus.RUNNING.value
@@ -109,6 +115,22 @@ class TrialRecorder:
                 return
             self.end = dict(d)
             self.status = str(d["status"])
+
+    def _thin(self) -> None:
+        """Keep one point of every two of the step curves, the one with the higher loss (a spike
+        survives), the first and the newest always kept."""
+        n = len(self.steps)
+
+        def loss(i: int) -> float:
+            v = self.losses[i]
+            return -math.inf if v is None else v
+
+        keep = [0] + [i if loss(i) >= loss(i + 1) else i + 1 for i in range(1, n - 2, 2)] + [n - 1]
+        self.steps = [self.steps[i] for i in keep]
+        self.lrs = [self.lrs[i] for i in keep]
+        self.losses = [self.losses[i] for i in keep]
+        self._drop("thinned", f"the run's step curves were thinned to one point in two (the higher loss) past "
+                              f"{_KEEP_POINTS:,} points (the database stores at most 1,000 a curve anyway)")
 
     def log(self, line: str) -> None:
         self.log_tail.append(line.rstrip("\n"))
@@ -204,7 +226,7 @@ class TrialRecorder:
             "metrics": metrics,
             "cost": cost,
             # whole curves: the database downsamples them to its bound when it stores the record
-            "curves": {k: {"steps": list(xs), "values": list(ys)} for k, (xs, ys) in curves.items() if xs},
+            "curves": {k: _bounded_curve(xs, ys) for k, (xs, ys) in curves.items() if xs},
             "provenance": {
                 "user": _user(),
                 "host": platform.node(),
@@ -213,6 +235,7 @@ class TrialRecorder:
             },
             "extra": {
                 "backend": cfg.backend,
+                "precision": str(self.hello.get("precision", cfg.precision))[:32],
                 "device": str(self.hello.get("device", cfg.device))[:64],
                 "samples": _whole(end_cost.get("samples", last.get("samples", 0))),
                 "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][:64],
@@ -245,6 +268,17 @@ class TrialRecorder:
             elif len(out) < 64:
                 out[str(key)] = v
         return out
+
+
+def _bounded_curve(steps: list, values: list) -> dict[str, list]:
+    """A curve the database accepts whatever the run's length: above its input bound, the
+    database's own peak-keeping downsampling (it stores at most 1,000 points anyway)."""
+    if len(steps) <= MAX_INPUT_POINTS:
+        return {"steps": list(steps), "values": list(values)}
+    import numpy as np
+
+    xs, ys = downsample(np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64), MAX_STORED_POINTS)
+    return {"steps": [int(x) for x in xs], "values": [float(y) for y in ys]}
 
 
 def _user() -> str:
