@@ -128,3 +128,21 @@ def test_a_very_long_run_is_recorded_bounded_and_the_database_takes_it(tmp_path)
     assert result.ok, result.message()
     (stored,) = db.trials()
     assert stored["status"] == "completed" and stored["metrics"]["val_loss"] == 0.5
+
+
+def test_terminal_runs_and_studies_are_mirrored_for_the_app(tmp_path, monkeypatch):
+    from lrbench_gui.cli import main
+    from lrbench_gui.core.runs.live import LiveWatcher
+
+    live = tmp_path / "live"
+    monkeypatch.setenv("LRBENCH_LIVE_DIR", str(live))
+    db = str(tmp_path / "db.json")
+    assert main(["run", "--task", "digits-mlp", "--policy", "fixed", "--steps", "4", "--db", db]) == 0
+    assert main(["tune", "--task", "digits-mlp", "--tuner", "random", "--trials", "2", "--budget-steps", "4",
+                 "--policies", "fixed", "--db", db]) == 0
+    entries = scan(live)
+    assert sorted(e.meta["source"] for e in entries) == ["lrbench run", "lrbench tune", "lrbench tune"]
+    assert all(e.meta["status"] == "completed" and not e.running for e in entries)
+    watcher = LiveWatcher(live)
+    watcher.poll()
+    assert all(item.last_step == 3 for item in watcher.trials.values()), "every step streamed into the mirror"

@@ -127,6 +127,7 @@ def _slot(cfg: TrialConfig, per_trial: float | None) -> int | list[str]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from lrbench_gui.core.runs.live import LiveMirrors
     from lrbench_gui.core.runs.runner import LocalScheduler
 
     cfg = build_trial(args)
@@ -135,16 +136,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stored: dict[str, Any] = {}
     saved: dict[str, Any] = {}
 
-    def on_event(trial_id: str, event: Event) -> None:
+    mirrors = LiveMirrors("lrbench run")
+
+    def on_event(trial_id: str, event: Event) -> bool:
         nonlocal bar
         if args.json:
             sys.stdout.write(encode(event.type, event.trial, **event.data) + "\n")
             sys.stdout.flush()
-            return
-        if event.type == "hello":
+        elif event.type == "hello":
             bar = ProgressBar(int(event.get("steps", 1)), f"{cfg.task}/{cfg.trial_id}")
         elif event.type == "step" and bar is not None:
             bar.update(int(event["step"]), float(event["loss"]), float(event["lr"]))
+        return mirrors.event(trial_id, event)  # False: the app's Watch panel asked it to stop
 
     def on_log(trial_id: str, line: str) -> None:
         if args.verbose:
@@ -154,15 +157,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if db is not None:  # whatever stops the write (lock, permissions, disk), the run is kept
             saved["result"] = db.add_trial_or_recover(record)
         stored.setdefault("record", record)
+        mirrors.finished(trial_id, str(record.get("status")))
 
     scheduler = LocalScheduler(_slot(cfg, getattr(args, "gpus_per_trial", None)), on_event=on_event, on_log=on_log,
-                               on_finished=on_finished)
+                               on_finished=on_finished, on_started=mirrors.started)
     scheduler.submit(cfg)
     try:
         records = scheduler.run()
     except KeyboardInterrupt:
         scheduler.cancel_all()
         records = scheduler.run()
+    finally:
+        mirrors.close_all()
     if bar is not None:
         bar.close()
     record = records[cfg.trial_id]

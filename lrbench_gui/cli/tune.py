@@ -284,7 +284,7 @@ def run_study_blocking(study: Any, progress: StudyProgress | None = None, on_eve
     """Drive a study to its end with local subprocesses (or Ray), on this thread."""
     from lrbench_gui.core.tuning.driver import run_study
 
-    run_study(study, on_progress=progress, on_event=on_event)
+    run_study(study, on_progress=progress, on_event=on_event, live="lrbench tune")
 
 
 def format_ranking(study: Any, limit: int = 20) -> str:

@@ -30,7 +30,7 @@ def study_slots(config: Any, inventory: Any = None) -> Any:
 
 
 def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finished: Callable[[str, dict], None],
-                   inventory: Any = None) -> Any:
+                   inventory: Any = None, on_started: Callable[[str, Any], None] | None = None) -> Any:
     """The scheduler the study's config asks for: local slots (:func:`study_slots`), or Ray Tune."""
     cfg = study.config
     if cfg.backend == "ray":
@@ -41,32 +41,42 @@ def make_scheduler(study: Any, on_event: Callable[[str, Event], bool], on_finish
 
     plan = study_slots(cfg, inventory)
     return LocalScheduler(plan.slots, on_event=on_event, on_finished=on_finished, feeder=study.next_trials,
-                          registry=study.registry, warm=cfg.warm)
+                          registry=study.registry, warm=cfg.warm, on_started=on_started)
 
 
 def run_study(study: Any, on_progress: Callable[[Any], None] | None = None,
-              on_event: Callable[[str, Event], Any] | None = None) -> StudyStatus:
+              on_event: Callable[[str, Event], Any] | None = None, live: str | None = None) -> StudyStatus:
     """Drive ``study`` until its tuner is done (or Ctrl-C), storing every trial as it finishes.
 
     ``on_progress(study)`` runs after every finished trial, ``on_event(trial_id, event)`` for
     every protocol event (the live view of a caller). On ``KeyboardInterrupt`` the running
     trials are cancelled and recorded, the study is saved as stopped, and the interrupt is
     raised again. Returns the study's final status.
+
+    ``live`` (e.g. ``"lrbench tune"``) mirrors each local trial into the live folder under that
+    source, so an open app's Watch panel follows it and can stop it
+    (:mod:`lrbench_gui.core.runs.live`).
     """
+    from lrbench_gui.core.runs.live import LiveMirrors
+
+    mirrors = LiveMirrors(live) if live else None
     study.save(StudyStatus.RUNNING)
 
     def event(trial_id: str, ev: Event) -> bool:
         if on_event is not None:
             on_event(trial_id, ev)
-        return study.on_event(trial_id, ev)
+        keep = mirrors.event(trial_id, ev) if mirrors is not None else True
+        return study.on_event(trial_id, ev) and keep
 
     def finished(trial_id: str, record: dict) -> None:
+        if mirrors is not None:
+            mirrors.finished(trial_id, str(record.get("status")))
         study.on_finished(trial_id, record)
         study.save(StudyStatus.RUNNING)
         if on_progress is not None:
             on_progress(study)
 
-    sched = make_scheduler(study, event, finished)
+    sched = make_scheduler(study, event, finished, on_started=mirrors.started if mirrors is not None else None)
     try:
         sched.run()
     except KeyboardInterrupt:
@@ -75,6 +85,9 @@ def run_study(study: Any, on_progress: Callable[[Any], None] | None = None,
         sched.run()
         study.save(StudyStatus.STOPPED)
         raise
+    finally:
+        if mirrors is not None:
+            mirrors.close_all()
     status = StudyStatus.FINISHED if study.tuner.done() else StudyStatus.STOPPED
     study.save(status)
     return status
