@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
             db_path = Path(self.app_settings.db_path).expanduser()
         self.db_path = Path(db_path) if db_path else default_db_path()
         self.runner = TrialRunner(1, parent=self)
+        self.runner.warm = self.app_settings.warm  # the settings' "Reuse trial processes"
         self.db_jobs = DatabaseJobs(self.db_path, parent=self, registry=registry)
         self.study_controller = StudyController(self.runner, self.db_jobs, registry, parent=self)
         self.study_controller.gpus = list(self.app_settings.gpus)
@@ -377,6 +378,7 @@ class MainWindow(QMainWindow):
         self.study_controller.gpus = list(values.gpus)
         if not self.runner.is_busy():
             self.runner.set_slots(list(values.gpus) if values.gpus else values.cpu_workers)
+        self.runner.warm = values.warm
         if not self.study_controller.is_busy():
             self.study_panel.apply_defaults()
         busy = self.runner.is_busy() or self.study_controller.is_busy()

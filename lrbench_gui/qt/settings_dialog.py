@@ -18,6 +18,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -70,6 +71,8 @@ class AppSettings:
     cpu_workers: int = field(default_factory=lambda: max(1, min(4, (os.cpu_count() or 2) // 2)))
     #: the GPUs trials may use; default: every GPU found (an empty list saved: CPU workers only)
     gpus: list[str] = field(default_factory=detected_gpus)
+    #: run a study's trials on warm workers (one trainer process per slot) where the task allows
+    warm: bool = True
     backend: str = "local"  # local | ray
     ray_address: str = ""
     theme: str = "light"
@@ -95,11 +98,13 @@ class AppSettings:
             gpus = d.gpus
         backend = str(get("backend/default", "local"))
         theme = str(get("ui/theme", "light"))
+        warm = str(get("workers/warm", "true")).strip().lower() not in ("false", "0", "no", "off")
         return cls(
             db_path=str(get("paths/database", "")),
             plugins_dir=str(get("paths/plugins", "")),
             cpu_workers=max(1, workers),
             gpus=gpus,
+            warm=warm,
             backend=backend if backend in ("local", "ray") else "local",
             ray_address=str(get("backend/ray_address", "")),
             theme=theme if theme in THEMES else "light",
@@ -110,6 +115,7 @@ class AppSettings:
         settings.setValue("paths/plugins", self.plugins_dir)
         settings.setValue("workers/cpu", int(self.cpu_workers))
         settings.setValue("workers/gpus", ",".join(self.gpus))
+        settings.setValue("workers/warm", "true" if self.warm else "false")
         settings.setValue("backend/default", self.backend)
         settings.setValue("backend/ray_address", self.ray_address)
         settings.setValue("ui/theme", self.theme)
@@ -149,6 +155,11 @@ class SettingsDialog(QDialog):
         self.gpus_edit.setToolTip("GPU ids (as nvidia-smi numbers them) that trials may use: each trial gets its "
                                   "own (GPUs per trial in the Run and Study panels) as CUDA_VISIBLE_DEVICES. "
                                   + (f"Found here: {','.join(found)}." if found else "No GPU was found here."))
+        self.warm = QCheckBox("Reuse trial processes (warm workers)")
+        self.warm.setChecked(values.warm)
+        self.warm.setToolTip("A study's trials run one after another in one process per slot, which keeps the "
+                             "imports, a LoRA base model and the tokenized data loaded; the results are the same "
+                             "as in a fresh process. Off: every trial starts its own process.")
         self.backend = QComboBox()
         self.backend.addItem("Local processes", "local")
         self.backend.addItem("Ray cluster", "ray")
@@ -168,6 +179,7 @@ class SettingsDialog(QDialog):
         form.addRow("Plugins folder", self._with_browse(self.plugins_edit, folder=True))
         form.addRow("CPU workers", self.workers)
         form.addRow("GPUs", self.gpus_edit)
+        form.addRow("", self.warm)
         form.addRow("Default backend", self.backend)
         form.addRow("Ray address", self.ray_edit)
         form.addRow("Theme", self.theme)
@@ -218,7 +230,7 @@ class SettingsDialog(QDialog):
             raise ValueError(f"plugins folder: {plugins} is a file, not a folder")
         return AppSettings(
             db_path=db, plugins_dir=plugins, cpu_workers=self.workers.value(), gpus=gpus,
-            backend=self.backend.currentData(), ray_address=self.ray_edit.text().strip(),
+            warm=self.warm.isChecked(), backend=self.backend.currentData(), ray_address=self.ray_edit.text().strip(),
             theme=self.theme.currentText(),
         )
 

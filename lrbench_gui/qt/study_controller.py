@@ -241,7 +241,8 @@ class StudyController(QObject):
                 return
         for cfg in configs:
             self._add(cfg.trial_id, study.requests[cfg.trial_id])
-            self.runner.submit(cfg)
+            # the study's choice (StudyConfig.warm) and the runner's (the settings') both must allow it
+            self.runner.submit(cfg, warm=study.config.warm, registry=self.registry)
         # nothing of ours runs and nothing more was asked: the study is over (unless the slots are
         # all taken by other trials, such as the Run panel's: then it waits for one to end)
         if not study.running and (free > 0 or study.stopped):
@@ -513,10 +514,11 @@ class StudyController(QObject):
         self._finish_study(status)
 
     def shutdown(self) -> None:
-        """Stop a Ray run and wait for its thread (the window is closing)."""
+        """Stop a Ray run and wait for its thread, close the warm workers (the window is closing)."""
         if self._ray_driver is not None:
             self._ray_driver.cancel()
         if self._ray_thread is not None:
             self._ray_thread.quit()
             self._ray_thread.wait()
+        self.runner.close_workers()
         self._timer.stop()

@@ -1,4 +1,5 @@
-"""Run trials from the GUI: one ``QProcess`` per trial, a queue over slots, events as signals.
+"""Run trials from the GUI: a ``QProcess`` per trial or a warm worker per slot, a queue over slots,
+events as signals.
 
 Never blocks the GUI thread: stdout is read line by line in the ``readyReadStandardOutput`` slot,
 stderr in its own, ``finished``/``errorOccurred`` settle the trial. Cancel is ``terminate()``
@@ -10,10 +11,18 @@ the same way from either.
 A command trial (the user's script) also reports through its report file, read every 100 ms by
 a ``QTimer`` through the CLI's :class:`~lrbench_gui.core.runs.command.ReportTail`; cancelling it
 creates its stop file first and sends SIGTERM only after ``$LRBENCH_STOP_GRACE`` seconds.
+
+A study's trial that may reuse a process (:func:`~lrbench_gui.core.runs.warm.warm_key`) runs on
+its slot's warm worker instead, through the CLI's own classes (:class:`WarmTrial` wraps a
+:class:`~lrbench_gui.core.runs.warm.WarmTrialProcess` of the runner's
+:class:`~lrbench_gui.core.runs.warm.WorkerPool`): their reader threads put events on one queue,
+which a ``QTimer`` drains on the GUI thread (``get_nowait``, a few milliseconds a tick) into the
+signals a :class:`QtTrial` emits. The workers are closed when the runner goes idle.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 from collections import deque
 from pathlib import Path
@@ -30,8 +39,12 @@ from lrbench_gui.core.runs.process import (GRACE_SECONDS, prepare_trial, trial_c
 from lrbench_gui.core.runs.recorder import TrialRecorder
 from lrbench_gui.core.runs.slots import SlotQueue, cancelled_record
 from lrbench_gui.core.runs.trial import TrialConfig
+from lrbench_gui.core.runs.warm import WarmTrialProcess, WorkerPool, warm_key
 
-__all__ = ["TrialRunner", "QtTrial"]
+__all__ = ["TrialRunner", "QtTrial", "WarmTrial"]
+
+#: how long one tick of the warm-event timer may deliver events before it yields to the GUI (s)
+_DRAIN_BUDGET = 0.004
 
 
 class QtTrial(QObject):
@@ -204,6 +217,76 @@ class QtTrial(QObject):
         self.finished.emit(self.trial_id, self.recorder.record())
 
 
+class WarmTrial(QObject):
+    """One trial on its slot's warm worker, with :class:`QtTrial`'s signals and record.
+
+    The worker protocol, cancel (a stop line, then SIGKILL of the worker after the grace) and the
+    watchdog are :class:`~lrbench_gui.core.runs.warm.WarmTrialProcess`'s; the runner hands this
+    object the process's queued events (:meth:`deliver`) on the GUI thread."""
+
+    eventReceived = Signal(str, object)
+    logReceived = Signal(str, str)
+    finished = Signal(str, dict)
+
+    def __init__(self, process: WarmTrialProcess, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.process = process
+        self.recorder = process.recorder
+        self.done = False
+
+    @property
+    def config(self) -> TrialConfig:
+        return self.process.config
+
+    @property
+    def trial_id(self) -> str:
+        return self.process.trial_id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.process.cancelled
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (None before it was handed the trial)."""
+        return self.process.worker.pid if self.process.worker is not None else None
+
+    def start(self) -> None:
+        try:
+            self.process.start()
+        except (OSError, ValueError) as exc:  # no worker to run it: said as a fresh trainer's would be
+            self.recorder.errors.append(f"could not start the trainer: {exc}")
+            QTimer.singleShot(0, lambda: self._settle(None))
+
+    def deliver(self, kind: str, payload: Any) -> None:
+        """One queued item of the process, as the CLI's scheduler treats it."""
+        if self.done:
+            return
+        if kind == "event":
+            self.recorder.feed(payload)
+            self.eventReceived.emit(self.trial_id, payload)
+        elif kind in ("log", "stderr"):
+            if kind == "log":
+                self.recorder.log(payload)
+            self.logReceived.emit(self.trial_id, payload)
+        elif kind == "exit":
+            self._settle(payload)
+
+    def cancel(self, grace: float = GRACE_SECONDS) -> None:
+        if not self.done:
+            self.process.cancel(grace)
+
+    def check_watchdog(self, limit: float) -> bool:
+        return not self.done and self.process.check_watchdog(limit)
+
+    def _settle(self, code: int | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.recorder.finish(code, list(self.process.stderr_tail), cancelled=self.process.cancelled)
+        self.finished.emit(self.trial_id, self.recorder.record())
+
+
 def _inventory() -> tuple[GpuInventory, str]:
     try:
         return detect_gpus(), ""
@@ -214,7 +297,11 @@ def _inventory() -> tuple[GpuInventory, str]:
 class TrialRunner(QObject):
     """A queue of trials over slots (CPU workers or GPU ids), placed by the same
     :class:`~lrbench_gui.core.runs.slots.SlotQueue` as the CLI's scheduler. It meets the
-    :class:`~lrbench_gui.core.runs.slots.TrialScheduler` protocol; its loop is Qt's."""
+    :class:`~lrbench_gui.core.runs.slots.TrialScheduler` protocol; its loop is Qt's.
+
+    A trial submitted with ``warm=True`` runs on its slot's warm worker when :attr:`warm` (the
+    settings' "Reuse trial processes") allows and its task may (:func:`warm_key`); any other in
+    its own ``QProcess``."""
 
     # a trial's process started: (trial_id, TrialConfig)
     trialStarted = Signal(str, object)
@@ -232,7 +319,7 @@ class TrialRunner(QObject):
         super().__init__(parent)
         #: fills command trials' ``{lr}`` and ``{policy.NAME}`` (None: the app's plugins)
         self.registry = registry
-        self.slots: SlotQueue[QtTrial] = SlotQueue(slots)
+        self.slots: SlotQueue[QtTrial | WarmTrial] = SlotQueue(slots)
         #: this machine's GPUs (nvidia-smi, or LRBENCH_GPUS); a bad LRBENCH_GPUS is kept as a note
         self.inventory, self.inventory_problem = _inventory()
         #: the GPU ids trials may use (the settings' list; default: all found)
@@ -245,6 +332,15 @@ class TrialRunner(QObject):
         self._watchdog_timer.setInterval(int(min(5.0, max(0.2, self.watchdog / 4)) * 1000) if self.watchdog else 5000)
         self._watchdog_timer.timeout.connect(self._check_watchdog)
         self._watchdog_timer.start()
+        #: run the trials submitted with ``warm=True`` on warm workers (the settings' choice)
+        self.warm = True
+        #: the warm workers, one per slot (closed whenever the runner goes idle)
+        self.pool = WorkerPool()
+        self._warm: dict[str, Any] = {}  # trial id -> the registry that says whether it may run warm
+        self._events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
+        self._drain_timer = QTimer(self)
+        self._drain_timer.setInterval(10)
+        self._drain_timer.timeout.connect(self._drain)
 
     def _check_watchdog(self) -> None:
         for trial in self.slots.handles():
@@ -287,17 +383,22 @@ class TrialRunner(QObject):
             parallel = parallel or cpu_workers
         return plan_slots(inventory, per_trial=per_trial or None, parallel=parallel, device=device)
 
-    def submit(self, config: TrialConfig, program: list[str] | None = None) -> None:
-        """Queue a trial; ``program`` replaces the trainer command (benchmarks' synthetic sources)."""
+    def submit(self, config: TrialConfig, program: list[str] | None = None, *, warm: bool = False,
+               registry: Any = None) -> None:
+        """Queue a trial; ``program`` replaces the trainer command (benchmarks' synthetic sources).
+        ``warm``: run it on its slot's warm worker if :attr:`warm` and its task (as ``registry``,
+        else the runner's, says) allow it."""
         if program is not None:
             self.programs[config.trial_id] = program
+        elif warm and (registry is not None or self.registry is not None):
+            self._warm[config.trial_id] = registry if registry is not None else self.registry
         self.slots.submit(config)
         self._fill()
 
     def is_busy(self) -> bool:
         return self.slots.is_busy()
 
-    def trial(self, trial_id: str) -> QtTrial | None:
+    def trial(self, trial_id: str) -> QtTrial | WarmTrial | None:
         return self.slots.handle(trial_id)
 
     def gpus_of(self, trial_id: str) -> str | None:
@@ -309,6 +410,7 @@ class TrialRunner(QObject):
         cfg = self.slots.unqueue(trial_id)
         if cfg is not None:
             self.programs.pop(trial_id, None)
+            self._warm.pop(trial_id, None)
             self.trialFinished.emit(trial_id, cancelled_record(cfg))
             self._check_idle()
             return
@@ -325,8 +427,19 @@ class TrialRunner(QObject):
     def _fill(self) -> None:
         for placed in list(self.slots.place()):
             cfg = placed.config
-            trial = QtTrial(cfg, self.workdir / cfg.trial_id, placed.gpus, self.programs.pop(cfg.trial_id, None), self,
-                            registry=self.registry)
+            registry = self._warm.pop(cfg.trial_id, None)
+            key = warm_key(cfg, registry) if self.warm and registry is not None else None
+            trial: QtTrial | WarmTrial
+            if key is not None:
+                # a slot's worker is known by its GPUs (a slot's index may change its GPUs when the
+                # slots change under running trials), a CPU slot's by its index
+                process = WarmTrialProcess(cfg, self._events, self.workdir / cfg.trial_id, gpus=placed.gpus,
+                                           registry=registry, pool=self.pool, slot=placed.gpus or placed.slot, key=key)
+                trial = WarmTrial(process, self)
+                self._drain_timer.start()
+            else:
+                trial = QtTrial(cfg, self.workdir / cfg.trial_id, placed.gpus, self.programs.pop(cfg.trial_id, None),
+                                self, registry=self.registry)
             trial.eventReceived.connect(self.trialEvent)
             trial.logReceived.connect(self.trialLog)
             trial.finished.connect(self._trial_finished)
@@ -342,6 +455,25 @@ class TrialRunner(QObject):
         self._fill()
         self._check_idle()
 
+    def _drain(self) -> None:
+        """Deliver the warm trials' queued events, for at most :data:`_DRAIN_BUDGET` seconds."""
+        end = time.monotonic() + _DRAIN_BUDGET
+        while time.monotonic() < end:
+            try:
+                trial_id, kind, payload = self._events.get_nowait()
+            except queue.Empty:
+                break
+            trial = self.slots.handle(trial_id)
+            if isinstance(trial, WarmTrial):
+                trial.deliver(kind, payload)
+        if self._events.empty() and not any(isinstance(t, WarmTrial) for t in self.slots.handles()):
+            self._drain_timer.stop()
+
+    def close_workers(self) -> None:
+        """Close the idle warm workers (each exits at once; a running trial's is asked to stop it)."""
+        self.pool.close(wait=None)
+
     def _check_idle(self) -> None:
         if not self.slots.is_busy():
+            self.close_workers()
             self.idle.emit()
