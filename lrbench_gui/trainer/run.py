@@ -222,6 +222,8 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
     ctx = TaskContext(cfg.seed, device, cfg.batch_size, rank, world, workdir, out.log,
                       precision=cfg.precision, deepspeed_config=ds_config, cache=cache)
     model = task.setup(ctx)
+    evaluators = _evaluators(cfg, reg, task)
+    ev_seconds = [0.0]  # the evaluators' wall time: cost.eval_seconds, left out of cost.seconds
     if cfg.merge is not None:
         _merge_into(model, cfg, out)
     model = precision.prepare(model)  # float32 master weights, or the bf16-true cast
@@ -244,6 +246,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
         "hello", pid=os.getpid(), device=str(device), world_size=world, backend=cfg.backend,
         params=n_params, trainable_params=n_trainable, steps=steps, task=cfg.task,
         model=task.model_info(), torch=torch.__version__, precision=cfg.precision,
+        **({"data": task.data_info()} if hasattr(task, "data_info") else {}),  # records dropped, truncated...
         **({"deepspeed": _ds_summary(engine, precision.partitioned)} if engine is not None else {}),
     )
     out.log(f"trial {cfg.trial_id}: {cfg.task}, {steps} steps on {device} ({cfg.backend}), {n_params:,} parameters")
@@ -307,7 +310,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
             break
         best = min(best, loss_val)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < steps:
-            last_metrics = _evaluate(task, module, out, step, precision)
+            last_metrics = _evaluate(task, module, out, step, precision, evaluators, ev_seconds)
             evaluated_at = step
         if done in ckpt_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if rank == 0:
@@ -316,9 +319,9 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
                 path = save_checkpoint(module, ckpt_dir, done, lr, cfg, progress=progress,
                                        optimizer=optimizer if engine is None else None, scaler=precision.scaler)
                 out.emit("checkpoint", step=done, path=str(path), lr=lr)
-    seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0 - ev_seconds[0]
     if status != "diverged" and ((done and evaluated_at != done - 1) or steps == 0):
-        last_metrics = _evaluate(task, module, out, max(0, done - 1), precision)
+        last_metrics = _evaluate(task, module, out, max(0, done - 1), precision, evaluators, ev_seconds)
     if cfg.save_model and status == "completed" and rank == 0:
         folder = workdir / "model"
         task.save_model(module, folder)
@@ -327,7 +330,8 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
     summary.update(last_metrics)
     out.emit(
         "end", status=status, metrics=summary, metric=task.metric, metric_mode=task.metric_mode,
-        cost={"steps": done, "tokens": tokens, "samples": samples, "seconds": round(seconds, 3)},
+        cost={"steps": done, "tokens": tokens, "samples": samples, "seconds": round(seconds, 3),
+              **({"eval_seconds": round(ev_seconds[0], 3)} if evaluators else {})},
     )
     if precision.skipped:
         out.log(f"fp16-mixed: the loss scaler skipped {precision.skipped} of {done} steps (inf/NaN gradients)")
@@ -385,7 +389,58 @@ def check_metrics(task: Task, metrics: Any) -> dict[str, float]:
     return out
 
 
-def _evaluate(task: Task, module: Any, out: Emitter, step: int, precision: Any = None) -> dict[str, float]:
+def _evaluators(cfg: TrialConfig, registry: Registry, task: Task) -> list[Any]:
+    """The trial's evaluators, built and checked against the task before training (a missing set
+    or a task without a tokenizer fails the trial in one line, before it trains)."""
+    from lrbench_gui.core.evaluator import EvalContext
+    from lrbench_gui.core.params import ParamError
+
+    built = []
+    for spec in cfg.evaluators:
+        cls = registry.evaluator(spec.name)
+        try:
+            ev = cls(validate_params(cls.Params, spec.params))
+            ev.check(EvalContext.of(task))
+        except ParamError as exc:
+            raise TrialError(f"evaluator {spec.name}: {exc}") from None
+        except (ValueError, OSError, ImportError) as exc:
+            raise TrialError(clip(str(exc), 600) if str(exc).startswith(("evaluator", spec.name))
+                             else f"evaluator {spec.name}: {clip(str(exc), 600)}") from None
+        built.append(ev)
+    return built
+
+
+def _run_evaluators(evaluators: list[Any], task: Task, module: Any, step: int,
+                    task_metrics: dict[str, float]) -> dict[str, float]:
+    from lrbench_gui.core.evaluator import EvalContext
+
+    out: dict[str, float] = {}
+    for ev in evaluators:
+        ctx = EvalContext.of(task, step)
+        ctx.extra.setdefault("task_metrics", task_metrics)
+        try:
+            got = ev.evaluate(module, ctx)
+        except TrialError:
+            raise
+        except Exception as exc:
+            raise TrialError(f"evaluator {ev.name}: {type(exc).__name__}: {clip(str(exc), 400)}") from None
+        if not isinstance(got, dict):
+            raise TrialError(f"evaluator {ev.name} returned {type(got).__name__}, not a dict of metrics")
+        for key, value in got.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise TrialError(f"evaluator {ev.name} returned {key}={value!r}, not a number") from None
+            if not math.isfinite(number):
+                raise TrialError(f"evaluator {ev.name} returned {key}={number}, not a finite number")
+            out[str(key)] = number
+    return out
+
+
+def _evaluate(task: Task, module: Any, out: Emitter, step: int, precision: Any = None,
+              evaluators: list[Any] = (), ev_seconds: list[float] | None = None) -> dict[str, float]:
+    """The task's metrics, then the evaluators' (same ``eval`` event; their wall time is added to
+    ``ev_seconds[0]``)."""
     import contextlib
 
     import torch
@@ -393,6 +448,11 @@ def _evaluate(task: Task, module: Any, out: Emitter, step: int, precision: Any =
     module.eval()
     with torch.no_grad(), (precision.autocast() if precision is not None else contextlib.nullcontext()):
         metrics = check_metrics(task, task.evaluate(module))
+        if evaluators:
+            t = time.perf_counter()
+            metrics.update(_run_evaluators(list(evaluators), task, module, step, dict(metrics)))
+            if ev_seconds is not None:
+                ev_seconds[0] += time.perf_counter() - t
     module.train()
     out.emit("eval", step=step, metrics=metrics)
     return metrics
