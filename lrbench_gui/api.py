@@ -27,6 +27,7 @@ from lrbench_gui.core.params import (
     run_fraction,
     run_fractions,
 )
+from lrbench_gui.core.evaluator import EvalContext, Evaluator
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.core.records import TrialStatus, spec_label
 from lrbench_gui.core.registry import Registry
@@ -49,6 +50,8 @@ __all__ = [
     "inverse_run",
     "Task",
     "TaskContext",
+    "Evaluator",
+    "EvalContext",
     "Tuner",
     "TrialRequest",
     "TrialResult",

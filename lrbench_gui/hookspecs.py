@@ -1,7 +1,7 @@
 """Every hook a plugin can implement.
 
 A plugin is a module (or package) with functions decorated by :data:`hookimpl` whose names are
-the hooks below. Built-in policies, tuners and tasks use exactly these hooks.
+the hooks below. Built-in policies, tuners, tasks and evaluators use exactly these hooks.
 """
 
 from __future__ import annotations
@@ -44,4 +44,14 @@ def register_tasks(register: Register) -> None:
 
     Called once when plugins load, in the app and again inside each trial subprocess. A task
     module must not import torch at module level (the app must start without it).
+    """
+
+
+@hookspec
+def register_evaluators(register: Register) -> None:
+    """Register evaluators (:class:`lrbench_gui.core.evaluator.Evaluator` subclasses): call
+    ``register(EvaluatorSubclass)`` once per evaluator.
+
+    Called once when plugins load, in the app and again inside each trial subprocess. Same rules
+    as :func:`register_tasks`: no torch import at module level.
     """

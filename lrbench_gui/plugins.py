@@ -47,7 +47,8 @@ __all__ = ["load_plugins", "get_registry", "reset_registry", "BUILTIN_PREFIX", "
 
 ENTRY_POINT_GROUP = "lrbench"
 BUILTIN_PREFIX = "lrbench_builtins"
-_HOOKS = {"register_policies": "policy", "register_tuners": "tuner", "register_tasks": "task"}
+_HOOKS = {"register_policies": "policy", "register_tuners": "tuner", "register_tasks": "task",
+          "register_evaluators": "evaluator"}
 
 _lock = threading.Lock()
 _registry: Registry | None = None

@@ -65,7 +65,8 @@ def test_builtins_load_through_entry_points_without_problems():
 def test_every_hook_has_a_spec_and_a_test():
     # datasette-style: the hooks declared are exactly the ones this file exercises
     hooks = {n for n in dir(hookspecs) if n.startswith("register_")}
-    assert hooks == {"register_policies", "register_tuners", "register_tasks"}
+    assert hooks == {"register_policies", "register_tuners", "register_tasks",
+                     "register_evaluators"}  # register_evaluators: tests/test_evaluators.py
 
 
 def test_user_folder_plugin_is_loaded_and_usable(lrbench_env):

@@ -37,7 +37,7 @@ def _cmd(args: argparse.Namespace) -> int:
     for plugin in report["plugins"]:
         print(f"{plugin['name']}  [{plugin['source']}]")
         for item in plugin["items"]:
-            print(f"    {item['kind']:<6} {item['name']:<18} v{item['version']}  {item['summary']}")
+            print(f"    {item['kind']:<9} {item['name']:<18} v{item['version']}  {item['summary']}")
         if not plugin["items"]:
             print("    (registered nothing)")
     if report["errors"]:

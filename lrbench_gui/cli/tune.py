@@ -232,7 +232,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             "backend": args.scheduler, "ray_address": args.address, "batch_size": args.batch_size,
             "optimizer": {**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
             "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
-            "name": args.name or "",
+            "name": args.name or "", "evaluators": [parse_evaluator(e) for e in args.evaluator or []],
         }
         obj.update(trainer_settings(args, args.scheduler))
         obj.update(_study_defaults(obj, args.parallel, args.scheduler, args.address))
@@ -457,7 +457,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "docs/own-script.md); the task defaults to 'command'")
     p.add_argument("--cwd", metavar="DIR", help="the folder --cmd runs in (default: this one)")
     p.add_argument("--metric", metavar="NAME", help="the metric to rank by (default: the task's; val_loss for a command)")
+    p.add_argument("--evaluator", action="append", metavar="NAME[:k=v,...]",
+                   help="run this evaluator at every evaluation of every trial (repeatable; lrbench plugins lists "
+                        "them), e.g. multiple-choice:path=builtin:tinylm-mc; its metrics (mc_acc) can be --metric, "
+                        "their direction declared by the evaluator")
     p.set_defaults(func=_cmd_tune_checked)
+
+
+def parse_evaluator(text: str) -> dict[str, Any]:
+    """``NAME[:k=v,...]`` as ``{"name": NAME, "params": {...}}``; a value may hold commas when the
+    next part is not ``key=``."""
+    import re
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise CliError(f"--evaluator {text[:200]!r}: expected NAME or NAME:key=value,... (lrbench plugins lists the names)")
+    pairs = [p for p in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)", rest) if p.strip()] if rest else []
+    try:
+        params = parse_set(pairs)
+    except CliError as exc:
+        raise CliError(f"--evaluator {name}: {str(exc).removeprefix('--set ')}") from None
+    return {"name": name, "params": params}
 
 
 def _cmd_tune_checked(args: argparse.Namespace) -> int:

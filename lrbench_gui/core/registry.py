@@ -1,4 +1,4 @@
-"""The registry of everything plugins registered: policies, tuners and tasks.
+"""The registry of everything plugins registered: policies, tuners, tasks and evaluators.
 
 The host owns it and hands each plugin's hook a ``register`` callback bound to that plugin; the
 callback validates the item (a subclass of the right base, a well-formed unique name, a schema
@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from lrbench_gui.core.evaluator import Evaluator
 from lrbench_gui.core.params import Params, describe
 from lrbench_gui.core.policy import Policy
 from lrbench_gui.core.task import Task
@@ -19,7 +20,7 @@ from lrbench_gui.core.tuner import Tuner
 
 __all__ = ["Registry", "Registered", "PluginProblem", "RegistrationError", "KINDS", "require_registry"]
 
-KINDS: dict[str, type] = {"policy": Policy, "tuner": Tuner, "task": Task}
+KINDS: dict[str, type] = {"policy": Policy, "tuner": Tuner, "task": Task, "evaluator": Evaluator}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]{0,63}$")
 
 
@@ -85,6 +86,10 @@ class Registry:
     def tasks(self) -> dict[str, Registered]:
         return self.items["task"]
 
+    @property
+    def evaluators(self) -> dict[str, Registered]:
+        return self.items["evaluator"]
+
     def policy(self, name: str) -> type[Policy]:
         """The policy class registered as ``name``; ``KeyError`` with suggestions otherwise."""
         return self._get("policy", name)
@@ -94,6 +99,9 @@ class Registry:
 
     def task(self, name: str) -> type[Task]:
         return self._get("task", name)
+
+    def evaluator(self, name: str) -> type[Evaluator]:
+        return self._get("evaluator", name)
 
     def _get(self, kind: str, name: str) -> Any:
         try:
@@ -123,6 +131,13 @@ class Registry:
             raise RegistrationError(f"{name}: invalid parameter schema: {exc}") from None
         if kind == "policy" and getattr(obj, "__abstractmethods__", None):
             raise RegistrationError(f"{name}: lr_at is not implemented")
+        if kind == "evaluator":
+            if getattr(obj, "__abstractmethods__", None):
+                raise RegistrationError(f"{name}: evaluate is not implemented")
+            metrics = getattr(obj, "metrics", None)
+            if (not isinstance(metrics, dict) or not metrics
+                    or not all(isinstance(k, str) and v in ("min", "max") for k, v in metrics.items())):
+                raise RegistrationError(f"{name}: metrics must map each metric name to 'min' or 'max', got {metrics!r}")
         if not isinstance(getattr(obj, "version", None), str):
             raise RegistrationError(f"{name}: version must be a string")
 

@@ -97,6 +97,12 @@ class Task(abc.ABC):
         """Save the trained model (optional; HF tasks use ``save_pretrained``)."""
         raise NotImplementedError(f"task {self.name} cannot save its model")
 
+    def eval_context(self) -> dict[str, Any] | None:
+        """What evaluators (:mod:`lrbench_gui.core.evaluator`) need from this task after
+        ``setup``: ``{"tokenizer": ..., "device": ...}`` for a language model (other keys go to
+        ``EvalContext.extra``). Default None: only evaluators that need nothing can run."""
+        return None
+
     @classmethod
     def warm_reuse(cls, params: Params) -> bool:
         """Whether a trial with ``params`` may run in a warm worker: a process that already ran

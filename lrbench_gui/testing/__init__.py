@@ -1,4 +1,4 @@
-"""Contract tests for plugin authors: what every policy, tuner and task must satisfy.
+"""Contract tests for plugin authors: what every policy, tuner, task and evaluator must satisfy.
 
 The built-in plugins pass these checks, and a third-party plugin should too, the way a sampler
 author runs Optuna's ``optuna/testing/pytest_samplers.py``. Two ways to use them:
@@ -24,12 +24,20 @@ item under test; the tuner checks add the installed policies (their requests nam
 task checks add a constant-LR policy of their own. This package imports neither pytest nor
 torch (the export and task checks import torch when they run).
 
-Modules: :mod:`.policy`, :mod:`.tuner`, :mod:`.task`; every public name is importable from here.
+Modules: :mod:`.policy`, :mod:`.tuner`, :mod:`.task`, :mod:`.evaluator` (:class:`EvaluatorContract`:
+fixtures ``evaluator_class`` and ``evaluator_inputs``); every public name is importable from here.
 """
 
 from __future__ import annotations
 
 from lrbench_gui.testing._common import ContractError
+from lrbench_gui.testing.evaluator import (
+    EvaluatorContract,
+    check_evaluator,
+    check_evaluator_deterministic,
+    check_evaluator_metrics,
+    run_evaluator,
+)
 from lrbench_gui.testing.policy import (
     LARGE_STEPS,
     RUN_LENGTHS,
@@ -74,6 +82,11 @@ __all__ = [
     "PolicyContract",
     "TunerContract",
     "TaskContract",
+    "EvaluatorContract",
+    "check_evaluator",
+    "check_evaluator_metrics",
+    "check_evaluator_deterministic",
+    "run_evaluator",
     "RUN_LENGTHS",
     "LARGE_STEPS",
     "SYNTHETIC_BEST_LR",

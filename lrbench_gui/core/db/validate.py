@@ -137,12 +137,15 @@ def _budget(value: Any, path: str) -> dict:
 
 
 def _cost(value: Any, path: str) -> dict:
-    d = with_fields(value, path, (), ("steps", "tokens", "seconds"))
-    return {
+    d = with_fields(value, path, (), ("steps", "tokens", "seconds", "eval_seconds"))
+    out = {
         "steps": as_int(d.get("steps"), join(path, "steps"), null=True, ge=0),
         "tokens": as_int(d.get("tokens"), join(path, "tokens"), null=True, ge=0),
         "seconds": as_number(d.get("seconds"), join(path, "seconds"), null=True, ge=0),
     }
+    if "eval_seconds" in d:  # the evaluators' wall time (docs/format.md), apart from seconds
+        out["eval_seconds"] = as_number(d.get("eval_seconds"), join(path, "eval_seconds"), null=True, ge=0)
+    return out
 
 
 #: at most this many GPU ids in a trial's ``resources.gpus``

@@ -81,6 +81,21 @@ class TrialRecorder:
     def _drop(self, reason: str, text: str) -> None:
         self.dropped.setdefault(reason, text)
 
+    def _cap_curves(self, curves: dict[str, Any], first: str) -> None:
+        """Keep the database's number of curves (evaluators may report many metrics): ``lr``,
+        ``loss``, the task's metric, then the shortest names (``mc_acc`` before ``mc_acc_words``);
+        the final values of the ones left out stay in ``metrics``."""
+        from lrbench_gui.core.db.validate import MAX_CURVES
+
+        if len(curves) <= MAX_CURVES:
+            return
+        evals = sorted((k for k in curves if k.startswith("eval/")), key=lambda k: (k != first, len(k), k))
+        out = evals[MAX_CURVES - (len(curves) - len(evals)):]
+        for name in out:
+            curves.pop(name)
+        self._drop("curves", f"a record keeps {MAX_CURVES} curves: {', '.join(out)[:300]} left out (their final "
+                             "values are in metrics)")
+
     def feed(self, event: Event) -> None:
         kind, d = event.type, event.data
         if kind == "hello":
@@ -190,6 +205,9 @@ class TrialRecorder:
             "tokens": _whole(end_cost.get("tokens", last.get("tokens", 0))),
             "seconds": round(seconds, 3) if seconds is not None and seconds >= 0 else 0.0,
         }
+        eval_seconds = _finite_or_none(end_cost.get("eval_seconds"))
+        if eval_seconds is not None and eval_seconds >= 0:  # the evaluators' time, apart from training's
+            cost["eval_seconds"] = round(eval_seconds, 3)
         info = self.hello.get("model") if isinstance(self.hello.get("model"), dict) else {}
         params = self.hello.get("params")
         model = {"family": str(info.get("family"))[:256] if info.get("family") else None,
@@ -206,6 +224,7 @@ class TrialRecorder:
             pts = [(s, _finite_or_none(m.get(name))) for s, m in self.evals]
             curves[f"eval/{name}"] = ([s for s, v in pts if v is not None], [v for _, v in pts if v is not None])
         metric = end.get("metric", "val_loss")
+        self._cap_curves(curves, f"eval/{metric}")
         objective = {"metric": metric if isinstance(metric, str) and KEY.match(metric) else "val_loss",
                      "mode": "max" if end.get("metric_mode") == "max" else "min"}
         notes = self.errors + list(self.dropped.values()) + (

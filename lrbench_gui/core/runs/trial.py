@@ -22,7 +22,7 @@ from lrbench_gui.core.params import ParamError, clip, validate_params
 from lrbench_gui.core.registry import require_registry, Registry, UnknownName
 from lrbench_gui.core.spec import JsonFileError, SpecError, loads_bounded, parse_spec, read_json_file
 
-__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "TrialError", "load_trial",
+__all__ = ["TrialConfig", "Optimizer", "Budget", "DeepSpeedOptions", "MergeSpec", "EvaluatorSpec", "TrialError", "load_trial",
            "write_trial", "SAFE_ID", "MAX_THREADS"]
 
 #: a trial or study id: docs/format.md's id rule (1 to 128 of letters, digits and ``_ . : @ + -``,
@@ -93,6 +93,14 @@ class MergeSpec(_Strict):
     weight: float = Field(ge=0, le=1, description="lambda: the later checkpoint's share")
 
 
+class EvaluatorSpec(_Strict):
+    """One evaluator the trainer runs at every evaluation, after the task's own: its registered
+    name and its parameters (validated against its ``Params`` by :func:`validate_trial`)."""
+
+    name: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrialConfig(_Strict):
     trial_id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     study_id: str | None = None
@@ -105,6 +113,9 @@ class TrialConfig(_Strict):
     grad_accum: int = Field(1, ge=1, le=10**6)
     max_grad_norm: float | None = Field(1.0, gt=0, le=1e9)
     eval_every: int = Field(0, ge=0, le=_MANY, description="steps between evaluations (0: only at the end)")
+    evaluators: list[EvaluatorSpec] = Field(
+        default_factory=list, max_length=64,
+        description="evaluators run at every evaluation after the task's (docs/plugins.md); their metrics join the eval event")
     checkpoint_steps: list[int] = Field(default_factory=list, max_length=10_000)
     checkpoint_every: int = Field(0, ge=0, le=_MANY)
     output_dir: str | None = Field(None, max_length=_PATH)
@@ -173,6 +184,16 @@ def validate_trial(config: TrialConfig, registry: Registry) -> TrialConfig:
         validate_params(task_cls.Params, config.task_params)
     except ParamError as exc:
         raise TrialError(clip("; ".join(f"task_params.{p}: {m}" if p else f"task_params: {m}" for p, m in exc.problems), 600))
+    for i, ev in enumerate(config.evaluators):
+        try:
+            ev_cls = reg.evaluator(ev.name)
+        except UnknownName as exc:
+            raise TrialError(f"evaluators[{i}]: {exc}") from None
+        try:
+            validate_params(ev_cls.Params, ev.params)
+        except ParamError as exc:
+            raise TrialError(clip("; ".join(f"evaluators[{i}].params.{p}: {m}" if p else f"evaluators[{i}].params: {m}"
+                                            for p, m in exc.problems), 600)) from None
     try:
         parse_spec(config.policy, reg)
     except SpecError as exc:

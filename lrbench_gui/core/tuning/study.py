@@ -74,6 +74,8 @@ class StudyConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     optimizer: dict[str, Any] = Field(default_factory=dict)
     eval_every: int = Field(0, ge=0)
+    #: evaluators every trial runs ({name, params}, as the trial file's): their metrics can be the objective
+    evaluators: list[dict[str, Any]] = Field(default_factory=list, max_length=64)
     seed: int = 0
     threads: int = Field(1, ge=0)
     device: str = "auto"
@@ -144,14 +146,24 @@ def resume_config(record: dict[str, Any] | None, **here: Any) -> "StudyConfig":
                          f"{where}: {what}") from None
 
 
-def metric_direction(metric: str, task_cls: Any) -> str:
+def metric_direction(metric: str, task_cls: Any, evaluators: Any = ()) -> str:
     """Whether ``metric`` is better lower ("min") or higher ("max"): the task's declared mode for
-    its own metric or any in its ``metric_modes``, else by name (accuracy-like names are "max")."""
+    its own metric or any in its ``metric_modes``, then the direction the given evaluator classes
+    declare for it (``mc_acc``; ``mc_acc_KIND`` takes ``mc_acc``'s), else by name (accuracy-like
+    names are "max")."""
     if metric == getattr(task_cls, "metric", None):
         return str(task_cls.metric_mode)
     declared = getattr(task_cls, "metric_modes", None) or {}
     if metric in declared:
         return str(declared[metric])
+    from lrbench_gui.core.evaluator import metric_directions
+
+    by_evaluator = metric_directions(list(evaluators))
+    if metric in by_evaluator:
+        return by_evaluator[metric]
+    for name in sorted(by_evaluator, key=len, reverse=True):
+        if metric.startswith(name + "_"):
+            return by_evaluator[name]
     from lrbench_gui.core.db.query import metric_mode
 
     return metric_mode(metric)
@@ -187,8 +199,9 @@ class Study:
         self.db = db
         task_cls = self.registry.task(config.task)
         validate_params(task_cls.Params, config.task_params)
+        evaluator_classes = self._evaluator_classes()
         metric = config.metric or task_cls.metric
-        mode = config.mode or metric_direction(metric, task_cls)
+        mode = config.mode or metric_direction(metric, task_cls, evaluator_classes)
         self.objective = Objective(metric, mode, config.target)
         if config.method == "cost" and config.target is None:
             raise ValueError("the cost method needs a target: e.g. --target val_acc=0.95")
@@ -362,6 +375,27 @@ class Study:
             out.append(cfg)
         return out
 
+    def _evaluator_classes(self) -> list[Any]:
+        """The study's evaluator classes, their parameters checked: one line when one is wrong."""
+        from lrbench_gui.core.params import ParamError
+        from lrbench_gui.core.registry import UnknownName
+
+        out = []
+        for i, spec in enumerate(self.config.evaluators):
+            name = spec.get("name") if isinstance(spec, dict) else None
+            extra = set(spec) - {"name", "params"} if isinstance(spec, dict) else set()
+            if not isinstance(name, str) or extra:
+                raise ValueError(f"evaluators[{i}]: give {{'name': NAME, 'params': {{...}}}}, got {spec!r:.200}")
+            try:
+                cls = self.registry.evaluator(name)
+                validate_params(cls.Params, spec.get("params") or {})
+            except UnknownName as exc:
+                raise ValueError(f"evaluators[{i}]: {exc}") from None
+            except ParamError as exc:
+                raise ValueError(f"evaluator {name}: {exc}") from None
+            out.append(cls)
+        return out
+
     def trial_config(self, req: TrialRequest) -> TrialConfig:
         cfg = self.config
         eval_every = req.eval_every or cfg.eval_every or max(1, req.steps // 10)
@@ -382,6 +416,8 @@ class Study:
             "precision": cfg.precision,
             "grad_accum": cfg.grad_accum,
         }
+        if cfg.evaluators:
+            obj["evaluators"] = [{"name": e["name"], "params": e.get("params") or {}} for e in cfg.evaluators]
         if cfg.trial_backend == "deepspeed":
             obj["deepspeed"] = {"zero_stage": cfg.zero_stage, "num_gpus": max(1, int(cfg.gpus_per_trial or 1)),
                                 "config": cfg.deepspeed_config}

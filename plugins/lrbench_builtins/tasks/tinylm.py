@@ -288,6 +288,9 @@ class TinyLMPretrain(Task):
             metrics.update({f"val_loss_v{v}": lm.loss_metrics(loss)["val_loss"] for v, loss in losses.items()})
         return metrics
 
+    def eval_context(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "device": self.device}
+
     def model_info(self) -> dict[str, Any]:
         p = self.params
         info: dict[str, Any] = {"family": "llama", "layers": p.n_layers, "d_model": p.d_model,
@@ -308,3 +311,7 @@ class TinyLMPretrain(Task):
 @hookimpl
 def register_tasks(register):
     register(TinyLMPretrain)
+
+
+# The built-in evaluators register through this entry point's module (no entry point of their own).
+from lrbench_builtins.evaluators import register_evaluators  # noqa: E402,F401
