@@ -182,6 +182,11 @@ def _study_flags(p: argparse.ArgumentParser, cls: Any, taken: set[str]) -> None:
     from lrbench_gui.cli.tune import add_trainer_flags
 
     add_trainer_flags(add)
+    add("--metric", metavar="NAME", help="the metric to rank by (default: the task's), e.g. an evaluator's mc_acc; "
+        "its direction is the task's or the evaluator's")
+    add("--evaluator", action="append", metavar="NAME[:k=v,...]",
+        help="run this evaluator at every evaluation of every trial (repeatable; lrbench plugins lists them), "
+             "e.g. multiple-choice:path=builtin:tinylm-mc")
     add("--set", action="append", default=[], metavar="task.K=V|tuner.K=V|optim.K=V",
         help="a task, tuner or optimizer setting (repeatable)")
     add("--name", help=f"a name for the study (default: '{cls.name} on TASK')")
@@ -216,6 +221,15 @@ def _first_lines(exc: Exception) -> str:
     return lines[0] + ("; " + " ".join(x.strip() for x in lines[1:3]) if len(lines) > 1 else "")
 
 
+def _evaluator(text: str) -> dict[str, Any]:
+    from lrbench_gui.core.tuning.kinds import parse_evaluator
+
+    try:
+        return parse_evaluator(text)
+    except ValueError as exc:
+        raise CliError(f"--evaluator {exc}") from None
+
+
 def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
     from lrbench_gui.core.tuning.kinds import missing_files, study_config, tuner_params_from_args
     from lrbench_gui.core.tuning.study import StudyConfig, resume_config
@@ -248,7 +262,8 @@ def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
         "batch_size": getattr(args, "batch_size", None), "seed": getattr(args, "seed", None),
         "parallel": getattr(args, "parallel", None), "name": getattr(args, "name", None),
         "budget_steps": getattr(args, "budget_steps", None), "method": getattr(args, "method", None),
-        "trials": getattr(args, "trials", None),
+        "trials": getattr(args, "trials", None), "metric": getattr(args, "metric", None),
+        "evaluators": [_evaluator(text) for text in getattr(args, "evaluator", None) or []] or None,
     }
     fields.update(trainer_settings(args))
     fields.update(_study_defaults(fields, fields["parallel"], "local", None))
@@ -299,8 +314,16 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         print(f"lrbench: warning: {warning}", file=sys.stderr)
     print(text, file=sys.stderr)
     progress = StudyProgress(args.json)
+    warned: set[str] = set()
+
+    def on_progress(study: Any) -> None:
+        progress(study)
+        for warning in [w for w in study.data_warnings if w not in warned]:  # records the data lost, once
+            warned.add(warning)
+            print(f"lrbench: warning: {warning}", file=sys.stderr)
+
     try:
-        run_study(study, on_progress=progress, live=f"lrbench study {study.config.tuner}")
+        run_study(study, on_progress=on_progress, live=f"lrbench study {study.config.tuner}")
     except KeyboardInterrupt:
         progress.close()
         print(f"stopped; resume with: {prog} --resume {config.study_id}", file=sys.stderr)

@@ -40,13 +40,16 @@ __all__ = [
     "study_config",
     "command_line",
     "missing_files",
+    "parse_evaluator",
+    "parse_evaluators",
+    "format_evaluator",
     "STUDY_FIELDS",
 ]
 
 #: the ``StudyConfig`` fields that the study flags of ``lrbench study KIND`` set
 STUDY_FIELDS = ("task", "task_params", "batch_size", "optimizer", "seed", "parallel", "name", "budget_steps",
                 "eval_every", "method", "policies", "trials", "trial_backend", "gpus_per_trial", "device",
-                "precision", "grad_accum", "zero_stage")
+                "precision", "grad_accum", "zero_stage", "metric", "evaluators")
 #: the trainer's study fields and their flags (``lrbench_gui.cli.tune.add_trainer_flags``); the
 #: user's DeepSpeed config is a file (``--deepspeed-config FILE``), so no command line carries it
 _TRAINER_FLAGS = (("trial_backend", "--trainer"), ("gpus_per_trial", "--gpus-per-trial"), ("device", "--device"),
@@ -226,6 +229,51 @@ def study_config(cls: type[Tuner], tuner_params: dict[str, Any], fields: dict[st
     return StudyConfig.model_validate(obj)
 
 
+def parse_evaluator(text: str) -> dict[str, Any]:
+    """``NAME[:key=value,...]`` (``--evaluator``'s text) as ``{"name": NAME, "params": {...}}``: a
+    value is JSON when it parses, else a string, and may hold commas when the next part is not
+    ``key=`` (``tasks=arc_easy,hellaswag``). ``ValueError`` (one line) for a malformed one."""
+    import math
+    import re
+
+    from lrbench_gui.core.params import clip
+    from lrbench_gui.core.spec import JsonFileError, loads_bounded
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"{clip(text)!r}: expected NAME or NAME:key=value,... (lrbench plugins lists the names)")
+    params: dict[str, Any] = {}
+    for part in [p for p in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)", rest) if p.strip()] if rest else []:
+        key, sep, raw = part.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{name}: {clip(part)}: expected key=value")
+        try:
+            value = loads_bounded(raw, f"{name}: {clip(key, 80)}")
+        except JsonFileError as exc:
+            if raw.lstrip().startswith(("[", "{")):
+                raise ValueError(str(exc)) from None
+            value = raw
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}: {clip(key, 80)} must be a finite number, got {clip(raw)}")
+        params[clip(key, 80)] = value
+    return {"name": name, "params": params}
+
+
+def parse_evaluators(text: str) -> list[dict[str, Any]]:
+    """Evaluators separated by ``;`` (``multiple-choice:path=builtin:tinylm-mc; heldout-loss``),
+    each as :func:`parse_evaluator` reads it: the Study panel's *Evaluators* line."""
+    return [parse_evaluator(part.strip()) for part in text.split(";") if part.strip()]
+
+
+def format_evaluator(spec: dict[str, Any]) -> str:
+    """``{"name": ..., "params": {...}}`` as :func:`parse_evaluator` reads it back."""
+    params = spec.get("params") or {}
+    parts = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in params.items()]
+    return str(spec["name"]) + (":" + ",".join(parts) if parts else "")
+
+
 def _sets(prefix: str, values: dict[str, Any]) -> list[str]:
     out = []
     for key, value in values.items():
@@ -241,7 +289,8 @@ def command_line(cls: type[Tuner], tuner_params: dict[str, Any], study_fields: d
     (all given ones), ``batch_size``, ``optimizer``, ``seed``, ``parallel``, ``name``,
     ``budget_steps`` when the kind does not decide it, ``method``/``policies``/``trials`` when it
     searches a space, the trainer's (``trial_backend``, ``gpus_per_trial``, ``device``,
-    ``precision``, ``grad_accum``, ``zero_stage``) and ``db``), then ``extra`` arguments as they are."""
+    ``precision``, ``grad_accum``, ``zero_stage``), ``metric``, ``evaluators`` and ``db``), then
+    ``extra`` arguments as they are."""
     params = validate_params(cls.Params, dict(tuner_params), where=f"tuner {cls.name}").model_dump(mode="json")
     base = cls.Params().model_dump(mode="json")
     args = ["lrbench", "study", cls.name]
@@ -269,6 +318,10 @@ def command_line(cls: type[Tuner], tuner_params: dict[str, Any], study_fields: d
     for key, flag in [*flags, *_TRAINER_FLAGS]:
         if key in fields and fields[key] != d.get(key):
             args += [flag, format_value(fields[key])]
+    if fields.get("metric") and fields["metric"] != d.get("metric"):
+        args += ["--metric", str(fields["metric"])]
+    for spec in fields.get("evaluators") or []:
+        args += ["--evaluator", format_evaluator(spec)]
     name = fields.get("name")
     if name and name != default_name(cls, task or d.get("task")):
         args += ["--name", str(name)]

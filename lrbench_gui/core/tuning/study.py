@@ -35,7 +35,7 @@ from lrbench_gui.core.registry import Registry, require_registry
 from lrbench_gui.core.runs.trial import TrialConfig, load_trial, validate_trial
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
-__all__ = ["StudyConfig", "Study", "result_from_record", "resume_config", "METHODS", "INTERRUPTED", "EXECUTION_FIELDS"]
+__all__ = ["StudyConfig", "Study", "result_from_record", "data_warning", "evaluator_classes", "resume_config", "METHODS", "INTERRUPTED", "EXECUTION_FIELDS"]
 
 #: the tag of a trial stopped because its whole study was stopped (it runs again on resume)
 INTERRUPTED = "interrupted"
@@ -169,6 +169,41 @@ def metric_direction(metric: str, task_cls: Any, evaluators: Any = ()) -> str:
     return metric_mode(metric)
 
 
+def data_warning(data: dict[str, Any]) -> str | None:
+    """One line when a trial's data lost records (a task's ``data_info()``: ``dropped`` and
+    ``truncated`` of ``records``), else None."""
+    counts = {k: data.get(k) for k in ("records", "dropped", "truncated")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        return None
+    if not (counts["dropped"] or counts["truncated"]):
+        return None
+    return (f"data: {counts['dropped']} of {counts['records']} records dropped and {counts['truncated']} truncated "
+            "at the task's max_length (the trial's log says why): raise max_length to keep them")
+
+
+def evaluator_classes(specs: list[dict[str, Any]], registry: Registry) -> list[Any]:
+    """The classes of ``specs`` (``{name, params}``, as ``StudyConfig.evaluators``), their
+    parameters checked: ``ValueError`` (one line) naming the first that is wrong."""
+    from lrbench_gui.core.params import ParamError
+    from lrbench_gui.core.registry import UnknownName
+
+    out = []
+    for i, spec in enumerate(specs):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        extra = set(spec) - {"name", "params"} if isinstance(spec, dict) else set()
+        if not isinstance(name, str) or extra:
+            raise ValueError(f"evaluators[{i}]: give {{'name': NAME, 'params': {{...}}}}, got {spec!r:.200}")
+        try:
+            cls = registry.evaluator(name)
+            validate_params(cls.Params, spec.get("params") or {})
+        except UnknownName as exc:
+            raise ValueError(f"evaluators[{i}]: {exc}") from None
+        except ParamError as exc:
+            raise ValueError(f"evaluator {name}: {exc}") from None
+        out.append(cls)
+    return out
+
+
 def result_from_record(key: str, record: TrialRecord, objective: Objective) -> TrialResult:
     """A finished trial's database record as its tuner wants it: the objective's value only
     when the trial completed with a finite one."""
@@ -226,6 +261,10 @@ class Study:
         self._ask_count = 0
         self.asked_at: dict[str, int] = {}
         self.on_stored: Callable[[dict[str, Any]], None] | None = None
+        #: what each running trial's data became (its hello event's ``data``: records dropped,
+        #: truncated...), kept in its record's ``extra.data``; the one-line warnings about it, each once
+        self.data_info: dict[str, dict[str, Any]] = {}
+        self.data_warnings: list[str] = []
         #: writes the database refused, kept in recovery files (RecoveryResult, with the
         #: ``lrbench db import`` line that applies each); the CLI reports them and exits 3
         self.recovered: list[Any] = []
@@ -377,24 +416,7 @@ class Study:
 
     def _evaluator_classes(self) -> list[Any]:
         """The study's evaluator classes, their parameters checked: one line when one is wrong."""
-        from lrbench_gui.core.params import ParamError
-        from lrbench_gui.core.registry import UnknownName
-
-        out = []
-        for i, spec in enumerate(self.config.evaluators):
-            name = spec.get("name") if isinstance(spec, dict) else None
-            extra = set(spec) - {"name", "params"} if isinstance(spec, dict) else set()
-            if not isinstance(name, str) or extra:
-                raise ValueError(f"evaluators[{i}]: give {{'name': NAME, 'params': {{...}}}}, got {spec!r:.200}")
-            try:
-                cls = self.registry.evaluator(name)
-                validate_params(cls.Params, spec.get("params") or {})
-            except UnknownName as exc:
-                raise ValueError(f"evaluators[{i}]: {exc}") from None
-            except ParamError as exc:
-                raise ValueError(f"evaluator {name}: {exc}") from None
-            out.append(cls)
-        return out
+        return evaluator_classes(self.config.evaluators, self.registry)
 
     def trial_config(self, req: TrialRequest) -> TrialConfig:
         cfg = self.config
@@ -441,6 +463,8 @@ class Study:
     def on_event(self, trial_id: str, event: Event) -> bool:
         """Forward the objective's intermediate values; False means "stop this trial"."""
         req = self.requests.get(trial_id)
+        if req is not None and event.type == "hello" and isinstance(event.get("data"), dict):
+            self.data_info[trial_id] = _jsonable(dict(list(event["data"].items())[:32]))
         if req is None or event.type != "eval":
             return True
         value = (event.get("metrics") or {}).get(self.objective.metric)
@@ -469,6 +493,14 @@ class Study:
             result.status = TrialStatus.PRUNED
         extra = dict(record.get("extra") or {})
         extra.update({"family": req.family, "point": _jsonable(req.point), "tuner_tags": _jsonable(req.tags)})
+        data = self.data_info.pop(trial_id, None)
+        if data is not None:
+            extra["data"] = data
+            warning = data_warning(data)
+            if warning:
+                record = {**record, "notes": "\n".join(n for n in (record.get("notes"), warning) if n)}
+                if warning not in self.data_warnings:
+                    self.data_warnings.append(warning)
         if store:
             extra["ask_index"] = self.asked_at.get(trial_id, len(self.results))
             extra["finish_index"] = len(self.results)
@@ -480,8 +512,11 @@ class Study:
         else:
             told = result
         self.tuner.tell(told)
+        # the trial is ranked by the study's objective (an evaluator's mc_acc, say), not the task's
+        # metric the trainer reported: its record says so, for every driver (CLI, app, Ray)
+        objective = {"metric": self.objective.metric, "mode": self.objective.mode}
         # what the tuner adds to its trial's record (the range test: its suggested LRs)
-        record = self.tuner.record_trial(req, result, {**record, "extra": extra})
+        record = self.tuner.record_trial(req, result, {**record, "objective": objective, "extra": extra})
         self.results[trial_id] = result
         self.records[trial_id] = record
         if store and self.db is not None:

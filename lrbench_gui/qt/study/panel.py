@@ -126,6 +126,11 @@ class StudyPanel(QWidget):
         self.target_edit = QLineEdit()
         self.target_edit.setPlaceholderText("e.g. 0.95 for val_acc")
         self.target_label = QLabel("Target")
+        #: the evaluators every trial runs, as the CLI's --evaluator takes them, separated by ";"
+        self.evaluators_edit = QLineEdit()
+        self.evaluators_edit.setPlaceholderText("none; e.g. multiple-choice:path=builtin:tinylm-mc; heldout-loss")
+        self.evaluators_edit.setToolTip("NAME[:key=value,...]; another after a ';'. Their metrics (mc_acc...) can be "
+                                        "the Metric; the Plugins panel lists the evaluators.")
         method_box = QGroupBox("Method")
         ml = QFormLayout(method_box)
         ml.addRow("Method", self.method_combo)
@@ -134,6 +139,7 @@ class StudyPanel(QWidget):
         metric_row.addWidget(self.metric_combo, 1)
         metric_row.addWidget(self.mode_combo)
         ml.addRow("Metric", metric_row)
+        ml.addRow("Evaluators", self.evaluators_edit)
         ml.addRow(self.target_label, self.target_edit)
 
         # Tuner.
@@ -222,6 +228,7 @@ class StudyPanel(QWidget):
             box.changed.connect(self._schedule_summary)
         backend_box.gpus_spin.valueChanged.connect(lambda _v: self._gpus_per_trial_changed())
         self.target_edit.textChanged.connect(self._schedule_summary)
+        self.evaluators_edit.textChanged.connect(self._schedule_summary)
         for f in (self.task_form, self.tuner_form):
             f.paramsChanged.connect(self._schedule_summary)
             f.paramsRejected.connect(self._schedule_summary)
@@ -356,6 +363,7 @@ class StudyPanel(QWidget):
             if not math.isfinite(target):
                 raise ValueError(f"target: {text!r} is not a finite number")
         obj: dict[str, Any] = {
+            "evaluators": self.evaluators(),
             **self.backend_box.values(),
             **self.budget_box.values(),
             **self.command_box.values(),
@@ -379,6 +387,20 @@ class StudyPanel(QWidget):
             lines = str(exc).splitlines()
             raise ValueError(" ".join(lines[1:3]) if len(lines) > 2 else str(exc)) from None
 
+    def evaluators(self) -> list[dict[str, Any]]:
+        """The Evaluators line as ``StudyConfig.evaluators`` (read as ``lrbench study --evaluator``
+        reads each), names and parameters checked; ``ValueError`` in one line."""
+        from lrbench_gui.core.tuning.kinds import parse_evaluators
+        from lrbench_gui.core.tuning.study import evaluator_classes
+
+        try:
+            specs = parse_evaluators(self.evaluators_edit.text())
+            evaluator_classes(specs, self._registry)
+        except ValueError as exc:
+            text = str(exc).splitlines()[0]
+            raise ValueError(text if text.startswith("evaluator") else f"evaluators: {text}") from None
+        return specs
+
     def load_config(self, config: StudyConfig | dict) -> None:
         """Fill the form from a study's configuration."""
         cfg = config if isinstance(config, StudyConfig) else StudyConfig.model_validate(config)
@@ -390,6 +412,9 @@ class StudyPanel(QWidget):
         if cfg.mode:
             self.mode_combo.setCurrentText(cfg.mode)
         self.target_edit.setText("" if cfg.target is None else format_float(cfg.target))
+        from lrbench_gui.core.tuning.kinds import format_evaluator
+
+        self.evaluators_edit.setText("; ".join(format_evaluator(e) for e in cfg.evaluators))
         self.tuner_combo.setCurrentText(cfg.tuner)
         self.tuner_form.set_values(cfg.tuner_params)
         self.policy_choice.set_lr_range(cfg.lr_range)
@@ -503,3 +528,14 @@ class StudyPanel(QWidget):
             return
         self.start_btn.setEnabled(not self.controller.is_busy())
         self.summary.setText(text)
+        self._offer_metrics(cfg)
+
+    def _offer_metrics(self, cfg: StudyConfig) -> None:
+        """The evaluators' metrics join the Metric choices (the text typed stays)."""
+        from lrbench_gui.core.tuning.study import evaluator_classes
+
+        with QSignalBlocker(self.metric_combo):
+            for cls in evaluator_classes(cfg.evaluators, self._registry):
+                for metric in getattr(cls, "metrics", {}) or {}:
+                    if self.metric_combo.findText(metric) < 0:
+                        self.metric_combo.addItem(metric)

@@ -27,6 +27,22 @@ def _dims(family) -> str:  # noqa: ANN001 - a Family
         else f"{d.name} in {list(d.choices)}" for d in family.dims) or "nothing searched"
 
 
+def _evaluators_line(cfg: StudyConfig, registry: Registry) -> str:
+    """What the evaluators add to every evaluation: their names, parameters and metrics."""
+    import html
+
+    from lrbench_gui.core.tuning.kinds import format_evaluator
+
+    parts = []
+    for spec in cfg.evaluators:
+        metrics = getattr(registry.evaluator(spec["name"]), "metrics", {}) or {}
+        scores = ", ".join(f"{m} ({mode})" for m, mode in metrics.items())
+        parts.append(f"<code>{html.escape(format_evaluator(spec))}</code>" + (f" → {scores}" if scores else ""))
+    every = f"every {cfg.eval_every} steps" if cfg.eval_every else "every evaluation (a tenth of a trial)"
+    return (f"Evaluators at {every} and at the end: " + "; ".join(parts)
+            + ". Their time is kept apart from training's (cost.eval_seconds).")
+
+
 def preview_html(cfg: StudyConfig, registry: Registry, placement: str | None = None) -> str:
     """The "What will run" text of ``cfg`` (rich text); ``placement`` says where local trials go
     (the GPUs, or the CPU workers: :func:`~lrbench_gui.core.runs.gpus.plan_slots`'s line).
@@ -57,6 +73,8 @@ def preview_html(cfg: StudyConfig, registry: Registry, placement: str | None = N
         f"Ranked by {ranked}.",
         "Recorded in the database as it runs; a stopped study can be resumed.",
     ]
+    if cfg.evaluators:
+        lines.insert(-1, _evaluators_line(cfg, registry))
     if getattr(cfg, "command", None):
         import html
 
