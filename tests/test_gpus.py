@@ -286,6 +286,11 @@ def test_deepspeed_trials_get_two_disjoint_pairs_with_the_launcher_include(lrben
     assert sorted(t["resources"]["launcher_include"] for t in trials) == ["localhost:0,1", "localhost:2,3"]
     assert {t["extra"]["world_size"] for t in trials} == {2}  # two ranks each
     assert {t["extra"]["samples"] for t in trials} == {2 * 32 * 2} and {t["cost"]["steps"] for t in trials} == {2}
+    from lrbench_gui.core.records import curve_points
+
+    for t in trials:  # rank 0 alone writes: no duplicated or interleaved step lines, one end event
+        assert [s for s, _ in curve_points(t["curves"]["loss"])] == [0, 1], t["curves"]["loss"]
+        assert "second end event" not in (t["notes"] or "")
     assert _max_overlap(trials) == 2
 
 

@@ -66,13 +66,23 @@ def trial_env(tmp_path: Path, steps: int, stop: bool = False) -> tuple[dict[str,
     return env, folder / "report.jsonl"
 
 
-def run(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    if env is None:
-        env = {k: v for k, v in os.environ.items() if k not in ENV}
-    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=240,
-                         env=env, cwd=script.parent)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
+def side_by_side(*runs: tuple[Path, tuple[str, ...], dict[str, str] | None]) -> list[subprocess.CompletedProcess]:
+    """Run each (script, args, env) as its own process, all at once (each waits on its imports,
+    not on the others); each must exit 0."""
+    procs = []
+    for script, args, env in runs:
+        if env is None:
+            env = {k: v for k, v in os.environ.items() if k not in ENV}
+        cmd = [sys.executable, str(script), *args]
+        procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                            cwd=script.parent)))
+    outs = []
+    for cmd, proc in procs:
+        stdout, stderr = proc.communicate(timeout=240)
+        outs.append(subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr))
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return outs
 
 
 def events(report: Path) -> list:
@@ -96,40 +106,38 @@ def test_the_docs_mark_every_example_and_count_its_added_lines():
 
 @pytest.mark.slow
 def test_the_torch_script_runs_on_its_own_and_as_it_was_before(scripts):
-    for name in ("train_torch.py", "original_train_torch.py"):
-        out = run(scripts / name, "--steps", "50")
+    for out in side_by_side(*((scripts / name, ("--steps", "50"), None)
+                              for name in ("train_torch.py", "original_train_torch.py"))):
         assert "step 50: val_loss" in out.stdout
 
 
 @pytest.mark.slow
 def test_the_torch_script_reports_follows_the_policy_and_stops(scripts, tmp_path, registry):
     env, report = trial_env(tmp_path / "a", steps=30)
-    run(scripts / "train_torch.py", "--steps", "30", env=env)
+    stop_env, stop_report = trial_env(tmp_path / "b", steps=30, stop=True)
+    side_by_side((scripts / "train_torch.py", ("--steps", "30"), env),
+                 (scripts / "train_torch.py", ("--steps", "30"), stop_env))
     got = events(report)
     steps = [e for e in got if e.type == "step"]
     assert got[0].type == "hello" and [e["step"] for e in steps] == list(range(30))
     assert [e["lr"] for e in steps] == build_schedule(COMPOSITION, 30, registry).lrs()
     assert [e.type for e in got][-1] == "eval" and got[-1]["metrics"]["val_loss"] > 0
-
-    env, report = trial_env(tmp_path / "b", steps=30, stop=True)
-    run(scripts / "train_torch.py", "--steps", "30", env=env)
-    assert [e["step"] for e in events(report) if e.type == "step"] == [0]
+    assert [e["step"] for e in events(stop_report) if e.type == "step"] == [0]  # the stop file was honoured
 
 
 @pytest.mark.slow
 def test_the_hf_script_reports_and_stops(scripts, tmp_path, registry):
     env, report = trial_env(tmp_path / "a", steps=6)
-    run(scripts / "train_hf.py", "--steps", "6", "--out", str(tmp_path / "hf-a"), env=env)
+    stop_env, stop_report = trial_env(tmp_path / "b", steps=6, stop=True)
+    side_by_side((scripts / "train_hf.py", ("--steps", "6", "--out", str(tmp_path / "hf-a")), env),
+                 (scripts / "train_hf.py", ("--steps", "6", "--out", str(tmp_path / "hf-b")), stop_env))
     got = events(report)
     steps = [e for e in got if e.type == "step"]
     assert [e["step"] for e in steps] == list(range(6))
     assert [e["lr"] for e in steps] == pytest.approx(build_schedule(COMPOSITION, 6, registry).lrs(), rel=1e-12)
     evals = [e for e in got if e.type == "eval"]
     assert [e["step"] for e in evals] == [3, 6] and evals[-1]["metrics"]["val_loss"] > 0
-
-    env, report = trial_env(tmp_path / "b", steps=6, stop=True)
-    run(scripts / "train_hf.py", "--steps", "6", "--out", str(tmp_path / "hf-b"), env=env)
-    assert [e["step"] for e in events(report) if e.type == "step"] == [0]
+    assert [e["step"] for e in events(stop_report) if e.type == "step"] == [0]  # the stop file was honoured
 
 
 @pytest.mark.slow

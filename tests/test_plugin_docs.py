@@ -68,29 +68,12 @@ def _db(lrbench_env):
 
 
 @pytest.mark.slow
-def test_the_golden_section_tuner_finds_an_lr_in_a_real_study(plugins):
-    out = lrbench("tune", "--tuner", "golden", "--task", "digits-mlp", "--policies", "cosine", "--trials", "5",
-                  "--budget-steps", "30", "--parallel", "2", "--lr-range", "1e-4,1", "--json")
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    tuner = report["summary"]["tuner"]
-    assert tuner["tuner"] == "golden" and tuner["trials_told"] == 5
-    assert 1e-4 <= tuner["lr"] <= 1.0
-    low, high = tuner["bracket"]
-    assert 1e-4 <= low < high <= 1.0 and high / low < 1e4 * 0.618 ** 2  # the bracket narrowed
-    trials = _db(plugins).trials(study=report["study"])
-    assert len(trials) == 5 and all(isinstance(t["extra"]["tuner_tags"]["log_lr"], float) for t in trials)
-    assert sorted(t["id"].rsplit("-", 1)[-1] for t in trials) == [f"gs{i:03d}" for i in range(5)]
-    best = report["summary"]["best"]
-    assert best is not None and best["policy"]["params"]["lr"] == pytest.approx(tuner["lr"])
-
-
-@pytest.mark.slow
 def test_a_third_party_search_tuner_resumes_like_a_builtin_after_an_interrupt(plugins):
     """``lrbench tune`` with the docs' tuner, interrupted by Ctrl-C after two trials finished,
-    then ``lrbench tune --resume``: the finished trials are replayed, not run again."""
+    then ``lrbench tune --resume`` (two at a time): the finished trials are replayed, not run
+    again, and the whole study finds an LR the way the docs say (the bracket narrowed)."""
     args = ["--tuner", "golden", "--task", "digits-mlp", "--policies", "cosine", "--trials", "5",
-            "--budget-steps", "30", "--parallel", "1"]
+            "--budget-steps", "30", "--parallel", "1", "--lr-range", "1e-4,1"]
     proc = subprocess.Popen([sys.executable, "-m", "lrbench_gui.cli", "tune", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
@@ -114,7 +97,7 @@ def test_a_third_party_search_tuner_resumes_like_a_builtin_after_an_interrupt(pl
     completed = {k for k in finished if before[k]["status"] == "completed"}
     assert len(completed) >= 2
 
-    out = lrbench("tune", "--resume", study_id, "--json")
+    out = lrbench("tune", "--resume", study_id, "--parallel", "2", "--json")
     assert out.returncode == 0, out.stderr
     assert f"{len(completed)} completed trials kept" in out.stderr
     after = {t["id"]: t for t in _db(plugins).trials(study=study_id)}
@@ -123,7 +106,18 @@ def test_a_third_party_search_tuner_resumes_like_a_builtin_after_an_interrupt(pl
         assert after[key] == before[key]
     for key in interrupted:  # stopped with the study: run again to the end
         assert after[key]["status"] != "stopped" and "interrupted" not in (after[key].get("tags") or [])
-    assert json.loads(out.stdout)["summary"]["replayed"] == len(finished)
+    report = json.loads(out.stdout)
+    assert report["summary"]["replayed"] == len(finished)
+
+    # the golden-section search over the whole study: an LR in the range, a narrowed bracket
+    tuner = report["summary"]["tuner"]
+    assert tuner["tuner"] == "golden" and tuner["trials_told"] == 5
+    assert 1e-4 <= tuner["lr"] <= 1.0
+    low, high = tuner["bracket"]
+    assert 1e-4 <= low < high <= 1.0 and high / low < 1e4 * 0.618 ** 2  # the bracket narrowed
+    assert all(isinstance(t["extra"]["tuner_tags"]["log_lr"], float) for t in after.values())
+    best = report["summary"]["best"]
+    assert best is not None and best["policy"]["params"]["lr"] == pytest.approx(tuner["lr"])
 
 
 def test_the_golden_section_tuner_passes_the_tuner_contract(plugins, tmp_path):

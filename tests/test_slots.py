@@ -57,23 +57,32 @@ def test_every_scheduler_meets_the_protocol(qtbot, tmp_path):
 
 
 def test_cli_and_gui_runners_give_each_trial_the_same_slot(qtbot, tmp_path):
+    import threading
+
     gpus = ["3", "5"]
     local_slots: dict[int, str | None] = {}
     sched = LocalScheduler(gpus, workdir=tmp_path / "cli",
                            on_started=lambda tid, cfg: local_slots.setdefault(cfg.seed, sched.slots.slot_of(tid)[1]))
     for cfg in configs(3):
         sched.submit(cfg)
-    records = sched.run()
-    assert {r["status"] for r in records.values()} == {"completed"}
+    records: dict = {}
+    # the CLI's blocking scheduler on a thread of its own, the GUI's runner on Qt's loop: both at once
+    cli = threading.Thread(target=lambda: records.update(sched.run()))
+    cli.start()
 
     runner = TrialRunner(gpus, workdir=tmp_path / "gui")
     qt_slots: dict[int, str | None] = {}
     runner.trialStarted.connect(lambda tid, cfg: qt_slots.setdefault(cfg.seed, runner.gpus_of(tid)))
     done = []
     runner.trialFinished.connect(lambda tid, rec: done.append(rec["status"]))
-    with qtbot.waitSignal(runner.idle, timeout=120_000):
-        for cfg in configs(3):
-            runner.submit(cfg)
+    try:
+        with qtbot.waitSignal(runner.idle, timeout=120_000):
+            for cfg in configs(3):
+                runner.submit(cfg)
+    finally:
+        cli.join(timeout=120)
+    assert not cli.is_alive()
+    assert len(records) == 3 and {r["status"] for r in records.values()} == {"completed"}
     assert done == ["completed"] * 3
     assert qt_slots[0] == local_slots[0] == "3" and qt_slots[1] == local_slots[1] == "5"
     assert qt_slots[2] in gpus and local_slots[2] in gpus

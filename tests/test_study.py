@@ -147,12 +147,13 @@ def test_cli_refuses_bad_studies(lrbench_env):
 def test_a_ray_tune_backed_study_reaches_the_app_and_the_database(lrbench_env):
     """`lrbench tune --backend ray --json`: every step event comes back through Ray (the stored
     curves hold every step), both trials are recorded, and stdout is one JSON document although
-    Ray prints banners (issue 12's tune-json-ray case, run here so the suite starts Ray once)."""
+    Ray prints banners (issue 12's tune-json-ray case, run here so the suite starts Ray once);
+    two trials at a time, as the app's Ray study runs them."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     out = subprocess.run(
         [sys.executable, "-m", "lrbench_gui.cli", "tune", "--task", "digits-mlp", "--tuner", "grid",
          "--set", "tuner.points=2", "--policies", "fixed", "--lr-range", "1e-3,3e-2", "--budget-steps", "40",
-         "--eval-every", "20", "--backend", "ray", "--json"],
+         "--eval-every", "20", "--backend", "ray", "--parallel", "2", "--json"],
         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)  # one JSON document, whatever Ray printed

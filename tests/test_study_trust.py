@@ -29,14 +29,15 @@ def cli(*args, env=None):
 
 
 def test_an_interrupted_study_resumes_to_the_same_trials_and_best(lrbench_env):
-    whole = make(PolicyDB(lrbench_env["db"]), study_id="s-whole", parallel=2)
+    four = {"tuner_params": {"points": 2}}  # two policies, two LRs: two finish, the rest are cut
+    whole = make(PolicyDB(lrbench_env["db"]), study_id="s-whole", parallel=2, **four)
     run_study(whole)
     want = {tid.split("-", 2)[-1]: r["status"] for tid, r in whole.records.items()}
 
     db = PolicyDB(lrbench_env["db"])
     # fresh processes: a warm worker ends a 40-step trial before the interrupt lands, so none
     # would be interrupted (the whole and resumed runs are warm: the same results, to the bit)
-    cut = make(db, study_id="s-cut", parallel=2, warm=False)
+    cut = make(db, study_id="s-cut", parallel=2, warm=False, **four)
 
     def stop_after_two(study):
         if len(study.results) == 2:
@@ -49,7 +50,7 @@ def test_an_interrupted_study_resumes_to_the_same_trials_and_best(lrbench_env):
     assert interrupted and all(t["status"] == "stopped" for t in interrupted)
     assert db.get("s-cut", "studies")["status"] == "stopped"
 
-    again = make(PolicyDB(lrbench_env["db"]), study_id="s-cut", parallel=2)
+    again = make(PolicyDB(lrbench_env["db"]), study_id="s-cut", parallel=2, **four)
     again.resume()
     assert again.resumed["completed"] == 2 and again.resumed["rerun"] >= len(interrupted)
     run_study(again)
