@@ -157,6 +157,8 @@ class RayScheduler:
     def _drain(self, events: Any, wait_for: str | None = None, timeout: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            if wait_for is not None and wait_for in self.exited:  # the Drain callback had it already
+                return
             try:
                 left = deadline - time.monotonic()
                 trial_id, kind, payload = events.get(block=wait_for is not None and left > 0,
