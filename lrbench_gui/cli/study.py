@@ -314,16 +314,8 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         print(f"lrbench: warning: {warning}", file=sys.stderr)
     print(text, file=sys.stderr)
     progress = StudyProgress(args.json)
-    warned: set[str] = set()
-
-    def on_progress(study: Any) -> None:
-        progress(study)
-        for warning in [w for w in study.data_warnings if w not in warned]:  # records the data lost, once
-            warned.add(warning)
-            print(f"lrbench: warning: {warning}", file=sys.stderr)
-
     try:
-        run_study(study, on_progress=on_progress, live=f"lrbench study {study.config.tuner}")
+        run_study(study, on_progress=progress, live=f"lrbench study {study.config.tuner}")
     except KeyboardInterrupt:
         progress.close()
         print(f"stopped; resume with: {prog} --resume {config.study_id}", file=sys.stderr)

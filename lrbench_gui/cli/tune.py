@@ -264,8 +264,12 @@ class StudyProgress:
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.warned: set[str] = set()
 
     def __call__(self, study: Any) -> None:
+        for warning in [w for w in getattr(study, "data_warnings", ()) if w not in self.warned]:
+            self.warned.add(warning)  # the records a trial's data lost (too long...), said once
+            print(f"lrbench: warning: {warning}", file=sys.stderr)
         if self.quiet:
             return
         best = study.best()
@@ -465,20 +469,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_evaluator(text: str) -> dict[str, Any]:
-    """``NAME[:k=v,...]`` as ``{"name": NAME, "params": {...}}``; a value may hold commas when the
-    next part is not ``key=``."""
-    import re
+    """``--evaluator NAME[:k=v,...]`` as ``{"name": NAME, "params": {...}}`` (the one parser, shared with
+    ``lrbench study KIND`` and the Study panel)."""
+    from lrbench_gui.core.tuning.kinds import parse_evaluator as parse
 
-    name, _, rest = text.partition(":")
-    name = name.strip()
-    if not name:
-        raise CliError(f"--evaluator {text[:200]!r}: expected NAME or NAME:key=value,... (lrbench plugins lists the names)")
-    pairs = [p for p in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)", rest) if p.strip()] if rest else []
     try:
-        params = parse_set(pairs)
-    except CliError as exc:
-        raise CliError(f"--evaluator {name}: {str(exc).removeprefix('--set ')}") from None
-    return {"name": name, "params": params}
+        return parse(text)
+    except ValueError as exc:
+        raise CliError(f"--evaluator {exc}") from None
 
 
 def _cmd_tune_checked(args: argparse.Namespace) -> int:
