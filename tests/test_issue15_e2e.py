@@ -104,6 +104,10 @@ def test_a_halving_study_tunes_a_chat_finetune_for_mc_acc_end_to_end(pretrained,
         assert "eval/mc_acc" in t["curves"] and t["cost"]["eval_seconds"] > 0
         assert t["task_params"]["packing"] is True
         assert t["extra"]["data"]["dropped"] == 2 and warning.removeprefix("lrbench: warning: ") in t["notes"]
+    # the study says how much of its trials' time went to evaluating
+    s = summary  # lrbench study --json: the summary's fields at the top level
+    assert s["eval_seconds"] == pytest.approx(sum(t["cost"]["eval_seconds"] for t in trials), abs=0.01)
+    assert 0 < s["eval_share"] < 1 and s["train_seconds"] > 0
 
     # each trial's hello, as mirrored into the live folder the app follows: the chat template, the
     # packed rows, the two dropped records; every trial after the first read the tokenized cache

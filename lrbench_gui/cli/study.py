@@ -328,6 +328,8 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
 
     failure = all_failed(study)
     summary = study.tuner.summary_json()
+    overall = study.summary()  # what every study kind reports besides its tuner's own figures
+    summary.update({k: overall[k] for k in ("train_seconds", "eval_seconds", "eval_share") if k in overall})
     if failure is not None:
         if args.json:
             print_json({"study": config.study_id, **summary, "error": f"every trial failed; the first: {failure}"})
@@ -346,6 +348,9 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
         print_json({"study": config.study_id, **summary})
         return 0
     print_summary(cls.view, study, summary)
+    if summary.get("eval_share") is not None:
+        print(f"{100 * summary['eval_share']:.0f} % of the trials' time went to evaluating "
+              f"({summary['eval_seconds']:.1f} of {summary['eval_seconds'] + summary['train_seconds']:.1f} s)")
     for warning in summary.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"\nstudy {config.study_id} recorded in {db.path}" + (f"; figure: {args.output}" if args.output else ""))

@@ -375,7 +375,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         return 1 if failure else 0
     print(format_ranking(study))
     s = study.summary()
-    print(f"\nstudy {study.config.study_id}: {s['trials']} trials, {s['compute_steps']} steps of compute; "
+    evaluating = (f"; {100 * s['eval_share']:.0f} % of the trials' time went to evaluating ({s['eval_seconds']:.1f} of "
+                  f"{s['eval_seconds'] + s['train_seconds']:.1f} s)" if s.get("eval_share") is not None else "")
+    print(f"\nstudy {study.config.study_id}: {s['trials']} trials, {s['compute_steps']} steps of compute{evaluating}; "
           f"recorded in {db.path}")
     if "best_single" in s:
         bs, bc = s.get("best_single"), s.get("best_composition")

@@ -588,6 +588,11 @@ class Study:
             "best": None if best is None else {k: best[k] for k in ("trial", "family", "policy", "value")},
             "tuner": self.tuner.summary_json(),
         }
+        train = sum(float(r.cost.get("seconds", 0) or 0) for r in self.results.values())
+        evaluating = sum(float(r.cost.get("eval_seconds", 0) or 0) for r in self.results.values())
+        if evaluating > 0:  # evaluators' time is kept apart from training's in every trial's cost
+            out.update(train_seconds=round(train, 3), eval_seconds=round(evaluating, 3),
+                       eval_share=round(evaluating / (train + evaluating), 4))
         if self.config.method == "compose" and self.results:
             ranked = [r for r in self.ranking() if r["value"] is not None]
             single = next((r for r in ranked if not r["composed"]), None)
