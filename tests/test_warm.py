@@ -206,3 +206,19 @@ def test_the_task_contract_catches_a_task_that_keeps_its_trained_model_warm():
 
     with pytest.raises(ContractError, match="warm run .* gave the losses"):
         check_task_warm(KeepsItsModel, steps=3, lr=0.1)
+
+
+def test_a_trial_that_fails_mid_run_drops_the_workers_cache(tmp_path, registry):
+    """A trial that raises never hands back what it took from the cache (a LoRA base still wearing
+    its adapters): the worker forgets the cache, so the next trial loads afresh."""
+    from lrbench_gui.core.runs.trial import write_trial
+    from lrbench_gui.trainer.run import Emitter, run_file
+
+    # exp with a huge gamma: a finite LR at step 0, an overflow a few steps in (a ScheduleError)
+    bad = load_trial({"task": "digits-mlp", "policy": {"name": "exp", "params": {"lr": 0.01, "gamma": 1e200}},
+                      "budget": {"steps": 5}, "output_dir": str(tmp_path)})
+    cache = {"digits-mlp": "what the task kept"}
+    with open(os.devnull, "w") as sink:
+        out = Emitter(bad.trial_id, stream=sink)
+        assert run_file(str(write_trial(bad, tmp_path / "trial.json")), registry, out, cache) == 1
+    assert cache == {} and any("cached model and data are dropped" in line for line in out.tail)

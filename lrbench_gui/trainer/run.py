@@ -516,12 +516,22 @@ def run_file(path: str, registry: Registry, out: Emitter, cache: dict | None = N
     try:
         run_trial(cfg, out, registry, cache)
     except (TrialError, ScheduleError) as exc:  # a broken contract or a policy's bad LR: one clear line
+        _forget(cache, out)
         out.log(f"trial {cfg.trial_id} failed: {exc}")
         _failed(out, str(exc))
         return 1
     except Exception as exc:  # a failed trial is reported, never a bare traceback to the app
+        _forget(cache, out)
         out.log(traceback.format_exc())
         kind = "out of memory" if "out of memory" in str(exc).lower() else type(exc).__name__
         _failed(out, f"{kind}: {clip(str(exc), 400)}")
         return 1
     return 0
+
+
+def _forget(cache: dict | None, out: Emitter) -> None:
+    """A trial that raised never handed back what it took from a warm worker's cache (a LoRA
+    fine-tune's base still wears its adapters): empty it, so the next trial loads afresh."""
+    if cache:
+        cache.clear()
+        out.log("warm worker: the failed trial's cached model and data are dropped; the next trial loads them again")
