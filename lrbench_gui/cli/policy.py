@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from lrbench_gui.core.export import TARGETS, export_policy
 from lrbench_gui.core.params import clip, describe
 from lrbench_gui.core.registry import UnknownName
 from lrbench_gui.core.spec import (JsonFileError, PolicySpec, ScheduleError, Spec, SpecError, build_schedule,
-                                   loads_bounded, parse_spec, read_json_file, spec_label)
+                                   loads_bounded, parse_assignment, parse_spec, read_json_file, spec_label)
 from lrbench_gui.cli import CliError, print_json
 
 __all__ = ["add_parser", "parse_set", "resolve_spec"]
@@ -24,19 +23,10 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     as a string otherwise (a value that opens a list or an object must be valid JSON)."""
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CliError(f"--set {clip(item)}: expected key=value")
-        key = clip(key, 80)
         try:
-            value = loads_bounded(raw, f"--set {key}")
-        except JsonFileError as exc:
-            if raw.lstrip().startswith(("[", "{")):
-                raise CliError(str(exc)) from None
-            value = raw
-        if isinstance(value, float) and not math.isfinite(value):
-            raise CliError(f"--set {key}: must be a finite number, got {clip(raw)}")
+            key, value = parse_assignment(item)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
         out[key] = value
     return out
 

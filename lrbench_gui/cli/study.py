@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.cli import CliError, open_db, print_json, registry
-from lrbench_gui.cli.tune import StudyProgress, _study_defaults, placement_line, split_sets, trainer_settings
+from lrbench_gui.cli.tune import (StudyProgress, _study_defaults, placement_line, resumed_trainer_settings, split_sets,
+                                  trainer_settings)
 
 __all__ = ["add_parser", "kind_parser", "config_from_argv", "run_kind", "ALIASES"]
 
@@ -240,12 +241,7 @@ def _config(cls: Any, args: argparse.Namespace, db: Any) -> Any:
             raise CliError(f"no study {args.resume!r} in {getattr(db, 'path', 'the database')} "
                            "(lrbench db list shows the studies)")
         trainer = trainer_settings(args)
-        stored = (found.get("extra") or {}).get("config") or {}
-        for key, flag in (("precision", "--precision"), ("grad_accum", "--grad-accum")):
-            if key in trainer and key in stored and trainer[key] != stored[key]:
-                raise CliError(f"{flag} {trainer[key]}: study {args.resume} keeps its own ({stored[key]}); "
-                               "it changes results, so a resumed study cannot change it")
-        here = {k: v for k, v in trainer.items() if k not in ("precision", "grad_accum")}
+        here = resumed_trainer_settings(trainer, found, args.resume)
         here.update(_study_defaults(here, getattr(args, "parallel", None), "local", None))
         try:  # the execution settings are this command line's, never the stored record's
             config = resume_config(found, parallel=here.pop("parallel", getattr(args, "parallel", None)), **here)

@@ -63,6 +63,18 @@ def _read_deepspeed_config(path: str) -> dict[str, Any]:
     return obj
 
 
+def resumed_trainer_settings(trainer: dict[str, Any], record: dict[str, Any], study_id: str) -> dict[str, Any]:
+    """The trainer flags a resumed study takes from this command line: its execution settings.
+    Precision and gradient accumulation change results, so a value other than the stored
+    study's is refused in one line; the study keeps its own."""
+    stored = (record.get("extra") or {}).get("config") or {}
+    for key, flag in (("precision", "--precision"), ("grad_accum", "--grad-accum")):
+        if key in trainer and key in stored and trainer[key] != stored[key]:
+            raise CliError(f"{flag} {trainer[key]}: study {study_id} keeps its own ({stored[key]}); "
+                           "it changes results, so a resumed study cannot change it")
+    return {k: v for k, v in trainer.items() if k not in ("precision", "grad_accum")}
+
+
 def trainer_settings(args: argparse.Namespace, scheduler: str = "local") -> dict[str, Any]:
     """The trainer flags given, checked together (a flag the choice would ignore is refused in
     one line), as ``StudyConfig`` fields: ``trial_backend``, ``gpus_per_trial``, ``device``,
@@ -199,12 +211,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
         # where this machine sends work is never taken from a (possibly imported) record: the
         # backend, Ray address, parallelism and GPUs are the ones given on this command line
         trainer = trainer_settings(args, args.scheduler)
-        stored = (found.get("extra") or {}).get("config") or {}
-        for key, flag in (("precision", "--precision"), ("grad_accum", "--grad-accum")):
-            if key in trainer and key in stored and trainer[key] != stored[key]:
-                raise CliError(f"{flag} {trainer[key]}: study {args.resume} keeps its own ({stored[key]}); "
-                               "it changes results, so a resumed study cannot change it")
-        here = {k: v for k, v in trainer.items() if k not in ("precision", "grad_accum")}
+        here = resumed_trainer_settings(trainer, found, args.resume)
         here.update(_study_defaults(here, args.parallel, args.scheduler, args.address))
         try:
             config = resume_config(found, backend=args.scheduler, ray_address=args.address,

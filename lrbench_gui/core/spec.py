@@ -48,6 +48,7 @@ __all__ = [
     "spec_label",
     "ratio_form",
     "parse_boundaries",
+    "parse_assignment",
     "shares_of",
     "MAX_DEPTH",
     "ScheduleError",
@@ -79,6 +80,26 @@ def loads_bounded(text: str, what: str = "JSON", max_depth: int = MAX_JSON_DEPTH
     scanner = JSONScanner(what, max_depth=max_depth, max_values=MAX_JSON_VALUES, max_string=MAX_JSON_STRING)
     scanner.feed(data)
     return parse_bounded(data, what, parse_constant=float)  # NaN is refused by the field that holds it
+
+
+def parse_assignment(item: str, what: str = "--set") -> tuple[str, Any]:
+    """One ``key=value`` (``--set``, an evaluator's parameters): the value read as JSON when it
+    parses (numbers, lists, booleans), as a string otherwise (a value that opens a list or an
+    object must be valid JSON); ``ValueError`` in one line, prefixed by ``what``."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"{what} {clip(item)}: expected key=value")
+    key = clip(key, 80)
+    try:
+        value = loads_bounded(raw, f"{what} {key}")
+    except JsonFileError as exc:
+        if raw.lstrip().startswith(("[", "{")):
+            raise ValueError(str(exc)) from None
+        value = raw
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} {key}: must be a finite number, got {clip(raw)}")
+    return key, value
 
 
 def read_json_file(path: str | Path, what: str = "file", max_bytes: int = MAX_FILE_BYTES,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -75,17 +74,9 @@ def pid_alive(pid: Any) -> bool:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".live-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from lrbench_gui.core.db.storage import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj).encode("utf-8"))
 
 
 class LiveMirror:

@@ -233,11 +233,10 @@ def parse_evaluator(text: str) -> dict[str, Any]:
     """``NAME[:key=value,...]`` (``--evaluator``'s text) as ``{"name": NAME, "params": {...}}``: a
     value is JSON when it parses, else a string, and may hold commas when the next part is not
     ``key=`` (``tasks=arc_easy,hellaswag``). ``ValueError`` (one line) for a malformed one."""
-    import math
     import re
 
     from lrbench_gui.core.params import clip
-    from lrbench_gui.core.spec import JsonFileError, loads_bounded
+    from lrbench_gui.core.spec import parse_assignment
 
     name, _, rest = text.partition(":")
     name = name.strip()
@@ -245,19 +244,8 @@ def parse_evaluator(text: str) -> dict[str, Any]:
         raise ValueError(f"{clip(text)!r}: expected NAME or NAME:key=value,... (lrbench plugins lists the names)")
     params: dict[str, Any] = {}
     for part in [p for p in re.split(r",(?=\s*[A-Za-z_][A-Za-z0-9_]*=)", rest) if p.strip()] if rest else []:
-        key, sep, raw = part.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"{name}: {clip(part)}: expected key=value")
-        try:
-            value = loads_bounded(raw, f"{name}: {clip(key, 80)}")
-        except JsonFileError as exc:
-            if raw.lstrip().startswith(("[", "{")):
-                raise ValueError(str(exc)) from None
-            value = raw
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name}: {clip(key, 80)} must be a finite number, got {clip(raw)}")
-        params[clip(key, 80)] = value
+        key, value = parse_assignment(part, f"{name}:")
+        params[key] = value
     return {"name": name, "params": params}
 
 

@@ -69,11 +69,11 @@ class Generation(Evaluator):
         items = read_jsonl(self.params.path, {"prompt": str, "reference": str}, "generation")
         return items[: self.params.limit] if self.params.limit else items
 
-    def outputs(self, model: Any, ctx: EvalContext) -> list[str]:
-        """The cut, stripped output of each prompt."""
+    def outputs(self, model: Any, ctx: EvalContext, items: list[dict] | None = None) -> list[str]:
+        """The cut, stripped output of each prompt (of ``items``, default the evaluator's set)."""
         from lrbench_builtins.evaluators._lm import greedy_generate
 
-        items = getattr(self, "items", None) or self._load()
+        items = items or getattr(self, "items", None) or self._load()
         p = self.params
         raw = greedy_generate(model, ctx.tokenizer, ctx.device, [it["prompt"] for it in items], p.max_new_tokens,
                               p.batch_size)
@@ -81,7 +81,7 @@ class Generation(Evaluator):
 
     def evaluate(self, model: Any, ctx: EvalContext) -> dict[str, float]:
         items = getattr(self, "items", None) or self._load()
-        outs = self.outputs(model, ctx)
+        outs = self.outputs(model, ctx, items)
         p = self.params
         right = sum(score(o, it["reference"], p.match, p.regex) for o, it in zip(outs, items))
         exact = sum(o == it["reference"].strip() for o, it in zip(outs, items))
