@@ -37,7 +37,7 @@ from typing import IO, Any
 
 from lrbench_gui._names import file_trial_id
 
-__all__ = ["active", "trial", "lr_at", "step", "eval", "should_stop", "end"]
+__all__ = ["active", "trial", "lr_at", "step", "eval", "switch", "should_stop", "end"]
 
 PROTOCOL_VERSION = 1  # lrbench_gui.core.runs.protocol.PROTOCOL_VERSION (tests keep them equal)
 END_STATUSES = ("completed", "stopped", "diverged", "failed")
@@ -121,7 +121,9 @@ def _trial_quiet(state: dict[str, Any]) -> dict[str, Any]:
 
 def lr_at(step: int) -> float | None:
     """The LR of the trial's policy (compositions included) at ``step`` over the trial's steps;
-    None outside lrbench."""
+    None outside lrbench. A policy that reacts to a metric (``reduce_on_plateau``, a sequence's
+    ``switch``) is fed by :func:`step`'s ``loss`` and :func:`eval`'s metrics, and the step lines
+    say where it changed the LR."""
     with _lock:
         state = _current()
         if not state["key"][0]:
@@ -219,14 +221,53 @@ def step(step: int, loss: Any = None, lr: Any = None, **counts: Any) -> None:
         fields = {"step": number, "lr": None if lr is None else float(lr),
                   "loss": None if loss is None else float(loss), "tokens": 0, "samples": 0, **counts}
         state["last"] = {"step": number, "tokens": fields["tokens"], "samples": fields["samples"]}
+        waiting = state.setdefault("switches", {})  # a reactive policy's switches due by this step
+        why = "; ".join(waiting.pop(k) for k in sorted(waiting) if k <= number) or state.pop("switch", None)
+        if why:
+            fields["switch"] = why
         _emit("step", **fields)
+        if loss is not None:
+            _feed(state, number, loss=fields["loss"])
 
 
 def eval(step: int, **metrics: Any) -> None:  # noqa: A001 - the name the docs promise
     """Report an evaluation at ``step``: ``report.eval(step, val_loss=..., val_acc=...)``."""
     if not active():
         return
-    _emit("eval", step=_whole(step, "step"), metrics={str(k): v for k, v in metrics.items()})
+    number = _whole(step, "step")
+    _emit("eval", step=number, metrics={str(k): v for k, v in metrics.items()})
+    with _lock:
+        _feed(_current(), number, metrics=metrics)
+
+
+def switch(reason: str = "the LR changed") -> None:
+    """Say that your own scheduler (torch's ``ReduceLROnPlateau``, say) changed the LR: the next
+    :func:`step` line carries ``reason``, and the trial's record lists the switch at that step
+    (policies that :func:`lr_at` follows report their switches themselves)."""
+    if not active():
+        return
+    with _lock:
+        _current()["switch"] = str(reason)[:300] or "the LR changed"
+
+
+def _feed(state: dict[str, Any], number: int, **values: Any) -> None:
+    """A reactive policy behind :func:`lr_at` observes the loss or the metrics; its new switches
+    wait for the step line of the step they take effect at."""
+    schedule = state.get("schedule")
+    if schedule is None or not getattr(schedule, "reactive", False):
+        return
+    try:
+        metrics = {str(k): float(v) for k, v in (values.get("metrics") or {}).items()}
+        loss = values.get("loss")
+        schedule.feed(number, loss=None if loss is None else float(loss), metrics=metrics or None)
+    except (TypeError, ValueError) as exc:
+        print(f"lrbench report: the policy could not observe step {number}: {exc}", file=sys.stderr)
+        return
+    waiting = state.setdefault("switches", {})
+    found = schedule.switches()
+    for sw in found[state.get("switches_seen", 0):]:
+        waiting[int(sw["step"])] = str(sw["reason"])
+    state["switches_seen"] = len(found)
 
 
 def should_stop() -> bool:

@@ -47,6 +47,9 @@ class Policy(abc.ABC):
         family: a grouping for menus (``classic``, ``cyclic``, ``restart``, ``llm``, ``deepspeed``).
         reference: the implementation the policy reproduces, if any, in words.
         uses_total_steps: whether the curve depends on the run's length (cosine, poly...).
+        reactive: whether the curve also depends on a monitored metric (``reduce_on_plateau``):
+            such a policy implements :meth:`observe` and :meth:`feed`, and ``lr_at(k)`` reads only
+            the observations made before step ``k`` (see :mod:`lrbench_gui.core.reactive`).
     """
 
     name: ClassVar[str]
@@ -56,6 +59,7 @@ class Policy(abc.ABC):
     family: ClassVar[str] = "other"
     reference: ClassVar[str] = ""
     uses_total_steps: ClassVar[bool] = False
+    reactive: ClassVar[bool] = False
 
     def __init__(self, params: Params, total_steps: int) -> None:
         if total_steps < 1:
@@ -74,6 +78,21 @@ class Policy(abc.ABC):
     def peak_lr(self) -> float:
         """The largest LR over the run; tuners scale a policy by it."""
         return max(self.lrs())
+
+    # A reactive policy's side; a plain policy observes nothing.
+    def observe(self, step: int, value: float) -> None:
+        """One observation of the monitored metric after step ``step`` (torch's
+        ``ReduceLROnPlateau.step(value)``); it first moves the LR of step ``step + 1``."""
+        raise TypeError(f"policy {self.name} does not react to a metric")
+
+    def feed(self, step: int, loss: float | None = None, metrics: dict[str, float] | None = None) -> None:
+        """A run's train loss after ``step`` and/or an evaluation's metrics at ``step``; a reactive
+        policy turns them into observations of its ``monitor`` (no-op for a plain policy)."""
+
+    def switches(self) -> list[dict]:
+        """Where the LR was changed by an observation: ``{"step", "lr", "reason"}``, ``step``
+        being the first step with the new LR ([] for a plain policy)."""
+        return []
 
     # Exports to other frameworks. None means "no equivalent": the exporter then says so.
     def to_deepspeed(self) -> Export | None:

@@ -11,7 +11,11 @@ or a sequence whose segments each restart their own clock at a step boundary::
 Segment ``i`` runs from ``boundaries[i-1]`` (0 for the first) to ``boundaries[i]`` (the run's end
 for the last); inside it the segment's policy sees step ``step - start`` and a run of
 ``end - start`` steps. Boundaries are step numbers, or all shares of the run (``[0.05]``: the
-first 5 % of the run, ``round(0.05 x steps)``), which keep their place at any run length. Specs nest. :func:`parse_spec` validates everything and names the exact
+first 5 % of the run, ``round(0.05 x steps)``), which keep their place at any run length. A
+sequence with a ``switch`` (``{"sequence": [...], "boundaries": [...], "switch": {"monitor":
+"loss", "patience": 5, ...}}``, LRBench's ChangeLROnPlateau) also moves to its next segment
+when the monitored metric plateaus (:mod:`lrbench_gui.core.reactive`); a boundary is then the
+latest step its segment may end at. Specs nest. :func:`parse_spec` validates everything and names the exact
 place of a problem (``sequence[1].params.lr: must be > 0``); the parsed spec's :meth:`to_json`
 writes every parameter out (defaults included), so a stored spec means the same curve even if a
 plugin's defaults change, and ``parse_spec(s.to_json()).to_json() == s.to_json()``.
@@ -34,6 +38,7 @@ from lrbench_gui.core.jsonio import MAX_JSON_STRING, MAX_JSON_VALUES, JSONScanne
 from lrbench_gui.core.jsonio import JSONBoundsError as JsonFileError
 from lrbench_gui.core.params import ParamError, Params, clip, validate_params
 from lrbench_gui.core.policy import Policy
+from lrbench_gui.core.reactive import MAX_SWITCHES, Feed, PlateauParams, PlateauRule
 from lrbench_gui.core.registry import Registry, UnknownName, require_registry
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "spec_label",
     "ratio_form",
     "parse_boundaries",
+    "parse_switch",
     "parse_assignment",
     "shares_of",
     "MAX_DEPTH",
@@ -136,6 +142,8 @@ class SequenceSpec:
 
     segments: tuple["Spec", ...]
     boundaries: tuple[int | float, ...]
+    #: the plateau rule that moves to the next segment before its boundary (None: boundaries only)
+    switch: PlateauParams | None = None
 
     @property
     def in_shares(self) -> bool:
@@ -152,7 +160,10 @@ class SequenceSpec:
         return tuple(out)
 
     def to_json(self) -> dict[str, Any]:
-        return {"sequence": [s.to_json() for s in self.segments], "boundaries": list(self.boundaries)}
+        out = {"sequence": [s.to_json() for s in self.segments], "boundaries": list(self.boundaries)}
+        if self.switch is not None:
+            out["switch"] = self.switch.model_dump(mode="json")
+        return out
 
 
 Spec = Union[PolicySpec, SequenceSpec]
@@ -182,9 +193,10 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
     if not isinstance(obj, dict):
         raise SpecError(path, f"a spec must be a JSON object, got {type(obj).__name__}")
     if "sequence" in obj:
-        extra = set(obj) - {"sequence", "boundaries"}
+        extra = set(obj) - {"sequence", "boundaries", "switch"}
         if extra:
-            raise SpecError(path, f"unknown keys {clip(sorted(extra))} in a sequence (allowed: sequence, boundaries)")
+            raise SpecError(path, f"unknown keys {clip(sorted(extra))} in a sequence (allowed: sequence, "
+                                  "boundaries, switch)")
         seq, bounds = obj["sequence"], obj.get("boundaries")
         if not isinstance(seq, list) or not seq:
             raise SpecError(_join(path, "sequence"), "must be a non-empty list of specs")
@@ -198,7 +210,7 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
                 f"needs {len(seq) - 1} step number(s) for {len(seq)} segments, got {len(bounds)}",
             )
         segments = tuple(_parse(s, reg, _join(path, f"sequence[{i}]"), depth + 1) for i, s in enumerate(seq))
-        return SequenceSpec(segments, parse_boundaries(bounds, path))
+        return SequenceSpec(segments, parse_boundaries(bounds, path), parse_switch(obj, path))
     if "name" not in obj:
         raise SpecError(path, "a spec needs 'name' (one policy) or 'sequence' (a composition)")
     extra = set(obj) - {"name", "params"}
@@ -221,6 +233,20 @@ def _parse(obj: Any, reg: Registry, path: str, depth: int) -> Spec:
         rest = "; ".join(f"{p or 'params'}: {m}" for p, m in exc.problems[1:])
         raise SpecError(where, first_msg + (f" (also {rest})" if rest else "")) from None
     return PolicySpec(name, params)
+
+
+def parse_switch(obj: dict[str, Any], path: str) -> PlateauParams | None:
+    """A sequence's ``switch``: the plateau rule's parameters (:class:`PlateauParams`)."""
+    if "switch" not in obj:
+        return None
+    where = _join(path, "switch")
+    if len(obj["sequence"]) < 2:
+        raise SpecError(where, "a switch needs at least two segments to switch between")
+    try:
+        return validate_params(PlateauParams, obj["switch"])
+    except ParamError as exc:
+        first_path, first_msg = exc.problems[0]
+        raise SpecError(_join(where, first_path) if first_path else where, first_msg) from None
 
 
 def parse_boundaries(bounds: list[Any], path: str = "") -> tuple[int | float, ...]:
@@ -249,7 +275,12 @@ def parse_boundaries(bounds: list[Any], path: str = "") -> tuple[int | float, ..
 
 
 class Schedule:
-    """A spec bound to a run length: ``lr_at(step)`` for any step, no state between calls."""
+    """A spec bound to a run length: ``lr_at(step)`` for any step, no state between calls.
+
+    A reactive schedule (a reactive policy in it, or a sequence's ``switch``) is fed the run's
+    metric (:meth:`feed`, or :meth:`observe` for one observation as is); ``lr_at(k)`` then reads
+    the observations made before step ``k`` (:mod:`lrbench_gui.core.reactive`), and
+    :meth:`switches` says where they changed the LR."""
 
     def __init__(self, spec: Spec, total_steps: int, registry: Registry) -> None:
         if total_steps < 1:
@@ -265,14 +296,21 @@ class Schedule:
                                     f"{type(exc).__name__}: {clip(str(exc))}") from None
             self._starts: list[int] = []
             self._segments: list[Schedule] = []
+            self.reactive = bool(getattr(self.policy, "reactive", False))
         else:
             self.policy = None
             bounds = spec.steps(self.total_steps)
             self._starts = [0, *bounds]
-            ends = [*bounds, max(self.total_steps, bounds[-1] + 1 if bounds else 1)]
-            self._segments = [
-                Schedule(seg, max(1, end - start), reg) for seg, start, end in zip(spec.segments, self._starts, ends)
-            ]
+            self._ends = [*bounds, max(self.total_steps, bounds[-1] + 1 if bounds else 1)]
+            self._segments = [Schedule(seg, max(1, end - start), reg)
+                              for seg, start, end in zip(spec.segments, self._starts, self._ends)]
+            self.reactive = spec.switch is not None or any(s.reactive for s in self._segments)
+        self._reg = reg
+        switch = spec.switch if isinstance(spec, SequenceSpec) else None
+        self._rule = PlateauRule(switch) if switch is not None else None
+        self._feed = Feed(switch) if switch is not None else None
+        self._own_switches: list[dict[str, Any]] = []
+        self._last_observed = -1
 
     def lr_at(self, step: int) -> float:
         """The LR of ``step``; :class:`ScheduleError` naming the policy and the step when the
@@ -286,10 +324,93 @@ class Schedule:
                 name = self.spec.name if isinstance(self.spec, PolicySpec) else "?"
                 raise ScheduleError(f"policy {name}: lr_at({step}) raised {type(exc).__name__}: "
                                     f"{clip(str(exc))}") from None
+        i = self._segment_at(step)
+        return self._segments[i].lr_at(step - self._starts[i])
+
+    def _segment_at(self, step: int) -> int:
         i = len(self._starts) - 1
         while i > 0 and step < self._starts[i]:
             i -= 1
-        return self._segments[i].lr_at(step - self._starts[i])
+        return i
+
+    def observe(self, step: int, value: float) -> None:
+        """One observation of the monitored metric after step ``step`` (torch's
+        ``ReduceLROnPlateau.step(value)``), for every reactive part of the schedule; it first
+        moves the LR of step ``step + 1``. ``TypeError`` for a schedule that reacts to nothing."""
+        if not self.reactive:
+            raise TypeError(f"policy {self.label()} does not react to a metric: scheduler.step() takes no value")
+        self._observe(int(step), float(value), None, None)
+
+    def feed(self, step: int, loss: float | None = None, metrics: dict[str, float] | None = None) -> None:
+        """The run's train ``loss`` after ``step`` and/or an evaluation's ``metrics`` at ``step``:
+        each reactive part turns them into observations of its own ``monitor`` (no-op when the
+        schedule reacts to nothing)."""
+        if self.reactive:
+            self._observe(int(step), None, loss, metrics)
+
+    def _observe(self, step: int, value: float | None, loss: float | None, metrics: dict | None) -> None:
+        if step < self._last_observed:
+            raise ValueError(f"policy {self.label()}: observation at step {step} after one at step "
+                             f"{self._last_observed} (observations go forward)")
+        self._last_observed = step
+        if self.policy is not None:
+            if not self.reactive:
+                return
+            try:
+                if value is not None:
+                    self.policy.observe(step, value)
+                else:
+                    self.policy.feed(step, loss, metrics)
+            except (TypeError, ValueError):
+                raise
+            except Exception as exc:  # a plugin's observe may raise anything
+                raise ScheduleError(f"policy {self.label()}: observing step {step} raised {type(exc).__name__}: "
+                                    f"{clip(str(exc))}") from None
+            return
+        i = self._segment_at(step)
+        seg = self._segments[i]
+        if seg.reactive:
+            seg._observe(step - self._starts[i], value, loss, metrics)
+        if self._rule is None or self._feed is None:
+            return
+        observed = [value] if value is not None else [
+            v for v in (self._feed.step(step, loss) if loss is not None else None,
+                        self._feed.eval(step, metrics) if metrics else None) if v is not None]
+        for v in observed:
+            if self._rule.update(v) and i + 1 < len(self._segments) and step + 1 < self._starts[i + 1]:
+                self._switch_to(i + 1, step + 1, self._rule.reason(v, self._feed.monitor))
+
+    def _switch_to(self, i: int, start: int, reason: str) -> None:
+        """Segment ``i`` starts at ``start`` (before its boundary): its clock and its length follow."""
+        self._starts[i] = start
+        self._segments[i] = Schedule(self.spec.segments[i], max(1, self._ends[i] - start), self._reg)
+        if len(self._own_switches) < MAX_SWITCHES:
+            lr = self.lr_at(start)
+            self._own_switches.append({"step": start, "lr": lr, "reason": f"plateau: {reason}; segment {i + 1} "
+                                       f"({spec_label(self.spec.segments[i])}) starts"})
+
+    def monitors(self) -> list[str]:
+        """The metrics the reactive parts watch (``loss``, ``val_loss``...), each once; [] when
+        the schedule reacts to nothing."""
+        if not self.reactive:
+            return []
+        if self.policy is not None:
+            name = getattr(self.policy.params, "monitor", None)
+            return [name] if isinstance(name, str) else []
+        out = [self._feed.monitor] if self._feed is not None else []
+        for seg in self._segments:
+            out += [m for m in seg.monitors() if m not in out]
+        return out
+
+    def switches(self) -> list[dict[str, Any]]:
+        """Where observations changed the LR: ``{"step", "lr", "reason"}`` in step order,
+        ``step`` being the first step with the new LR; nested parts' steps are the run's."""
+        if self.policy is not None:
+            return list(self.policy.switches()) if self.reactive else []
+        out = list(self._own_switches)
+        for start, seg in zip(self._starts, self._segments):
+            out += [{**s, "step": int(s["step"]) + start} for s in seg.switches()]
+        return sorted(out, key=lambda s: s["step"])[:MAX_SWITCHES]
 
     def checked_lr(self, step: int) -> float:
         """:meth:`lr_at`, refused (:class:`ScheduleError`) unless finite and >= 0: what an
@@ -349,11 +470,12 @@ def ratio_form(spec: dict[str, Any], total_steps: int, registry: Registry) -> di
             return spec
         ends = [*bounds, total_steps]
         segs = [ratio_form(seg, end - start, reg) for seg, start, end in zip(spec["sequence"], [0, *bounds], ends)]
+        switch = {"switch": spec["switch"]} if "switch" in spec else {}  # kept as it is
         for shares in ([round(b / total_steps, 6) for b in bounds], [b / total_steps for b in bounds]):
-            candidate = {"sequence": segs, "boundaries": shares}
+            candidate = {"sequence": segs, "boundaries": shares, **switch}
             if _same_curve(candidate, total_steps, before, reg):
                 return parse_spec(candidate, reg).to_json()
-        candidate = {"sequence": segs, "boundaries": list(bounds)}
+        candidate = {"sequence": segs, "boundaries": list(bounds), **switch}
         return parse_spec(candidate, reg).to_json() if _same_curve(candidate, total_steps, before, reg) else spec
     if "name" not in spec:
         return spec

@@ -19,12 +19,35 @@ __all__ = ["PolicyLR", "as_lr_scheduler", "policy_scheduler"]
 
 
 class PolicyLR(LRScheduler):
-    """A torch LR scheduler whose LR at step k is ``schedule.lr_at(k)``."""
+    """A torch LR scheduler whose LR at step k is ``schedule.lr_at(k)``.
+
+    A reactive policy (``reduce_on_plateau``, a sequence's ``switch``) takes its metric like
+    torch's ``ReduceLROnPlateau``: ``scheduler.step(value)`` after the optimizer step the value
+    was measured at (``scheduler.step()`` alone makes no observation); :attr:`switches` says
+    where the LR changed. ``step(value)`` on a policy that reacts to nothing is a ``TypeError``.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule, last_epoch: int = -1) -> None:
         self.schedule = schedule
+        #: the observations ``step(value)`` made, ``[step, value]`` (kept in the state dict)
+        self.observations: list[list[float]] = []
         self.scales = [float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
         super().__init__(optimizer, last_epoch)
+
+    def step(self, metrics: Any = None, epoch: Any = None) -> None:  # type: ignore[override]
+        if metrics is not None and epoch is None:
+            at = max(0, self.last_epoch)
+            self.schedule.observe(at, float(metrics))
+            self.observations.append([at, float(metrics)])
+        if epoch is None:
+            super().step()
+        else:
+            super().step(epoch)
+
+    @property
+    def switches(self) -> list[dict[str, Any]]:
+        """Where the observations changed the LR: ``{"step", "lr", "reason"}``."""
+        return self.schedule.switches()
 
     def get_lr(self) -> list[float]:
         lr = self.schedule.lr_at(max(0, self.last_epoch))
@@ -36,11 +59,19 @@ class PolicyLR(LRScheduler):
             "_step_count": self._step_count,
             "spec": self.schedule.spec.to_json(),
             "total_steps": self.schedule.total_steps,
+            **({"observations": [list(o) for o in self.observations]} if self.observations else {}),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict.get("spec") not in (None, self.schedule.spec.to_json()):
             raise ValueError("the saved scheduler followed a different policy spec")
+        observations = state_dict.get("observations") or []
+        if observations:  # a reactive schedule: its observations replayed into a fresh one
+            if self.observations:
+                raise ValueError("load_state_dict: this scheduler has observations of its own; load into a new one")
+            for at, value in observations:
+                self.schedule.observe(int(at), float(value))
+            self.observations = [[int(at), float(value)] for at, value in observations]
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):

@@ -303,16 +303,34 @@ def _optimizer(lr: float) -> Any:
     return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
 
 
-def _step_torch(optimizer: Any, scheduler: Any, steps: int) -> list[float]:
+def _step_torch(optimizer: Any, scheduler: Any, steps: int, values: list[float] | None = None) -> list[float]:
+    """One ``scheduler.step()`` per step; ``scheduler.step(values[k])`` for a reactive policy."""
     out = []
-    for _ in range(steps):
+    for k in range(steps):
         out.append(float(optimizer.param_groups[0]["lr"]))
         optimizer.step()
-        scheduler.step()
+        if values is None:
+            scheduler.step()
+        else:
+            scheduler.step(values[k])
     return out
 
 
-def _run_torch(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+def plateau_values(steps: int) -> list[float]:
+    """What a reactive policy observes in the contract: a loss that falls for a third of the run,
+    then stays flat (a plateau every rule finds)."""
+    return [2.0 - 0.05 * min(k, steps // 3) for k in range(steps)]
+
+
+def _observed_lrs(policy: Policy, values: list[float]) -> list[float]:
+    out = []
+    for k, v in enumerate(values):
+        out.append(policy.lr_at(k))
+        policy.observe(k, v)
+    return out
+
+
+def _run_torch(export: Export, policy: Policy, steps: int, values: list[float] | None = None) -> list[list[float]]:
     """The LRs of the torch source, run on an optimizer made with each plausible base LR: the
     ``lr=`` the source names, the policy's peak and first LR, and 1.0 (a LambdaLR of the LR)."""
     named = re.search(r"lr\s*=\s*([0-9.eE+-]+)", export.value)
@@ -325,7 +343,7 @@ def _run_torch(export: Export, policy: Policy, steps: int) -> list[list[float]]:
         optimizer = _optimizer(base)
         namespace: dict[str, Any] = {"optimizer": optimizer, "torch": torch}  # pasted into a torch script
         exec(compile(export.value, f"<{policy.name}.to_torch>", "exec"), namespace)  # noqa: S102 - under test
-        runs.append(_step_torch(optimizer, namespace["scheduler"], steps))
+        runs.append(_step_torch(optimizer, namespace["scheduler"], steps, values))
     return runs
 
 
@@ -342,7 +360,7 @@ def hf_warmup_steps(args: dict[str, Any], total: int) -> int:
     return int(steps)
 
 
-def _run_hf(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+def _run_hf(export: Export, policy: Policy, steps: int, values: list[float] | None = None) -> list[list[float]]:
     import transformers
 
     args = export.value
@@ -352,10 +370,10 @@ def _run_hf(export: Export, policy: Policy, steps: int) -> list[list[float]]:
         args.get("lr_scheduler_type", "linear"), optimizer, num_warmup_steps=hf_warmup_steps(args, total),
         num_training_steps=total, scheduler_specific_kwargs=args.get("lr_scheduler_kwargs"),
     )
-    return [_step_torch(optimizer, scheduler, steps)]
+    return [_step_torch(optimizer, scheduler, steps, values)]
 
 
-def _run_deepspeed(export: Export, policy: Policy, steps: int) -> list[list[float]]:
+def _run_deepspeed(export: Export, policy: Policy, steps: int, values: list[float] | None = None) -> list[list[float]]:
     block = export.value
     lr = float(block.get("optimizer", {}).get("params", {}).get("lr", policy.peak_lr()))
     if "scheduler" not in block:  # no scheduler: DeepSpeed keeps the optimizer's LR
@@ -372,22 +390,24 @@ def _run_deepspeed(export: Export, policy: Policy, steps: int) -> list[list[floa
 
 
 #: method -> (the library it needs, how to run its export)
-_RUNNERS: dict[str, tuple[str, Callable[[Export, Policy, int], list[list[float]]]]] = {
+_RUNNERS: dict[str, tuple[str, Callable[..., list[list[float]]]]] = {
     "to_torch": ("torch", _run_torch),
     "to_hf": ("transformers", _run_hf),
     "to_deepspeed": ("deepspeed", _run_deepspeed),
 }
 
 
-def run_export(method: str, export: Export, policy: Policy, steps: int) -> list[list[float]]:
+def run_export(method: str, export: Export, policy: Policy, steps: int,
+               values: list[float] | None = None) -> list[list[float]]:
     """The LR of every step that ``export`` (the result of ``policy.<method>()``) gives when it is
-    run in its framework, once per plausible set-up; [] when the framework is not installed."""
+    run in its framework, once per plausible set-up; [] when the framework is not installed.
+    ``values``: a reactive policy's observations, one ``scheduler.step(value)`` per step."""
     library, runner = _RUNNERS[method]
     if importlib.util.find_spec(library) is None:
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return runner(export, policy, steps)
+        return runner(export, policy, steps, values) if values is not None else runner(export, policy, steps)
 
 
 def check_policy_exports_exact(cls: type[Policy]) -> None:
@@ -395,18 +415,21 @@ def check_policy_exports_exact(cls: type[Policy]) -> None:
     torch source through ``exec`` (one ``scheduler.step()`` per step), the Hugging Face
     fields through ``transformers.get_scheduler``, the DeepSpeed block through DeepSpeed's
     scheduler (each framework that is installed; DeepSpeed's engine shift is what its policies
-    reproduce). A schedule that is merely close must say ``exact=False`` and why in ``note``."""
+    reproduce). A schedule that is merely close must say ``exact=False`` and why in ``note``. A
+    reactive policy and its export observe the same values (:func:`plateau_values`), one
+    ``scheduler.step(value)`` a step."""
     for values in sample_param_sets(cls)[:4]:
         for total in (7, 120):
             policy = _build(cls, values, total)
-            want = policy.lrs()
+            observed = plateau_values(total) if cls.reactive else None
+            want = _observed_lrs(_build(cls, values, total), observed) if observed is not None else policy.lrs()
             for method in _RUNNERS:
                 export = getattr(policy, method)()
                 if export is None or not export.exact:
                     continue
                 where = f"{method}() (run of {total} steps, params {values})"
                 try:
-                    runs = run_export(method, export, policy, total)
+                    runs = run_export(method, export, policy, total, observed)
                 except Exception as exc:
                     raise fail(cls, f"{where} claims exact=True but running it raised {exc!r}") from None
                 misses = [_close(got, want) for got in runs]

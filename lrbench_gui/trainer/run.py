@@ -229,6 +229,13 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
     model = precision.prepare(model)  # float32 master weights, or the bf16-true cast
     steps = resolve_steps(cfg, task, world)
     schedule = build_schedule(parse_spec(cfg.policy, reg), max(1, steps), reg)
+    unseen = [m for m in schedule.monitors() if m != "loss"]
+    if unseen and not cfg.eval_every:
+        out.log(f"note: the policy watches {', '.join(unseen)}, which this trial evaluates only at its end "
+                "(eval_every 0), so the LR will not change on a plateau: give eval_every")
+    if schedule.reactive and cfg.resume_from:
+        raise TrialError("resume_from: this trial's policy reacts to a metric (a plateau), and lrbench does not "
+                         "keep its observations in checkpoints yet: run it again from the start")
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optimizer, trainable, schedule.checked_lr(0))
     if cfg.backend == "deepspeed":
@@ -265,6 +272,7 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
     status = "completed"
     done = 0
     evaluated_at = -1
+    switches: dict[int, str] = {}  # a reactive policy's changes: first step with the new LR -> why
     module.train()
     if resumed is not None:  # the steps before are not rerun: data, RNG and counters continue
         resumed.continue_at(batches)
@@ -300,18 +308,23 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
         done = step + 1
         if first_loss is None:
             first_loss = loss_val
-        if step % cfg.log_every == 0 or step == steps - 1 or not math.isfinite(loss_val):
+        if step % cfg.log_every == 0 or step == steps - 1 or not math.isfinite(loss_val) or step in switches:
             out.emit("step", step=step, lr=lr, loss=loss_val, tokens=tokens, samples=samples,
                      time=round(time.perf_counter() - t0, 6), cpu=round(time.process_time() - c0, 6),
-                     **({} if stepped else {"skipped": True}))
+                     **({} if stepped else {"skipped": True}),
+                     **({"switch": switches[step]} if step in switches else {}))
         if not math.isfinite(loss_val) or loss_val > cfg.diverge_factor * max(best, first_loss):
             status = "diverged"
             out.log(f"step {step}: loss {loss_val} diverged (best {best:.4g}, first {first_loss:.4g})")
             break
         best = min(best, loss_val)
+        schedule.feed(step, loss=loss_val)  # a reactive policy observes the train loss (a no-op otherwise)
         if cfg.eval_every and done % cfg.eval_every == 0 and done < steps:
             last_metrics = _evaluate(task, module, out, step, precision, evaluators, ev_seconds)
             evaluated_at = step
+            schedule.feed(step, metrics=last_metrics)
+        if schedule.reactive:
+            switches.update((int(s["step"]), str(s["reason"])) for s in schedule.switches())
         if done in ckpt_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             if rank == 0:
                 progress = {"tokens": tokens, "samples": samples, "best": best if math.isfinite(best) else None,

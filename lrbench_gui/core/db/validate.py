@@ -44,7 +44,7 @@ from lrbench_gui.core.db.fields import (
 )
 from lrbench_gui.core.records import TRIAL_STORED, StudyRecord, StudyStatus, TrialRecord
 from lrbench_gui.core.registry import Registry
-from lrbench_gui.core.spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_boundaries, parse_spec
+from lrbench_gui.core.spec import MAX_DEPTH, MAX_SEGMENTS, SpecError, parse_switch, parse_boundaries, parse_spec
 
 __all__ = [
     "FieldError",
@@ -197,7 +197,7 @@ def check_spec(value: Any, path: str, registry: Registry | None, unknown: set[st
         raise FieldError(path, f"compositions nest at most {MAX_DEPTH} deep")
     d = as_object(value, path)
     if "sequence" in d:
-        with_fields(d, path, ("sequence", "boundaries"), ())
+        with_fields(d, path, ("sequence", "boundaries"), ("switch",))
         seq, bounds = d["sequence"], d["boundaries"]
         if not isinstance(seq, list) or not seq or len(seq) > MAX_SEGMENTS:
             raise FieldError(join(path, "sequence"), f"must be a list of 1 to {MAX_SEGMENTS} specs")
@@ -208,10 +208,16 @@ def check_spec(value: Any, path: str, registry: Registry | None, unknown: set[st
             checked = parse_boundaries(bounds)
         except SpecError as exc:
             raise FieldError(join(path, exc.path), exc.message) from None
-        return {
+        out = {
             "sequence": [check_spec(s, join(join(path, "sequence"), i), registry, unknown, depth + 1) for i, s in enumerate(seq)],
             "boundaries": list(checked),
         }
+        if "switch" in d:  # the plateau rule of a switching sequence (core.spec, core.reactive)
+            try:
+                out["switch"] = parse_switch(d, path).model_dump(mode="json")  # type: ignore[union-attr]
+            except SpecError as exc:
+                raise FieldError(exc.path, exc.message) from None
+        return out
     with_fields(d, path, ("name",), ("params",))
     name = as_str(d["name"], join(path, "name"), max_len=64, pattern=_POLICY_NAME, what="a policy name")
     params = freeform(as_object(d.get("params", {}), join(path, "params")), join(path, "params"))

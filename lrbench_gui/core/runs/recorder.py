@@ -29,6 +29,7 @@ from typing import Any
 from lrbench_gui import __version__
 from lrbench_gui.core.db.curves import MAX_INPUT_POINTS, MAX_STORED_POINTS, downsample
 from lrbench_gui.core.db.fields import KEY
+from lrbench_gui.core.reactive import MAX_SWITCHES
 from lrbench_gui.core.records import TrialRecord, TrialStatus
 from lrbench_gui.core.runs.command import NO_REPORT_NOTE
 from lrbench_gui.core.runs.protocol import Event
@@ -77,6 +78,8 @@ class TrialRecorder:
         #: where the trial ran (``gpus.trial_resources``: GPU ids, host, the launcher's include
         #: list), set by whoever started it; the record's ``resources`` when set
         self.resources: dict[str, Any] | None = None
+        #: where a reactive policy changed the LR (a step event's ``switch``): ``{step, lr, reason}``
+        self.switches: list[dict[str, Any]] = []
 
     def _drop(self, reason: str, text: str) -> None:
         self.dropped.setdefault(reason, text)
@@ -112,6 +115,8 @@ class TrialRecorder:
             if len(self.steps) > _KEEP_POINTS:  # a very long run: memory stays bounded
                 self._thin()
             self.last_step = dict(d)
+            if isinstance(d.get("switch"), str) and len(self.switches) < MAX_SWITCHES:
+                self.switches.append({"step": step, "lr": lr, "reason": d["switch"][:300]})
             if self.end is None:
                 self.status = TrialStatus.RUNNING.value
         elif kind == "eval":
@@ -257,13 +262,15 @@ class TrialRecorder:
                 "precision": str(self.hello.get("precision", cfg.precision))[:32],
                 "device": str(self.hello.get("device", cfg.device))[:64],
                 "samples": _whole(end_cost.get("samples", last.get("samples", 0))),
-                "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][:64],
+                # the last 64: a merge and a resume take the latest ones
+                "checkpoints": [str(c.get("path"))[:4096] for c in self.checkpoints][-64:],
                 # what makes two runs comparable (the database's recommendations group by it)
                 "world_size": _whole(self.hello.get("world_size")) or 1,
                 # when the process started (unix time) and how long it lived, start-up included
                 "started": round(self.started, 3),
                 "wall_seconds": round(self.elapsed, 3),
                 **({"tokenizer": str(self.hello["tokenizer"])[:256]} if self.hello.get("tokenizer") else {}),
+                **({"switches": [dict(s) for s in self.switches]} if self.switches else {}),
                 **({"command": list(cfg.command), "cwd": cfg.cwd} if cfg.command is not None else {}),
             },
             "notes": "\n".join(notes)[:8000],

@@ -1,5 +1,7 @@
 """The Policies panel's plot: the current LR curve, the pinned ones, segment boundaries, a legend
-and a hover readout of every drawn curve's LR at the step under the mouse."""
+and a hover readout of every drawn curve's LR at the step under the mouse. A reactive policy
+(``reduce_on_plateau``, a sequence's ``switch``) is drawn against a loss curve picked under the
+plot (a synthetic one, or a recorded trial's), its switch points marked."""
 
 from __future__ import annotations
 
@@ -9,15 +11,17 @@ from typing import Any, Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from lrbench_gui.core.spec import PolicySpec, SequenceSpec, Spec
+from lrbench_gui.core.reactive import SYNTHETIC, Trace, drive
+from lrbench_gui.core.spec import PolicySpec, SequenceSpec, Spec, read_json_file
+from lrbench_gui.qt.plot_style import log_axes, outside_legend, style_plot
 
 __all__ = ["CurveView", "sample_steps", "MAX_POINTS", "CURRENT_COLOR"]
 
 #: The most points computed for one curve; longer runs are sampled every k-th step.
 MAX_POINTS = 20_000
-CURRENT_COLOR = "#0b5cad"
+CURRENT_COLOR = "#3280dd"  # reads on the light and the dark background
 
 
 def sample_steps(total_steps: int, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -38,6 +42,9 @@ class CurveView(QWidget):
 
     #: Fires when the log scale is switched from the plot's own context menu; carries the state.
     logToggled = Signal(bool)
+    #: Fires when another loss curve is picked for a reactive policy: the curve must be recomputed.
+    againstChanged = Signal()
+    _RECORD = "record"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -45,28 +52,26 @@ class CurveView(QWidget):
         self._x = np.zeros(0)
         self._y = np.zeros(0)
         self.boundary_lines: list[pg.InfiniteLine] = []
+        self.switch_lines: list[pg.InfiniteLine] = []
+        self.switches: list[dict] = []
+        self._record_trace: Trace | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        self.plot = pg.PlotWidget(self, background="w")
+        self.plot = pg.PlotWidget(self, axisItems=log_axes())  # decade ticks on the log LR axis
         self.plot.setMinimumHeight(260)
         self.plot_item = pi = self.plot.getPlotItem()
         pi.showGrid(x=True, y=True, alpha=0.18)
         pi.setClipToView(True)
         pi.setDownsampling(auto=True, mode="peak")
-        for name in ("left", "bottom"):
-            axis = pi.getAxis(name)
-            axis.setPen(pg.mkPen("#9ca3af"))
-            axis.setTextPen(pg.mkPen("#374151"))
-        pi.setLabel("bottom", "step", color="#374151")
-        pi.setLabel("left", "learning rate", color="#374151")
+        pi.setLabel("bottom", "step")
+        pi.setLabel("left", "learning rate")
         pi.getAxis("left").setWidth(64)
         pi.getAxis("left").enableAutoSIPrefix(False)
         pi.getAxis("bottom").enableAutoSIPrefix(False)
         pi.ctrl.logYCheck.toggled.connect(self.logToggled.emit)
-        self.legend = pi.addLegend(
-            offset=(12, -12), brush=pg.mkBrush(255, 255, 255, 170), pen=pg.mkPen("#d1d5db"), labelTextColor="#1f2937"
-        )
+        self.legend = outside_legend(self.plot, where="bottom")  # under the axis: the curves keep the width
+        style_plot(self.plot)
         self.current_item = pg.PlotDataItem(pen=pg.mkPen(CURRENT_COLOR, width=2.4), antialias=True)
         self.current_item.setZValue(10)
         pi.addItem(self.current_item)
@@ -80,17 +85,102 @@ class CurveView(QWidget):
             pi.addItem(item, ignoreBounds=True)
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         layout.addWidget(self.plot, 1)
+        self.against_row = QWidget(self)
+        row = QHBoxLayout(self.against_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Reacts to a metric; drawn against", self.against_row))
+        self.against = QComboBox(self.against_row)
+        for key, text in SYNTHETIC.items():
+            self.against.addItem(f"synthetic {key}", key)
+            self.against.setItemData(self.against.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.against.addItem("a trial record file...", self._RECORD)
+        self.against.setToolTip("The loss curve fed to the reactive policy (as its train loss, and as its eval "
+                                "metric at every step)")
+        self.against.activated.connect(self._against_picked)
+        row.addWidget(self.against)
+        self.against_info = QLabel("", self.against_row)
+        self.against_info.setStyleSheet("color: #4b5563;")
+        row.addWidget(self.against_info, 1)
+        self.against_row.setVisible(False)
+        layout.addWidget(self.against_row)
         self.readout = QLabel("Hover the plot to read step and learning rate", self)
         self.readout.setStyleSheet("color: #4b5563;")
         self.readout.setTextFormat(Qt.TextFormat.RichText)
         layout.addWidget(self.readout)
 
     def set_curve(self, x: np.ndarray, y: np.ndarray, spec: Spec) -> None:
-        """Draw the current curve and the boundaries of ``spec``'s segments."""
+        """Draw the current curve, the boundaries of ``spec``'s segments and the switch points
+        :meth:`sample` found."""
         self._x, self._y = x, y
         self.current_item.setData(x, y)
         self._draw_boundaries(spec)
+        self._draw_switches()
         self.plot_item.enableAutoRange()
+
+    # a reactive policy: the loss curve it is drawn against
+
+    def sample(self, schedule: Any, x: np.ndarray) -> np.ndarray:
+        """The LRs of ``schedule`` at steps ``x``: a reactive one is fed the picked loss curve over
+        the whole run first (its switches kept for :meth:`set_curve`)."""
+        self.against_row.setVisible(bool(schedule.reactive))
+        if not schedule.reactive:
+            self.switches = []
+            return np.fromiter((schedule.lr_at(int(s)) for s in x), dtype=float, count=len(x))
+        trace = self.trace(schedule.total_steps)
+        lrs = np.asarray(drive(schedule, trace, schedule.total_steps), dtype=float)
+        self.switches = schedule.switches()
+        self.against_info.setText(f"{len(self.switches)} switch{'es' if len(self.switches) != 1 else ''}")
+        return lrs[np.asarray(x, dtype=np.int64)]
+
+    def trace(self, steps: int) -> Trace:
+        """The loss curve picked for a run of ``steps``."""
+        key = self.against.currentData()
+        if key == self._RECORD and self._record_trace is not None:
+            return self._record_trace
+        return Trace.synthetic(key if key in SYNTHETIC else "plateaus", steps)
+
+    def set_against_record(self, record: dict) -> None:
+        """Draw reactive policies against a recorded trial's curves (``ValueError`` when it has no
+        loss curve; nothing changes then)."""
+        self._record_trace = Trace.of_record(record)
+        self.against.setCurrentIndex(self.against.findData(self._RECORD))
+        self.against.setItemText(self.against.currentIndex(), self._record_trace.label)
+        self.againstChanged.emit()
+
+    def set_against(self, key: str) -> None:
+        """Draw reactive policies against synthetic curve ``key`` (see ``core.reactive.SYNTHETIC``)."""
+        i = self.against.findData(key)
+        if i < 0:
+            raise ValueError(f"unknown synthetic curve {key!r}")
+        self.against.setCurrentIndex(i)
+        self.againstChanged.emit()
+
+    def _against_picked(self, index: int) -> None:
+        if self.against.itemData(index) != self._RECORD:
+            self.againstChanged.emit()
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "A trial record (lrbench db export, or a record's JSON)", "",
+                                              "JSON (*.json)")
+        if not path:
+            return
+        try:
+            obj = read_json_file(path, "trial record")
+            if not isinstance(obj, dict):
+                raise ValueError("not a trial record (a JSON object with curves)")
+            self.set_against_record(obj)
+        except ValueError as exc:
+            self.against_info.setText(f"<span style='color:#b91c1c'>{exc}</span>")
+
+    def _draw_switches(self) -> None:
+        for line in self.switch_lines:
+            self.plot_item.removeItem(line)
+        self.switch_lines = []
+        for sw in self.switches[:64]:
+            line = pg.InfiniteLine(pos=int(sw["step"]), angle=90, movable=False,
+                                   pen=pg.mkPen("#b45309", width=1, style=Qt.PenStyle.DotLine))
+            line.setToolTip(f"step {int(sw['step'])}: lr {float(sw['lr']):.4g}\n{sw.get('reason', '')}")
+            self.plot_item.addItem(line, ignoreBounds=True)
+            self.switch_lines.append(line)
 
     def _draw_boundaries(self, spec: Spec) -> None:
         for line in self.boundary_lines:
