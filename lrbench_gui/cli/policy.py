@@ -65,12 +65,60 @@ def resolve_spec(name: str | None, spec_file: str | None, sets: list[str]) -> Sp
         raise CliError(f"{clip(where) + ': ' if where else ''}{exc}") from None
 
 
-def _lrs(spec: Spec, steps: int) -> list[float]:
-    """Every step's LR, each finite and >= 0, or one line naming the policy and the step."""
+def _lrs(spec: Spec, steps: int, trace: Any = None) -> list[float]:
+    """Every step's LR, each finite and >= 0, or one line naming the policy and the step; a
+    reactive policy is fed ``trace`` (a :class:`~lrbench_gui.core.reactive.Trace`) when given."""
     try:
-        return build_schedule(spec, steps, _registry()).checked_lrs()
+        schedule = build_schedule(spec, steps, _registry())
+        if trace is not None and schedule.reactive:
+            from lrbench_gui.core.reactive import drive
+
+            lrs = drive(schedule, trace, steps)
+            _lrs.switches = schedule.switches()  # type: ignore[attr-defined]
+            return lrs
+        return schedule.checked_lrs()
     except ScheduleError as exc:
         raise CliError(str(exc)) from None
+
+
+def _trace(against: str | None, steps: int, quiet: bool = False) -> Any:
+    """What ``--against`` names: a synthetic loss curve (``plateaus``, the default), a JSON file
+    (a trial record, or a list of per-step losses), or a trial id in the database."""
+    from lrbench_gui.core.reactive import SYNTHETIC, Trace
+
+    name = against or "plateaus"
+    if not against and not quiet:
+        print("# reactive policy: drawn against the synthetic 'plateaus' loss curve (--against to pick another)",
+              file=sys.stderr)
+    if name in SYNTHETIC:
+        return Trace.synthetic(name, steps)
+    try:
+        if name.endswith(".json") or Path(name).is_file():
+            obj = _load_spec_file(name)
+            if isinstance(obj, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in obj):
+                return Trace(obj, {k: {"*": float(v)} for k, v in enumerate(obj)}, Path(name).name)
+            if isinstance(obj, dict) and isinstance(obj.get("curves"), dict):
+                return Trace.of_record(obj)
+            raise CliError(f"--against {clip(name)}: expected a trial record (with curves) or a list of losses")
+        from lrbench_gui.cli import open_db
+
+        record = open_db(None).get(name, "trials")
+    except ValueError as exc:
+        raise CliError(f"--against {clip(name)}: {exc}") from None
+    if record is None:
+        raise CliError(f"--against {clip(name)}: not a synthetic curve ({', '.join(SYNTHETIC)}), a JSON file or a "
+                       "trial id in the database")
+    try:
+        return Trace.of_record(dict(record))
+    except ValueError as exc:
+        raise CliError(f"--against {clip(name)}: {exc}") from None
+
+
+def _reactive(spec: Spec) -> bool:
+    try:
+        return build_schedule(spec, 1, _registry()).reactive
+    except (ScheduleError, ValueError):
+        return False
 
 
 def _registry() -> Any:
@@ -165,7 +213,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     spec = resolve_spec(args.name, args.spec, args.set)
     steps = _steps(args, spec)
-    lrs = _lrs(spec, steps)
+    lrs = _lrs(spec, steps, _trace(args.against, steps) if _reactive(spec) else None)
     if args.json:
         json.dump(lrs, sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
@@ -184,10 +232,20 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from lrbench_gui.cli.method_plots import _plt
 
     plt = _plt()
-    curves = [_lrs(spec, steps) for spec in specs]
+    reactive = [_reactive(spec) for spec in specs]
+    trace = _trace(args.against, steps) if any(reactive) else None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
-    for spec, lrs in zip(specs, curves):
-        ax.plot(range(steps), lrs, label=spec_label(spec, _registry()), linewidth=1.6)
+    for spec, react in zip(specs, reactive):
+        _lrs.switches = []  # type: ignore[attr-defined]
+        lrs = _lrs(spec, steps, trace if react else None)
+        line, = ax.plot(range(steps), lrs, label=spec_label(spec, _registry()), linewidth=1.6)
+        for sw in _lrs.switches:  # type: ignore[attr-defined]
+            ax.axvline(sw["step"], color=line.get_color(), linestyle=":", linewidth=1.0, alpha=0.8)
+    if trace is not None and trace.loss:  # what the reactive policies were fed, on its own axis
+        loss_ax = ax.twinx()
+        loss_ax.plot(range(min(steps, len(trace.loss))), trace.loss[:steps], color="0.6", linewidth=1.0,
+                     label=trace.label)
+        loss_ax.set_ylabel(trace.label, color="0.45")
     if args.log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -236,6 +294,10 @@ def _uses_total(spec: PolicySpec) -> bool:
     return bool(get_registry().policy(spec.name).uses_total_steps)
 
 
+_AGAINST = ("a reactive policy (reduce_on_plateau, a sequence's switch) is fed this loss curve: plateaus (default), "
+            "decay or noisy (synthetic), a trial record .json or a list of losses, or a trial id in the database")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("policy", help="list, show, sample, plot and export LR policies")
     psub = p.add_subparsers(dest="policy_command", metavar="ACTION")
@@ -254,6 +316,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = psub.add_parser("sample", help="the LR at steps 0..N-1, one per line")
     _spec_args(q, steps_required=True)
     q.add_argument("--json", action="store_true", help="print one JSON list")
+    q.add_argument("--against", metavar="CURVE", help=_AGAINST)
     q.set_defaults(func=_cmd_sample)
 
     q = psub.add_parser("plot", help="draw one or more policies to an image")
@@ -264,6 +327,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--log", action="store_true", help="log-scale LR axis")
     q.add_argument("--title")
     q.add_argument("-o", "--output", required=True, metavar="FILE", help="image file (.png, .svg, .pdf)")
+    q.add_argument("--against", metavar="CURVE", help=_AGAINST)
     q.set_defaults(func=_cmd_plot)
 
     q = psub.add_parser(

@@ -172,7 +172,12 @@ class UnknownName(KeyError):
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         self.kind, self.name = kind, name
-        self.message = f"unknown {kind} {name!r}{hint} (known: {', '.join(known) or 'none'})"
+        if len(known) <= 12:
+            listing = f" (known: {', '.join(known) or 'none'})"
+        else:  # a long list hides the hint; the CLI's list command shows them all
+            command = {"policy": "lrbench policy list", "evaluator": "lrbench plugins"}.get(kind, "lrbench plugins")
+            listing = f" ({len(known)} known: `{command}` lists them)"
+        self.message = f"unknown {kind} {name!r}{hint}{listing}"
         super().__init__(self.message)
 
     def __str__(self) -> str:

@@ -33,6 +33,16 @@ def gamma_param(default: float, description: str, search: tuple[float, float] = 
     return param(default, description, gt=0, search=search, tune=tune, derive=derive)
 
 
+def check_order(low_name: str, low: float, high_name: str, high: float) -> None:
+    """Refuse ``low > high`` with the reason: torch and Hugging Face would draw such a curve
+    upside down, but here the names say which end is which, and tuners search the low one below
+    the high one."""
+    if low > high:
+        raise ValueError(f"{low_name} ({low}) must not exceed {high_name} ({high}): {low_name} is this curve's low "
+                         f"end (torch would draw it upside down; tuners search {low_name} below {high_name}), so "
+                         f"swap the two or pick a rising policy")
+
+
 def torch_code(comment_lr: float, line: str) -> str:
     """Python source for a native torch scheduler on ``optimizer``."""
     return (

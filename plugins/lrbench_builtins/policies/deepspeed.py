@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import model_validator
-
 from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, run_divisor, run_fraction, run_fractions
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_builtins.policies._common import lr_param, steps_param
+from lrbench_builtins.policies._common import lr_param, steps_param, torch_code
 
 
 def _warmup_gamma(it: int, warmup_num_steps: int, warmup_type: str) -> float:
@@ -32,12 +30,7 @@ class WarmupParams(Params):
     warmup_num_steps: int = steps_param(1000, "Steps of warmup (DeepSpeed uses at least 2).", search=(10, 2000),
                                     derive=run_fraction(0.05, 1), role="warmup")
     warmup_type: Literal["log", "linear"] = param("log", "Shape of the warmup.")
-
-    @model_validator(mode="after")
-    def _order(self) -> "WarmupParams":
-        if self.warmup_min_lr > self.warmup_max_lr:
-            raise ValueError(f"warmup_min_lr ({self.warmup_min_lr}) must not exceed warmup_max_lr")
-        return self
+    # warmup_min_lr above warmup_max_lr is allowed, as DeepSpeed allows it: a decaying "warmup"
 
 
 class WarmupLR(Policy):
@@ -176,7 +169,91 @@ class LRRangeTest(Policy):
         )
 
 
-POLICIES = [WarmupLR, WarmupDecayLR, WarmupCosineLR, LRRangeTest]
+class OneCycleDS(Policy):
+    name = "ds_onecycle"
+    summary = "DeepSpeed OneCycle: up from cycle_min_lr to cycle_max_lr and back, then an optional decay"
+    family = "deepspeed"
+    reference = "DeepSpeed OneCycle"
+
+    class Params(Params):
+        cycle_min_lr: float = param(1e-4, "Learning rate at the start and the end of the cycle.", ge=0,
+                                    search=(1e-6, 1e-3), role="min_lr")
+        cycle_max_lr: float = lr_param(1e-3, "Learning rate at the cycle's peak.")
+        decay_lr_rate: float = param(0.0, "After the cycle, LR = cycle_min_lr / (1 + rate * intervals); 0: no "
+                                     "decay.", ge=0, search=(0.0, 1.0))
+        cycle_first_step_size: int = steps_param(2000, "Steps of the rise.", search=(10, 5000),
+                                                 derive=run_fraction(0.45, 1))
+        cycle_second_step_size: int = steps_param(-1, "Steps of the fall; -1: the same as the rise (DeepSpeed's "
+                                                  "None).", minimum=-1)
+        cycle_first_stair_count: int = param(0, "Stairs of the rise; 0: a straight line.", ge=0)
+        cycle_second_stair_count: int = param(-1, "Stairs of the fall; -1: as the rise (DeepSpeed's None).", ge=-1)
+        decay_step_size: int = steps_param(0, "Steps per decay interval; 0: no decay.", minimum=0)
+
+    def _sizes(self) -> tuple[float, float]:
+        p = self.params
+        first = float(p.cycle_first_step_size)
+        return first, float(p.cycle_second_step_size) if p.cycle_second_step_size >= 0 else first
+
+    def lr_at(self, step: int) -> float:
+        p = self.params
+        first, second = self._sizes()
+        total = first + second
+        if step - 1 < total:  # DeepSpeed's cycle at batch iteration `step` (iteration step - 1, plus one)
+            cycle = math.floor(1 + step / total)
+            x = 1.0 + step / total - cycle
+            ratio = first / total
+            if x <= ratio:
+                scale, stairs = x / ratio, p.cycle_first_stair_count
+            else:
+                scale = (x - 1) / (ratio - 1)
+                stairs = p.cycle_first_stair_count if p.cycle_second_stair_count < 0 else p.cycle_second_stair_count
+            if stairs > 0:
+                it = step % total
+                pos = it * stairs / first if it <= first else (total - it) * stairs / second
+                scale = math.floor(pos) / stairs
+            return p.cycle_min_lr + (p.cycle_max_lr - p.cycle_min_lr) * scale
+        if math.isclose(p.decay_step_size, 0) or math.isclose(p.decay_lr_rate, 0):
+            return p.cycle_min_lr
+        interval = (step - 1 - total + 1) / p.decay_step_size
+        return p.cycle_min_lr / (1 + p.decay_lr_rate * interval)
+
+    def to_torch(self) -> Export | None:
+        # within its one cycle DeepSpeed's OneCycle is torch's CyclicLR, step for step
+        p = self.params
+        first, second = self._sizes()
+        stairs = p.cycle_first_stair_count or (p.cycle_second_stair_count > 0)
+        if stairs or self.total_steps > first + second + 1:
+            return None
+        return Export(
+            torch_code(
+                p.cycle_min_lr,
+                "torch.optim.lr_scheduler.CyclicLR(optimizer, "
+                f"base_lr={p.cycle_min_lr!r}, max_lr={p.cycle_max_lr!r}, step_size_up={int(first)}, "
+                f"step_size_down={int(second)}, mode='triangular', cycle_momentum=False)",
+            ),
+            note="the run ends within DeepSpeed's one cycle, where it is torch's CyclicLR",
+        )
+
+    def to_deepspeed(self) -> Export:
+        p = self.params
+        params = {
+            "cycle_min_lr": p.cycle_min_lr,
+            "cycle_max_lr": p.cycle_max_lr,
+            "decay_lr_rate": p.decay_lr_rate,
+            "cycle_first_step_size": p.cycle_first_step_size,
+            "cycle_first_stair_count": p.cycle_first_stair_count,
+            "decay_step_size": p.decay_step_size,
+        }
+        if p.cycle_second_step_size >= 0:
+            params["cycle_second_step_size"] = p.cycle_second_step_size
+        if p.cycle_second_stair_count >= 0:
+            params["cycle_second_stair_count"] = p.cycle_second_stair_count
+        return Export({"scheduler": {"type": "OneCycle", "params": params}},
+                      note="DeepSpeed's OneCycle also cycles an Adam-style optimizer's beta1 (cycle_min_mom, "
+                           "cycle_max_mom); the LR is what lrbench follows")
+
+
+POLICIES = [WarmupLR, WarmupDecayLR, WarmupCosineLR, LRRangeTest, OneCycleDS]
 
 
 @hookimpl

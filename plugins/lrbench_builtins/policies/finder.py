@@ -14,7 +14,7 @@ from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, 
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_builtins.policies._common import lr_param, torch_code
+from lrbench_builtins.policies._common import check_order, lr_param, torch_code
 
 
 class RangeExp(Policy):
@@ -32,8 +32,7 @@ class RangeExp(Policy):
 
         @model_validator(mode="after")
         def _order(self) -> "RangeExp.Params":
-            if self.start_lr > self.end_lr:
-                raise ValueError(f"start_lr ({self.start_lr}) must not exceed end_lr ({self.end_lr})")
+            check_order("start_lr", self.start_lr, "end_lr", self.end_lr)
             return self
 
     def lr_at(self, step: int) -> float:

@@ -13,7 +13,7 @@ from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, 
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_builtins.policies._common import lr_param, min_lr_param, steps_param, torch_code
+from lrbench_builtins.policies._common import check_order, lr_param, min_lr_param, steps_param, torch_code
 
 
 def _warmup_factor(step: int, warmup_steps: int) -> float:
@@ -40,11 +40,15 @@ def _hf_warmup(p: Params) -> dict:
 _RATIO_NOTE = "transformers < 5 names a fractional warmup warmup_ratio: use warmup_ratio={r} there"
 
 
+def _cycles_param() -> float:
+    return param(0.5, "Cosine waves over the decay (Hugging Face's num_cycles): 0.5 falls once from lr to min_lr, "
+                 "1 falls and rises back.", gt=0, search=(0.25, 2.0))
+
+
 class _MinBelowLr(Params):
     @model_validator(mode="after")
     def _order(self):
-        if self.min_lr > self.lr:
-            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        check_order("min_lr", self.min_lr, "lr", self.lr)
         return self
 
 
@@ -53,8 +57,8 @@ class Cosine(Policy):
     summary = "Linear warmup, then a half cosine from lr down to min_lr at the run's end"
     family = "llm"
     reference = (
-        "HF get_cosine_schedule_with_warmup (min_lr = 0) / cosine_with_min_lr; "
-        "torch CosineAnnealingLR(T_max=total) when warmup_steps = 0"
+        "HF get_cosine_schedule_with_warmup (min_lr = 0) / get_cosine_with_min_lr_schedule_with_warmup "
+        "(cosine_with_min_lr), num_cycles too; torch CosineAnnealingLR(T_max=total) when warmup_steps = 0"
     )
     uses_total_steps = True
 
@@ -64,6 +68,7 @@ class Cosine(Policy):
         warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
                                    derive=run_fraction(0.05), role="warmup")
         warmup_ratio: float = _ratio_param()
+        num_cycles: float = _cycles_param()
 
     def lr_at(self, step: int) -> float:
         p = self.params
@@ -71,7 +76,7 @@ class Cosine(Policy):
         if step < warmup:
             return p.lr * _warmup_factor(step, warmup)
         progress = float(step - warmup) / float(max(1, self.total_steps - warmup))
-        factor = 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress))
+        factor = 0.5 * (1.0 + math.cos(math.pi * float(p.num_cycles) * 2.0 * progress))
         rate = p.min_lr / p.lr
         return p.lr * max(0.0, factor * (1 - rate) + rate)
 
@@ -83,14 +88,16 @@ class Cosine(Policy):
             **_hf_warmup(p),
             "max_steps": self.total_steps,
         }
-        if p.min_lr:
-            out["lr_scheduler_kwargs"] = {"min_lr": p.min_lr}
+        kwargs = {**({"num_cycles": p.num_cycles} if p.num_cycles != 0.5 else {}),
+                  **({"min_lr": p.min_lr} if p.min_lr else {})}
+        if kwargs:
+            out["lr_scheduler_kwargs"] = kwargs
         return Export(out, note=_RATIO_NOTE.format(r=p.warmup_ratio) if "warmup_steps" in out and 0 < out["warmup_steps"] < 1 else "")
 
     def to_torch(self) -> Export | None:
         p = self.params
-        if warmup_of(p, self.total_steps):
-            return None
+        if warmup_of(p, self.total_steps) or p.num_cycles != 0.5:
+            return None  # cosine_annealing is torch's CosineAnnealingLR with any T_max
         return Export(
             torch_code(
                 p.lr,
@@ -121,6 +128,19 @@ class Linear(Policy):
             return p.lr * _warmup_factor(step, warmup)
         factor = max(0.0, float(self.total_steps - step) / float(max(1, self.total_steps - warmup)))
         return p.min_lr + (p.lr - p.min_lr) * factor
+
+    def to_torch(self) -> Export | None:
+        p = self.params
+        if warmup_of(p, self.total_steps):
+            return None
+        return Export(
+            torch_code(
+                p.lr,
+                f"torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor={p.min_lr / p.lr!r}, "
+                f"total_iters={self.total_steps})",
+            ),
+            note="torch computes it recursively: equal to about 1e-12 of the LR",
+        )
 
     def to_hf(self) -> Export | None:
         p = self.params
@@ -201,7 +221,7 @@ class WarmupStableDecay(Policy):
     name = "wsd"
     summary = "Warmup, a long constant stage, then a short decay to min_lr (WSD)"
     family = "llm"
-    reference = "HF get_wsd_schedule (linear warmup, stable = total - warmup - decay)"
+    reference = "HF get_wsd_schedule (warmup_stable_decay), every warmup_type, num_cycles and num_stable_steps"
     uses_total_steps = True
 
     class Params(_MinBelowLr):
@@ -215,6 +235,11 @@ class WarmupStableDecay(Policy):
         warmup_ratio: float = _ratio_param()
         decay_ratio: float = param(0.0, "Decay as a fraction of the run, used when decay_steps is 0: "
                                    "ceil(ratio x run length) steps; the stable stage is what is left.", ge=0, lt=1)
+        warmup_type: Literal["linear", "cosine", "1-sqrt"] = param("linear", "Shape of the warmup.")
+        num_cycles: float = _cycles_param()
+        stable_steps: int = steps_param(-1, "Steps of the stable stage (Hugging Face's num_stable_steps); -1: what "
+                                        "the warmup and the decay leave of the run. Past the three stages the LR is "
+                                        "min_lr.", minimum=-1)
 
         @model_validator(mode="after")
         def _shares(self):
@@ -231,6 +256,8 @@ class WarmupStableDecay(Policy):
         return int(p.decay_steps) if p.decay_steps > 0 else int(math.ceil(self.total_steps * p.decay_ratio))
 
     def _stable(self) -> int:
+        if self.params.stable_steps >= 0:
+            return self.params.stable_steps
         return self.total_steps - self._warmup() - self._decay()
 
     def lr_at(self, step: int) -> float:
@@ -239,7 +266,13 @@ class WarmupStableDecay(Policy):
         warmup, decay, stable = self._warmup(), self._decay(), self._stable()
         if step < warmup:
             progress = float(step) / float(max(1, warmup))
-            return p.lr * max(0.0, progress * (1.0 - ratio) + ratio)
+            if p.warmup_type == "linear":
+                factor = progress
+            elif p.warmup_type == "cosine":
+                factor = 0.5 * (1.0 - math.cos(math.pi * progress))
+            else:
+                factor = 1.0 - math.sqrt(1.0 - progress)
+            return p.lr * max(0.0, factor * (1.0 - ratio) + ratio)
         if step < warmup + stable:
             return p.lr
         if step < warmup + stable + decay:
@@ -247,7 +280,7 @@ class WarmupStableDecay(Policy):
             if p.decay_type == "linear":
                 factor = 1.0 - progress
             elif p.decay_type == "cosine":
-                factor = 0.5 * (1.0 + math.cos(math.pi * 0.5 * 2.0 * progress))
+                factor = 0.5 * (1.0 + math.cos(math.pi * float(p.num_cycles) * 2.0 * progress))
             else:
                 factor = 1.0 - math.sqrt(progress)
             return p.lr * max(0.0, factor * (1.0 - ratio) + ratio)
@@ -265,6 +298,9 @@ class WarmupStableDecay(Policy):
                     "num_decay_steps": self._decay(),
                     "decay_type": p.decay_type,
                     "min_lr_ratio": p.min_lr / p.lr,
+                    **({"warmup_type": p.warmup_type} if p.warmup_type != "linear" else {}),
+                    **({"num_cycles": p.num_cycles} if p.num_cycles != 0.5 else {}),
+                    **({"num_stable_steps": p.stable_steps} if p.stable_steps >= 0 else {}),
                 },
             },
             note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
@@ -275,17 +311,29 @@ class OneCycle(Policy):
     name = "onecycle"
     summary = "Rise from max_lr/div_factor to max_lr, then anneal far below (1cycle)"
     family = "llm"
-    reference = "torch OneCycleLR (two phases)"
+    reference = "torch OneCycleLR (two or three phases)"
     uses_total_steps = True
 
     class Params(Params):
         max_lr: float = lr_param(1e-2, "Peak learning rate.")
-        pct_start: float = param(0.3, "Fraction of the run spent rising.", gt=0, lt=1, search=(0.1, 0.5))
+        pct_start: float = param(0.3, "Fraction of the run spent rising (torch allows 0 and 1).", ge=0, le=1,
+                                 search=(0.1, 0.5))
         div_factor: float = param(25.0, "Initial LR = max_lr / div_factor.", ge=1, log=True, search=(5.0, 100.0))
         final_div_factor: float = param(
             1e4, "Final LR = initial LR / final_div_factor.", ge=1, log=True, search=(10.0, 1e5)
         )
         anneal: Literal["cos", "linear"] = param("cos", "Shape of both phases.")
+        three_phase: bool = param(False, "Fall back to the initial LR as fast as it rose, then anneal to the "
+                                  "final LR (fastai's schedule, torch's three_phase).")
+
+    def _phases(self) -> list[tuple[float, str, str]]:
+        """torch's phases: (end step, start LR, end LR), in torch's float arithmetic."""
+        p, total = self.params, self.total_steps
+        if p.three_phase:
+            return [(float(p.pct_start * total) - 1, "initial", "max"),
+                    (float(2 * p.pct_start * total) - 2, "max", "initial"),
+                    (total - 1, "initial", "min")]
+        return [(float(p.pct_start * total) - 1, "initial", "max"), (total - 1, "max", "min")]
 
     def lr_at(self, step: int) -> float:
         p = self.params
@@ -293,32 +341,196 @@ class OneCycle(Policy):
         # (extrapolating the linear anneal would turn it negative)
         step = min(step, self.total_steps - 1)
         initial = p.max_lr / p.div_factor
-        final = initial / p.final_div_factor
-        phases = [(float(p.pct_start * self.total_steps) - 1, initial, p.max_lr), (self.total_steps - 1, p.max_lr, final)]
+        lrs = {"initial": initial, "max": p.max_lr, "min": initial / p.final_div_factor}
+        phases = self._phases()
         start = 0.0
-        for i, (end, lo, hi) in enumerate(phases):
+        for i, (end, lo_name, hi_name) in enumerate(phases):
             if step <= end or i == len(phases) - 1:
+                # a phase of no length (pct_start * total = 1) is 0 / 0 in torch; here it is its start
                 pct = (step - start) / (end - start) if end != start else 0.0
+                lo, hi = lrs[lo_name], lrs[hi_name]
                 if p.anneal == "cos":
                     return hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1)
                 return (hi - lo) * pct + lo
             start = end
         raise AssertionError("unreachable")
 
-    def to_torch(self) -> Export:
+    def _torch_divides_by_zero(self) -> bool:
+        """Whether torch's OneCycleLR divides by a phase of no length at a step from 0 (its
+        construction) to total_steps (the step() after the last optimizer step): it raises
+        ZeroDivisionError there. Which phase a step falls in changes only at the phases' ends,
+        so the steps next to them stand for all."""
+        phases = self._phases()
+        ends = [math.floor(e) + d for e, _, _ in phases for d in (0, 1)]
+        for step in sorted({0, self.total_steps, *(e for e in ends if 0 <= e <= self.total_steps)}):
+            start = 0.0
+            for i, (end, _, _) in enumerate(phases):
+                if step <= end or i == len(phases) - 1:
+                    if end == start:
+                        return True
+                    break
+                start = end
+        return False
+
+    def why_not(self, target: str) -> str:
+        """Why ``to_torch`` gave no OneCycleLR (the exporter's note)."""
+        if target == "torch" and self._torch_divides_by_zero():
+            return (f"torch's OneCycleLR raises ZeroDivisionError for pct_start={self.params.pct_start} over "
+                    f"{self.total_steps} steps (a phase of no length)")
+        return ""
+
+    def to_torch(self) -> Export | None:
         p = self.params
+        if self._torch_divides_by_zero():
+            return None  # the LambdaLR adapter follows the curve instead (why_not says so)
+        three = ", three_phase=True" if p.three_phase else ""
         return Export(
             torch_code(
                 p.max_lr,
                 "torch.optim.lr_scheduler.OneCycleLR(optimizer, "
-                f"max_lr={p.max_lr!r}, total_steps={self.total_steps}, pct_start={p.pct_start!r}, "
+                f"max_lr={p.max_lr!r}, total_steps={self.total_steps}, pct_start={float(p.pct_start)!r}, "
                 f"anneal_strategy={p.anneal!r}, div_factor={p.div_factor!r}, "
-                f"final_div_factor={p.final_div_factor!r}, cycle_momentum=False)",
+                f"final_div_factor={p.final_div_factor!r}{three}, cycle_momentum=False)",
             )
         )
 
 
-POLICIES = [Cosine, Linear, ConstantWarmup, InverseSqrt, WarmupStableDecay, OneCycle]
+class CosineHardRestarts(Policy):
+    name = "cosine_hard_restarts"
+    summary = "Linear warmup, then num_cycles cosines from lr to 0, each restarting at lr"
+    family = "llm"
+    reference = "HF get_cosine_with_hard_restarts_schedule_with_warmup (cosine_with_restarts)"
+    uses_total_steps = True
+
+    class Params(Params):
+        lr: float = lr_param(1e-3, "Peak learning rate, reached at the end of the warmup and at each restart.")
+        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
+                                        derive=run_fraction(0.05), role="warmup")
+        warmup_ratio: float = _ratio_param()
+        num_cycles: int = param(1, "Cosines after the warmup (Hugging Face's num_cycles).", ge=1, search=(1, 10))
+
+    def lr_at(self, step: int) -> float:
+        p = self.params
+        warmup = warmup_of(p, self.total_steps)
+        if step < warmup:
+            return p.lr * _warmup_factor(step, warmup)
+        progress = float(step - warmup) / float(max(1, self.total_steps - warmup))
+        if progress >= 1.0:
+            return 0.0
+        return p.lr * max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((float(p.num_cycles) * progress) % 1.0))))
+
+    def to_hf(self) -> Export:
+        p = self.params
+        return Export(
+            {
+                "learning_rate": p.lr,
+                "lr_scheduler_type": "cosine_with_restarts",
+                **_hf_warmup(p),
+                "max_steps": self.total_steps,
+                "lr_scheduler_kwargs": {"num_cycles": p.num_cycles},
+            },
+            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+        )
+
+
+class PolyWarmup(Policy):
+    name = "poly_warmup"
+    summary = "Linear warmup, then a polynomial decay from lr to min_lr at the run's end"
+    family = "llm"
+    reference = "HF get_polynomial_decay_schedule_with_warmup (polynomial)"
+    uses_total_steps = True
+
+    class Params(_MinBelowLr):
+        lr: float = lr_param(1e-3, "Peak learning rate, reached at the end of the warmup.")
+        min_lr: float = min_lr_param(1e-7, "Learning rate at the run's end (Hugging Face's lr_end).")
+        power: float = param(1.0, "Exponent of the decay (1 = linear).", gt=0, search=(0.5, 3.0))
+        warmup_steps: int = steps_param(0, "Steps of linear warmup from 0.", minimum=0, search=(0, 500),
+                                        derive=run_fraction(0.05), role="warmup")
+        warmup_ratio: float = _ratio_param()
+
+    def lr_at(self, step: int) -> float:
+        p = self.params
+        warmup, total = warmup_of(p, self.total_steps), self.total_steps
+        if step < warmup:
+            return p.lr * _warmup_factor(step, warmup)
+        if step > total or total == warmup:  # past the run (HF would divide by zero at the second)
+            return p.lr * (p.min_lr / p.lr)
+        # HF's arithmetic: the decay is divided by lr and LambdaLR multiplies it back
+        pct_remaining = 1 - (step - warmup) / (total - warmup)
+        return p.lr * (((p.lr - p.min_lr) * pct_remaining**p.power + p.min_lr) / p.lr)
+
+    def to_hf(self) -> Export | None:
+        p = self.params
+        if not p.min_lr < p.lr or warmup_of(p, self.total_steps) == self.total_steps:
+            # HF refuses lr_end >= lr, and divides by zero at the run's end when the warmup is all of it
+            return None
+        return Export(
+            {
+                "learning_rate": p.lr,
+                "lr_scheduler_type": "polynomial",
+                **_hf_warmup(p),
+                "max_steps": self.total_steps,
+                "lr_scheduler_kwargs": {"lr_end": p.min_lr, "power": p.power},
+            },
+            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+        )
+
+
+class CosineWarmupMinLr(Policy):
+    name = "cosine_warmup_with_min_lr"
+    summary = "Warmup from warmup_lr_rate * lr, then a cosine to min_lr ending on the run's last step"
+    family = "llm"
+    reference = "HF get_cosine_with_min_lr_schedule_with_warmup_lr_rate (cosine_warmup_with_min_lr)"
+    uses_total_steps = True
+
+    class Params(_MinBelowLr):
+        lr: float = lr_param(1e-3, "Peak learning rate.")
+        min_lr: float = min_lr_param()
+        warmup_steps: int = steps_param(0, "Steps of warmup.", minimum=0, search=(0, 500),
+                                        derive=run_fraction(0.05), role="warmup")
+        warmup_ratio: float = _ratio_param()
+        warmup_lr_rate: float = param(-1.0, "LR of the first warmup step as a share of lr; -1 leaves it unset as "
+                                      "Hugging Face does: (step + 1) / warmup_steps.", ge=-1, le=1)
+        num_cycles: float = _cycles_param()
+
+        @model_validator(mode="after")
+        def _unset_or_share(self):
+            if -1 < self.warmup_lr_rate < 0:
+                raise ValueError(f"warmup_lr_rate must be -1 (unset) or in [0, 1], got {self.warmup_lr_rate}")
+            return self
+
+    def lr_at(self, step: int) -> float:
+        p = self.params
+        t, warmup, total = float(step), float(warmup_of(p, self.total_steps)), float(self.total_steps)
+        if t < warmup:
+            if p.warmup_lr_rate < 0:
+                return p.lr * ((t + 1.0) / max(1.0, warmup))
+            r = float(p.warmup_lr_rate)
+            return p.lr * (r + (1.0 - r) * t / (max(1, warmup - 1)))
+        progress = (t - warmup + 1.0) / (max(1.0, total - warmup))
+        factor = 0.5 * (1.0 + math.cos(math.pi * p.num_cycles * 2.0 * progress))
+        rate = p.min_lr / p.lr
+        return p.lr * max(0, factor * (1 - rate) + rate)
+
+    def to_hf(self) -> Export:
+        p = self.params
+        kwargs: dict = {"min_lr": p.min_lr, "num_cycles": p.num_cycles}
+        if p.warmup_lr_rate >= 0:
+            kwargs["warmup_lr_rate"] = p.warmup_lr_rate
+        return Export(
+            {
+                "learning_rate": p.lr,
+                "lr_scheduler_type": "cosine_warmup_with_min_lr",
+                **_hf_warmup(p),
+                "max_steps": self.total_steps,
+                "lr_scheduler_kwargs": kwargs,
+            },
+            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+        )
+
+
+POLICIES = [Cosine, Linear, ConstantWarmup, InverseSqrt, WarmupStableDecay, OneCycle, CosineHardRestarts, PolyWarmup,
+            CosineWarmupMinLr]
 
 
 @hookimpl

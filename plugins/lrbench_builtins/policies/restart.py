@@ -14,7 +14,7 @@ from lrbench_gui.core.params import Params, decay_over_run, inverse_run, param, 
 from lrbench_gui.core.policy import Export, Policy
 from lrbench_gui.hookspecs import hookimpl
 
-from lrbench_builtins.policies._common import gamma_param, lr_param, min_lr_param, steps_param, torch_code
+from lrbench_builtins.policies._common import check_order, gamma_param, lr_param, min_lr_param, steps_param, torch_code
 
 
 class CosineRestarts(Policy):
@@ -27,12 +27,12 @@ class CosineRestarts(Policy):
         lr: float = lr_param(0.01, "Learning rate at the start of each cycle.")
         min_lr: float = min_lr_param()
         cycle_steps: int = steps_param(100, "Steps of the first cycle.", search=(10, 2000), derive=run_divisor(4))
-        cycle_mult: int = param(1, "Each cycle is this many times longer than the one before.", ge=1, le=10)
+        cycle_mult: int = param(1, "Each cycle is this many times longer than the one before (torch's T_mult).",
+                                ge=1)
 
         @model_validator(mode="after")
         def _order(self) -> "CosineRestarts.Params":
-            if self.min_lr > self.lr:
-                raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+            check_order("min_lr", self.min_lr, "lr", self.lr)
             return self
 
     def lr_at(self, step: int) -> float:
@@ -77,8 +77,7 @@ class SawtoothParams(Params):
 
     @model_validator(mode="after")
     def _order(self) -> "SawtoothParams":
-        if self.min_lr > self.max_lr:
-            raise ValueError(f"min_lr ({self.min_lr}) must not exceed max_lr ({self.max_lr})")
+        check_order("min_lr", self.min_lr, "max_lr", self.max_lr)
         return self
 
 
