@@ -55,8 +55,16 @@ def test_smoothed_suggestions_are_ordered_and_near_the_truth():
     assert s["minimum"]["lr"] == pytest.approx(lr_at_min / 10)
     assert 1e-2 < lr_at_min <= 0.2  # the loss bottoms out before the blow-up at 0.1
     assert s["valley"]["from_lr"] < s["valley"]["lr"] < s["valley"]["to_lr"]
-    assert out["chosen"] == "valley" and out["lr"] == s["valley"]["lr"]
-    assert "valley" in out["why"] and "default" in out["why"]
+    # half the sigmoid's fall is at its centre, 1e-3; the smoothing's lag moves it up a little
+    assert 0 <= math.log10(s["halfway"]["lr"]) - math.log10(1e-3) < 0.5
+    assert s["halfway"]["to_loss"] < s["halfway"]["loss"] < s["halfway"]["from_loss"]
+    # the default: half way in log LR between halfway and minimum/10
+    assert s["balanced"]["lr"] == pytest.approx(math.sqrt(s["halfway"]["lr"] * s["minimum"]["lr"]))
+    assert out["chosen"] == "balanced" and out["lr"] == s["balanced"]["lr"]
+    assert "balanced" in out["why"] and "default" in out["why"]
+    # every rule's LR is reported, in the summary and in words
+    assert out["rules"] == {r: s[r]["lr"] for r in ("balanced", "halfway", "valley", "steepest", "minimum")}
+    assert all(f"{s[r]['lr']:.3g}" in out["why"] for r in ("halfway", "valley", "steepest", "minimum"))
     assert out["lr_range"] == [s["steepest"]["lr"], lr_at_min]
     assert out["diverged_at"] is not None and out["diverged_at"] > lr_at_min
 
@@ -74,7 +82,7 @@ def test_nan_losses_end_the_curve():
     loss[450:] = np.nan
     out = analyze_range_test(lrs, loss)
     assert out["diverged_at"] == pytest.approx(lrs[450])
-    assert out["chosen"] == "valley"
+    assert out["chosen"] == "balanced"
     assert all(lr < lrs[450] for lr in out["curve"]["lr"])
     inf_loss = loss.copy()
     inf_loss[450:] = np.inf
@@ -86,14 +94,14 @@ def test_bad_lrs_are_dropped():
     lrs_bad = lrs.copy()
     lrs_bad[:5] = 0.0
     out = analyze_range_test(lrs_bad, _curve(lrs))
-    assert out["chosen"] == "valley"
+    assert out["chosen"] == "balanced"
 
 
 def test_a_loss_that_never_falls_gives_no_answer():
     lrs = _lrs()
     out = analyze_range_test(lrs, 1.0 + np.log10(lrs / 1e-6))
     assert out["chosen"] is None and out["lr"] is None
-    assert "never fell" in out["why"]
+    assert "never fell" in out["why"] and set(out["rules"].values()) == {None}
 
 
 def test_too_few_points_gives_no_answer():
@@ -113,6 +121,21 @@ def test_choose_minimum():
     lrs = _lrs()
     out = analyze_range_test(lrs, _curve(lrs), choose="minimum")
     assert out["chosen"] == "minimum" and out["lr"] == out["suggestions"]["minimum"]["lr"]
+    valley = analyze_range_test(lrs, _curve(lrs), choose="valley")  # fastai's default, still on request
+    assert valley["chosen"] == "valley" and "balanced" in valley["why"]
+
+
+def test_halfway_ignores_odd_first_batches_and_early_dips():
+    """The start level is the median of the first raw losses, and the answer is the last crossing
+    of half the fall: a few huge first losses and a noise dip early on do not move it."""
+    lrs = _lrs()
+    clean = analyze_range_test(lrs, _curve(lrs))["suggestions"]["halfway"]
+    loss = _curve(lrs)
+    loss[:4] = 20.0  # odd first batches
+    loss[100:160] = 0.2  # a dip below half the fall, long before the real descent
+    odd = analyze_range_test(lrs, loss)["suggestions"]["halfway"]
+    assert _decades(odd["lr"], clean["lr"]) < 0.05
+    assert odd["from_loss"] == pytest.approx(2.0, abs=0.01)
     with pytest.raises(ValueError):
         analyze_range_test(lrs, _curve(lrs), choose="median")
 

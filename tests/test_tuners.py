@@ -345,11 +345,12 @@ def test_range_test_asks_once_and_suggests(registry, with_lrs):
     assert tuner.summary_json()["chosen"] is None
     tuner.tell(_range_result(req, with_lrs))
     s = tuner.summary_json()
-    assert s["chosen"] == "valley" and s["lr"] == s["suggestions"]["valley"]["lr"]
-    assert set(s["suggestions"]) == {"valley", "steepest", "minimum"}
+    assert s["chosen"] == "balanced" and s["lr"] == s["suggestions"]["balanced"]["lr"]
+    assert set(s["suggestions"]) == set(s["rules"]) == {"balanced", "halfway", "valley", "steepest", "minimum"}
+    assert all(s["rules"][r] == s["suggestions"][r]["lr"] for r in s["rules"])
     assert 0 <= math.log10(s["suggestions"]["steepest"]["lr"]) + 3 < 0.5
     assert s["lr_min"] == s["lr_range"][0] and s["lr_max"] == s["lr_range"][1]
-    assert "valley" in s["why"]
+    assert "balanced" in s["why"] and f"valley {s['rules']['valley']:.3g}" in s["why"]
     json.dumps(s, allow_nan=False)
 
 

@@ -9,13 +9,14 @@ default or an override, derived from the run's length) comes from
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from lrbench_gui.core.params import ParamInfo, describe, validate_params
 from lrbench_gui.core.registry import Registry, UnknownName
-from lrbench_gui.core.spec import SpecError, parse_spec
+from lrbench_gui.core.spec import SpecError, build_schedule, parse_spec
 from lrbench_gui.core.tuning.hints import PolicyHints, order_values, policy_hints
 from lrbench_gui.core.tuning.space import Dim, Family, SearchSpace, SpaceError, _need
 
@@ -30,24 +31,38 @@ def _default_range(row: ParamInfo) -> tuple[float, float] | None:
     return None
 
 
+def _check_bound(row: ParamInfo, v: float, where: str) -> None:
+    if row.minimum is not None and (v < row.minimum or (row.exclusive_minimum and v == row.minimum)):
+        raise SpaceError(f"{where}: {v:g} is outside the parameter's bounds ({row.bounds_text()})")
+    if row.maximum is not None and (v > row.maximum or (row.exclusive_maximum and v == row.maximum)):
+        raise SpaceError(f"{where}: {v:g} is outside the parameter's bounds ({row.bounds_text()})")
+
+
 def _dim_for(row: ParamInfo, value: Any, where: str) -> Dim | Any:
-    """A Dim from an override value (a [lo, hi] range, a list of choices) or the fixed value."""
+    """A Dim from an override value (a [lo, hi] range; a list of choices, which for a number
+    is one value or three or more) or the fixed value."""
     if isinstance(value, (list, tuple)):
         if row.kind in ("float", "int") and len(value) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
         ):
             lo, hi = float(value[0]), float(value[1])
             for v in (lo, hi):
-                if row.minimum is not None and (v < row.minimum or (row.exclusive_minimum and v == row.minimum)):
-                    raise SpaceError(f"{where}: {v:g} is outside the parameter's bounds ({row.bounds_text()})")
-                if row.maximum is not None and (v > row.maximum or (row.exclusive_maximum and v == row.maximum)):
-                    raise SpaceError(f"{where}: {v:g} is outside the parameter's bounds ({row.bounds_text()})")
+                _check_bound(row, v, where)
             if lo > hi:
                 raise SpaceError(f"{where}: range [{lo:g}, {hi:g}] is reversed")
             try:
                 return Dim(row.name, row.kind, lo, hi, row.log and lo > 0)
             except SpaceError as exc:
                 raise SpaceError(f"{where}: {exc}") from None
+        if row.kind in ("float", "int") and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):  # one or three or more numbers: a choice among them (two are a range, above)
+            for v in value:
+                _check_bound(row, v, where)
+            cast = int if row.kind == "int" else float
+            if row.kind == "int" and any(float(v) != int(v) for v in value):
+                raise SpaceError(f"{where}: {row.name} takes whole numbers, got {list(value)}")
+            return Dim(row.name, "choice", choices=tuple(dict.fromkeys(cast(v) for v in value)))
         if row.kind in ("choice", "bool") and value:
             allowed = list(row.choices) if row.kind == "choice" else [True, False]
             bad = [v for v in value if v not in allowed]
@@ -161,6 +176,22 @@ def _check_spec(spec: dict[str, Any], registry: Registry, where: str) -> None:
         raise SpaceError(f"{where}: the family builds an invalid spec: {exc}") from None
 
 
+def _mean_lr_ratio(family: Family, registry: Registry, steps: int = 400) -> float | None:
+    """The mean LR of ``family``'s centre over a run of ``steps`` steps, over its peak LR."""
+    try:
+        lrs = build_schedule(family.build(family.center(), steps), steps, registry).lrs()
+    except Exception:  # noqa: BLE001  (a hint only: a schedule that cannot be sampled has none)
+        return None
+    peak = max(lrs, default=0.0)
+    if not lrs or not math.isfinite(peak) or peak <= 0:
+        return None
+    return sum(lrs) / len(lrs) / peak
+
+
+def _with_ratio(family: Family, registry: Registry) -> Family:
+    return dataclasses.replace(family, mean_lr_ratio=_mean_lr_ratio(family, registry))
+
+
 def _policy_family(policy: str, registry: Registry, overrides: dict[str, Any], lr_range: Sequence[float] | None) -> Family:
     plan = _plan(policy, registry, overrides, lr_range)
 
@@ -172,7 +203,7 @@ def _policy_family(policy: str, registry: Registry, overrides: dict[str, Any], l
     family = Family(policy, plan.dims, build, recipe, plan.notes)
     for steps in (1, 100):
         _check_spec(build(family.center(), steps), registry, f"policy {policy}")
-    return family
+    return _with_ratio(family, registry)
 
 
 def policy_space(
@@ -305,7 +336,7 @@ def _compose_family(recipe: dict[str, Any], registry: Registry) -> Family:
         if warmup is not None and spec["sequence"][0]["params"]["lr"] <= 0:
             raise SpaceError(f"composition {name}: {segments[0]} starts at LR 0, so a warmup cannot ramp up to it")
         _check_spec(spec, registry, f"composition {name}")
-    return family
+    return _with_ratio(family, registry)
 
 
 def compose_space(

@@ -12,6 +12,11 @@ follows fastai's ``lr_find`` (fastai 2.x ``callback/schedule.py``):
    divergence), as fastai does, when enough points remain;
 5. suggest, each with its LR:
 
+   * **balanced**: the geometric mean of halfway and minimum/10 (their midpoint in log LR);
+   * **halfway**: the LR where the smoothed loss has made half its fall, from where it started
+     (the median of the raw losses over the first 20 % of the curve) down to its lowest: the last
+     crossing of that level before the lowest point, interpolated in log LR; it reads the curve's
+     shape, not its slope, so a little noise moves it little;
    * **steepest**: the LR where the smoothed loss falls fastest against log(LR) (fastai ``steep``:
      the minimum of the forward difference);
    * **valley**: fastai's ``valley``: the longest decreasing run of the smoothed loss (its longest
@@ -19,11 +24,16 @@ follows fastai's ``lr_find`` (fastai 2.x ``callback/schedule.py``):
      way down; fastai's own index);
    * **minimum**: the LR of the lowest smoothed loss divided by 10 (fastai ``minimum``).
 
-The chosen suggestion is ``choose`` (default valley) unless it cannot be computed, in which case
-the next of valley, steepest, minimum is taken and ``why`` says so. Valley is the default because
-it is fastai's default since 2.5, the
-steepest point moves by a decade with a little noise, and minimum/10 is a rule of thumb that is
-too low when the loss falls over a wide range.
+The chosen suggestion is ``choose`` (default balanced) unless it cannot be computed, in which
+case the next of balanced, halfway, valley, steepest, minimum is taken and ``why`` says so; ``why``
+and ``rules`` give every rule's LR. Balanced is the default by what ``bench/tuning.py`` measured
+against the grid's best fixed LR at the same budget (docs/tuning.md has the table): within 2.4x
+on every seed of digits-mlp, digits-cnn, tinylm-pretrain and a LoRA fine-tune, where fastai's
+valley was up to 9x too low (the loss keeps falling long after its longest descent starts),
+steepest too low on digits and far too low on LoRA, minimum/10 up to 5.6x too high on tinylm (its
+loss bottoms out far above the LR a whole run bears), and halfway alone up to 3.8x off on the
+noisy LoRA curves. Halfway and minimum/10 err in different ways, so their midpoint halves each
+one's error in log LR.
 """
 
 from __future__ import annotations
@@ -35,13 +45,19 @@ import numpy as np
 
 __all__ = ["smooth_losses", "analyze_range_test", "valley_index", "RULES"]
 
-RULES = ("valley", "steepest", "minimum")
+RULES = ("balanced", "halfway", "valley", "steepest", "minimum")
 
 _RULE_TEXT = {
+    "balanced": "the geometric mean of halfway and minimum/10",
+    "halfway": "where the smoothed loss has made half its fall, from where it started to its lowest",
     "steepest": "where the smoothed loss falls fastest against log(LR)",
     "valley": "about half way down the longest descending stretch of the smoothed loss (fastai's valley)",
     "minimum": "a tenth of the LR of the lowest smoothed loss",
 }
+
+
+_LABEL = {"balanced": "balanced", "halfway": "halfway", "valley": "valley", "steepest": "steepest",
+          "minimum": "minimum/10"}
 
 
 def smooth_losses(losses: Sequence[float] | np.ndarray, beta: float = 0.98) -> np.ndarray:
@@ -84,7 +100,7 @@ def analyze_range_test(
     *,
     beta: float = 0.98,
     diverge: float = 4.0,
-    choose: str = "valley",
+    choose: str = "balanced",
     skip_start: float = 0.1,
     skip_end: int = 5,
     min_points: int = 8,
@@ -94,8 +110,10 @@ def analyze_range_test(
     """Suggestions from a range test's ``lrs`` and training ``losses``, one pair per logged step,
     in the order they were run. Returns a JSON-ready dict::
 
-        {"suggestions": {"valley": {"lr", "loss", "index", "rule"}, "steepest": ..., "minimum": ...},
-         "chosen": "valley", "lr": ..., "why": "...", "lr_range": [steepest lr, lr of the min],
+        {"suggestions": {"halfway": {"lr", "loss", "index", "rule"}, "valley": ..., "steepest": ...,
+                         "minimum": ...},
+         "rules": {"halfway": lr, ...}, "chosen": "halfway", "lr": ..., "why": "...",
+         "lr_range": [steepest lr, lr of the min],
          "diverged_at": lr or None, "points": n used, "warnings": [...],
          "curve": {"lr": [...], "smoothed": [...]}}
 
@@ -111,6 +129,7 @@ def analyze_range_test(
         raise ValueError(f"lrs and losses differ in length ({len(lr)} and {len(loss)})")
     out: dict[str, Any] = {
         "suggestions": {r: None for r in RULES},
+        "rules": {r: None for r in RULES},
         "chosen": None,
         "lr": None,
         "why": "",
@@ -137,6 +156,9 @@ def analyze_range_test(
             out["diverged_at"] = float(lr[over[0]])
         lr, smooth = lr[: over[0]], smooth[: over[0]]
     n = len(smooth)
+    # where the loss starts: the median of the raw losses of the first 20 % of the curve (the LR is
+    # still far too low to move anything; the median ignores a few odd batches)
+    start_loss = float(np.median(loss[: max(3, int(0.2 * n))][:n])) if n else math.nan
     lo = int(n * skip_start)
     hi = n - skip_end
     if hi - lo < min_points:  # too short to skip: keep everything
@@ -183,9 +205,26 @@ def analyze_range_test(
     else:
         suggestions["valley"] = None
 
+    top = start_loss if start_loss > smooth[i_min] else float(smooth[0])
+    level = top - 0.5 * (top - smooth[i_min])
+    above = np.flatnonzero(smooth[: i_min + 1] > level)
+    j = int(above[-1]) + 1 if len(above) else 0  # the last crossing: from here on it stays below
+    if j > 0:
+        a, b = smooth[j - 1], smooth[j]
+        t = (a - level) / (a - b) if a > b else 1.0
+        half_lr = float(np.exp(np.log(lr[j - 1]) + t * (np.log(lr[j]) - np.log(lr[j - 1]))))
+    else:
+        half_lr = float(lr[0])
+    suggestions["halfway"] = {"lr": half_lr, "loss": float(level), "index": j + lo, "from_loss": top,
+                              "to_loss": float(smooth[i_min]), "rule": _RULE_TEXT["halfway"]}
+
     suggestions["minimum"] = {"lr": float(lr[i_min]) / 10.0, "loss": float(smooth[i_min]), "index": i_min + lo,
                               "lr_at_minimum": float(lr[i_min]), "rule": _RULE_TEXT["minimum"]}
+    half, tenth = suggestions["halfway"], suggestions["minimum"]
+    suggestions["balanced"] = {"lr": math.sqrt(half["lr"] * tenth["lr"]), "halfway_lr": half["lr"],
+                               "minimum_lr": tenth["lr"], "rule": _RULE_TEXT["balanced"]}
     out["suggestions"] = {r: suggestions[r] for r in RULES}
+    out["rules"] = {r: (suggestions[r] or {}).get("lr") for r in RULES}
     lower = suggestions["steepest"]["lr"] if suggestions["steepest"] else float(lr[i_min]) / 10.0
     out["lr_range"] = [min(lower, float(lr[i_min])), float(lr[i_min])]
 
@@ -194,7 +233,13 @@ def analyze_range_test(
     out["chosen"] = chosen
     out["lr"] = suggestions[chosen]["lr"]
     s = suggestions[chosen]
-    if chosen == "valley":
+    if chosen == "balanced":
+        detail = (f"half way between (in log LR) the halfway point, {s['halfway_lr']:.3g}, and minimum/10, "
+                  f"{s['minimum_lr']:.3g}, is {s['lr']:.3g}")
+    elif chosen == "halfway":
+        detail = (f"the smoothed loss fell from {s['from_loss']:.4g} to {s['to_loss']:.4g}; it was half way down "
+                  f"({s['loss']:.4g}) at LR {s['lr']:.3g}")
+    elif chosen == "valley":
         detail = (f"the smoothed loss fell along its longest descending stretch, from LR {s['from_lr']:.3g} to "
                   f"{s['to_lr']:.3g}; the point about half way down it is {s['lr']:.3g}")
     elif chosen == "steepest":
@@ -203,12 +248,18 @@ def analyze_range_test(
         detail = f"the lowest smoothed loss ({s['loss']:.4g}) was at LR {s['lr_at_minimum']:.3g}; a tenth of it is {s['lr']:.3g}"
     if chosen == choose:
         reason = {
-            "valley": "valley is the default: it is fastai's default rule, steadier than the steepest point "
-                      "(which a little noise moves by a decade) and less timid than minimum/10",
+            "balanced": "balanced is the default: on the benchmark's tasks it stayed closest to the best fixed LR "
+                        "of a whole run (halfway alone strays on noisy curves, minimum/10 alone is too high on "
+                        "tinylm, valley and steepest are too low on digits)",
+            "halfway": "halfway was asked for",
+            "valley": "valley was asked for",
             "steepest": "steepest was asked for",
             "minimum": "minimum/10 was asked for",
         }[chosen]
     else:
         reason = f"{choose} was asked for but could not be computed (no descending stretch), so {chosen} was used"
+    others = ", ".join(f"{_LABEL[r]} {v:.3g}" for r, v in out["rules"].items() if r != chosen and v is not None)
     out["why"] = f"{chosen}: {detail}. {reason[0].upper() + reason[1:]}."
+    if others:
+        out["why"] += f" The other rules: {others}."
     return out

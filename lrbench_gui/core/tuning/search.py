@@ -220,6 +220,13 @@ class PlannedTuner(Tuner):
             raise KeyError(f"{self.name}: result for {result.key!r}, which was never asked")
         self.results[result.key] = result
 
+    def planned_trials(self) -> int | None:
+        """The trials asked and queued so far (a subclass whose plan grows adds what it expects)."""
+        return len(self.requests) + len(self.queue)
+
+    def planned_steps(self) -> int | None:
+        return sum(r.steps for r in self.requests.values()) + sum(r.steps for r in self.queue)
+
     def done(self) -> bool:
         """Everything asked was told, and :meth:`_plan` queues nothing more."""
         if self.queue or len(self.results) < len(self.requests):

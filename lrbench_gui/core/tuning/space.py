@@ -153,6 +153,10 @@ class Family:
     recipe: dict[str, Any] | None = None
     #: what is not searched, in words, for tables ("step_size = steps / 3")
     notes: tuple[str, ...] = ()
+    #: the schedule's mean LR over a run as a share of its peak LR, at the family's centre (1 for
+    #: ``fixed``, about 0.5 for ``cosine``); tuners that share an LR axis across families align
+    #: them by it. None when unknown (a hand-made family)
+    mean_lr_ratio: float | None = field(default=None, compare=False)
 
     def dim(self, name: str) -> Dim:
         for d in self.dims:

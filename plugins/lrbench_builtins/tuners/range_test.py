@@ -28,7 +28,8 @@ class RangeTestSummary(TypedDict, total=False):
 
     tuner: str
     status: str | None  # the trial's status; None before it finished
-    suggestions: dict[str, dict[str, Any] | None] | None  # steepest / valley / minimum: {"lr", "rule"...}
+    suggestions: dict[str, dict[str, Any] | None] | None  # balanced / halfway / valley / steepest / minimum
+    rules: dict[str, float | None]  # every rule's LR (None: it could not be computed)
     chosen: str | None  # which suggestion is the answer (Params.choose)
     lr: float | None  # the chosen LR
     lr_range: list[float] | None  # [low, high] of the usable LRs
@@ -88,7 +89,8 @@ class RangeTestTuner(Tuner):
     summary = "LR range test: one run with the LR growing from start_lr to end_lr, then suggested LRs"
     title = "LR range test"
     hint = ("One run whose LR grows from start_lr to end_lr; the loss against LR gives the suggested LRs "
-            "(steepest, valley, minimum/10). It evaluates only at the end: mid-test the LR is still climbing.")
+            "(balanced, halfway down, valley, steepest, minimum/10; all are reported). It evaluates only at the end: "
+            "mid-test the LR is still climbing.")
     uses_space = False
     study_defaults = {"budget_steps": 200}
     view = "range-test"
@@ -99,8 +101,10 @@ class RangeTestTuner(Tuner):
         end_lr: float = param(1.0, "Last LR of the test.", gt=0, log=True, search=(1e-2, 10.0))
         mode: Literal["exp", "linear"] = param("exp", "Growth of the LR: exp (equal ratios, the usual) or linear.")
         steps: int = param(0, "Steps of the test; 0: the study's steps.", ge=0, unit="steps")
-        choose: Literal["valley", "steepest", "minimum"] = param(
-            "valley", "Which suggestion becomes the answer: valley (fastai's default), steepest, or minimum/10."
+        choose: Literal["balanced", "halfway", "valley", "steepest", "minimum"] = param(
+            "balanced", "Which suggestion becomes the answer: balanced (the geometric mean of halfway and "
+            "minimum/10; the default, by the benchmark), halfway (where the loss made half its fall), valley "
+            "(fastai's default), steepest, or minimum/10."
         )
         beta: float = param(0.98, "Smoothing of the loss (exponential moving average).", ge=0, lt=1)
         diverge: float = param(4.0, "The analysis ends where the smoothed loss exceeds this x its minimum.", gt=1)
@@ -141,6 +145,12 @@ class RangeTestTuner(Tuner):
 
     def done(self) -> bool:
         return self.request is not None
+
+    def planned_trials(self) -> int:
+        return 1
+
+    def planned_steps(self) -> int:
+        return self.steps
 
     def tell(self, result: TrialResult) -> None:
         if self.request is None or result.key != self.request.key:
@@ -232,6 +242,12 @@ class ValueRangeTuner(Tuner):
 
     def done(self) -> bool:
         return len(self.requests) >= len(self.lrs)
+
+    def planned_trials(self) -> int:
+        return len(self.lrs)
+
+    def planned_steps(self) -> int:
+        return self.steps * len(self.lrs)
 
     def tell(self, result: TrialResult) -> None:
         if result.key not in self.requests:

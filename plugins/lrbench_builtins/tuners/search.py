@@ -1,5 +1,6 @@
 """The built-in search tuners: grid, random, bayes (Optuna) and halving (successive halving /
-ASHA). The two LR tests (range-test, value-range) are in :mod:`lrbench_builtins.tuners.range_test`.
+ASHA), and ``lrsearch`` (:mod:`lrbench_builtins.tuners.lr_model`), registered with them. The two
+LR tests (range-test, value-range) are in :mod:`lrbench_builtins.tuners.range_test`.
 
 Every tuner follows :mod:`lrbench_gui.core.tuner`: the study asks, runs, reports and tells; a
 tuner never runs anything. Keys are stable (``g0003``, ``r0012``, ``b0007``, ``h012.r1``) and,
@@ -19,12 +20,21 @@ from lrbench_gui.core.params import Params, param
 from lrbench_gui.core.tuner import TrialRequest, TrialResult
 from lrbench_gui.core.tuning.search import SearchTuner, finite
 from lrbench_gui.hookspecs import hookimpl
+from lrbench_builtins.tuners.lr_model import LRModelTuner
 
-__all__ = ["GridTuner", "RandomTuner", "BayesTuner", "HalvingTuner", "TUNERS"]
+__all__ = ["GridTuner", "RandomTuner", "BayesTuner", "HalvingTuner", "LRModelTuner", "TUNERS", "auto_startup"]
 
 
 def _trials(requested: int, budget_trials: int) -> int:
     return requested if requested > 0 else max(1, budget_trials)
+
+
+def auto_startup(trials: int, families: int) -> int:
+    """``bayes``' default count of random start-up trials: one per family but at most half of
+    the trials, or a quarter of the trials (at most 10) when that is more; never all of them
+    (6 trials over 4 families: 3 random, 3 from the model; 40 trials: 10)."""
+    startup = max(min(families, trials // 2), min(10, trials // 4), 1)
+    return max(1, min(startup, trials - 1)) if trials > 1 else 1
 
 
 class GridTuner(SearchTuner):
@@ -61,6 +71,9 @@ class GridTuner(SearchTuner):
     def done(self) -> bool:
         return self._next >= len(self.plan) or self.target_reached
 
+    def planned_trials(self) -> int:
+        return self._next if self.target_reached else len(self.plan)
+
     def summary_json(self) -> dict[str, Any]:
         return {**super().summary_json(), "grid_size": len(self.plan), "points": self.params.points}
 
@@ -93,6 +106,9 @@ class RandomTuner(SearchTuner):
     def done(self) -> bool:
         return self._next >= self.n or self.target_reached
 
+    def planned_trials(self) -> int:
+        return self._next if self.target_reached else self.n
+
 
 class BayesTuner(SearchTuner):
     """Optuna's ask/tell, with the family as a categorical. A dimension that has the same name
@@ -119,8 +135,9 @@ class BayesTuner(SearchTuner):
         trials: int = param(0, "Trials to run; 0: the study's trial budget.", ge=0, le=100_000)
         sampler: Literal["tpe", "gp"] = param("tpe", "tpe: Optuna's TPESampler (multivariate, grouped); gp: its GPSampler.")
         startup_trials: int = param(
-            0, "Random trials before the model is used (visiting the families in turn); 0: a quarter of the "
-            "trials, between 3 and 10, but at least 2 per family.", ge=0, le=1000)
+            0, "Random trials before the model is used (visiting the families in turn); 0: one per family "
+            "but at most half of the trials, or a quarter of the trials (at most 10) when that is more; "
+            "the model always gets at least one trial.", ge=0, le=1000)
         pruner: Literal["none", "median"] = param(
             "none",
             "median: stop a trial whose intermediate value is worse than the median of earlier trials at "
@@ -137,9 +154,7 @@ class BayesTuner(SearchTuner):
         p = self.params
         self.n = _trials(p.trials, self.budget.trials)
         families = len(self.space.families)
-        startup = p.startup_trials or min(max(10, 2 * families), max(3, self.n // 4, 2 * families))
-        startup = min(startup, self.n)
-        self.startup = startup
+        self.startup = startup = min(p.startup_trials, self.n) if p.startup_trials else auto_startup(self.n, families)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if p.sampler == "gp":
@@ -201,6 +216,9 @@ class BayesTuner(SearchTuner):
     def done(self) -> bool:
         return len(self.requests) >= self.n or self.target_reached
 
+    def planned_trials(self) -> int:
+        return len(self.requests) if self.target_reached else self.n
+
     def report(self, key: str, step: int, value: float) -> bool:
         trial = self._trials.get(key)
         if trial is None or key in self.results or self.params.pruner == "none":
@@ -242,7 +260,8 @@ class BayesTuner(SearchTuner):
             self.study.tell(trial, state=TrialState.FAIL)
 
     def summary_json(self) -> dict[str, Any]:
-        return {**super().summary_json(), "sampler": self.params.sampler, "pruned": len(self._pruned)}
+        return {**super().summary_json(), "sampler": self.params.sampler, "pruned": len(self._pruned),
+                "startup_trials": self.startup}
 
 
 class HalvingTuner(SearchTuner):
@@ -304,14 +323,29 @@ class HalvingTuner(SearchTuner):
         self._next = 0
         self._by_rung: list[dict[int, str]] = [{} for _ in budgets]  # rung -> config -> key
         self._promoted: list[set[int]] = [set() for _ in budgets]
+        # the study's trial budget caps the steps asked (at least one configuration's climb)
+        self.cap_steps = max(self.budget.trials * steps, sum(budgets))
+        self._asked_steps = 0
 
     def _key(self, config: int, rung: int) -> str:
         return f"h{config:03d}.r{rung}"
+
+    def _fits(self, rung: int) -> bool:
+        """Whether a trial at ``rung`` fits in the cap, keeping room for one climb to the top rung
+        until a top-rung trial was asked (so the answer is a full-budget run)."""
+        top = len(self.rung_steps) - 1
+        reserve = 0 if self._by_rung[top] or rung == top else sum(self.rung_steps[rung + 1:])
+        return self._asked_steps + self.rung_steps[rung] + reserve <= self.cap_steps
+
+    def _can_start(self) -> bool:
+        """Whether a new bottom-rung configuration can still be started."""
+        return self._next < len(self.configs) and self._fits(0)
 
     def _ask(self, config: int, rung: int) -> TrialRequest:
         family, point = self.configs[config]
         self._by_rung[rung][config] = self._key(config, rung)
         steps = self.rung_steps[rung]
+        self._asked_steps += steps
         return self._request(self._key(config, rung), family, point, steps,
                              rung=rung, config=config, rung_steps=steps, budget_fraction=steps / self.budget.steps)
 
@@ -321,7 +355,7 @@ class HalvingTuner(SearchTuner):
         if any(k not in self.results for k in keys):
             return False
         if rung == 0:
-            return self._next >= len(self.configs)
+            return not self._can_start()
         return self._complete(rung - 1) and self._candidate(rung - 1) is None
 
     def _candidate(self, rung: int) -> int | None:
@@ -336,6 +370,8 @@ class HalvingTuner(SearchTuner):
         if complete and told:
             quota = max(1, quota)
         ranked = self.ranked(list(told.values()))[:quota]
+        if not self._fits(rung + 1):
+            return None
         for key in ranked:
             config = next(c for c, k in told.items() if k == key)
             if config not in self._promoted[rung] and self.score(self.results[key]) is not None:
@@ -350,7 +386,7 @@ class HalvingTuner(SearchTuner):
             if config is not None:
                 self._promoted[rung].add(config)
                 return self._ask(config, rung + 1)
-        if self._next < len(self.configs):
+        if self._can_start():
             self._next += 1
             return self._ask(self._next - 1, 0)
         return None
@@ -358,12 +394,30 @@ class HalvingTuner(SearchTuner):
     def done(self) -> bool:
         if self.target_reached:
             return True
-        if self._next < len(self.configs) or self.running():
+        if self._can_start() or self.running():
             return False
         return all(self._candidate(r) is None for r in range(len(self.rung_steps) - 1))
 
     def _counts(self, key: str) -> bool:
         return int(self.requests[key].tags["rung"]) == len(self.rung_steps) - 1
+
+    def _rung_plan(self) -> list[int]:
+        """Trials expected on each rung: the configurations on the bottom one, then the top
+        ``1/eta`` of the rung below (at least one), or more where more were promoted already."""
+        counts = [len(self.configs)]
+        for r in range(1, len(self.rung_steps)):
+            counts.append(max(len(self._by_rung[r]), 1 if counts[-1] else 0, counts[-1] // self.params.eta))
+        return counts
+
+    def planned_trials(self) -> int:
+        if self.target_reached or self.done():
+            return len(self.requests)
+        return sum(self._rung_plan())
+
+    def planned_steps(self) -> int:
+        if self.target_reached or self.done():
+            return sum(r.steps for r in self.requests.values())
+        return sum(n * s for n, s in zip(self._rung_plan(), self.rung_steps))
 
     def summary_json(self) -> dict[str, Any]:
         out = super().summary_json()
@@ -385,12 +439,13 @@ class HalvingTuner(SearchTuner):
             configs=len(self.configs),
             eta=self.params.eta,
             grid_equivalent_steps=full,
+            cap_steps=self.cap_steps,
             fraction_of_grid=out["steps_asked"] / max(1, full),
         )
         return out
 
 
-TUNERS = [GridTuner, RandomTuner, BayesTuner, HalvingTuner]
+TUNERS = [GridTuner, RandomTuner, BayesTuner, HalvingTuner, LRModelTuner]
 
 
 @hookimpl
