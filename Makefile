@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # torch comes first and alone: installed after it, deepspeed keeps this torch instead of pulling
 # a CUDA build with its nvidia-* packages. On a Linux GPU machine the same pin is the CUDA build.
 TORCH  ?= torch==2.13.0
+# the test suite runs on 2 pytest-xdist workers (most tests wait on trainer subprocesses)
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint package clean
 
@@ -18,11 +20,13 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# checks the system libraries of Qt's X11 plugin first: prints the apt-get line when one is missing
 run: install
+	$(BIN)/python packaging/check_qt_libs.py
 	$(BIN)/lrbench-gui
 
 test: install
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: install
 	$(BIN)/lint-imports

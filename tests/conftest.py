@@ -5,6 +5,7 @@ folder), and fails if it leaves a thread or a child process running."""
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Between tests (and in a widget a test left open) the paths fall back to a session folder, never
+# to this machine's real data folder: a Watch panel polling ~/.local/share/lrbench/live would see
+# the terminal trials of whoever ran `lrbench tune` here.
+_SESSION_DATA = tempfile.mkdtemp(prefix="lrbench-tests-")
+os.environ["LRBENCH_DATA_DIR"] = _SESSION_DATA
+os.environ["LRBENCH_DB"] = os.path.join(_SESSION_DATA, "policies.json")
+os.environ.pop("LRBENCH_LIVE_DIR", None)
 
 
 def _children() -> set[int]:
@@ -56,7 +64,7 @@ def no_leftovers():
     threads_before = set(threading.enumerate())
     children_before = _children()
     yield
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 15.0  # a loaded machine takes seconds to end a torch process
     while True:
         threads = [
             t for t in threading.enumerate() if t not in threads_before and t.is_alive() and not t.daemon
