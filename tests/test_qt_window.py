@@ -106,7 +106,7 @@ def test_add_panel_slots_in_before_plugins(window, qtbot):
 
     window.add_panel("Notes", QLabel("notes"))
     window.add_panel("Extra", QLabel("extra"))
-    assert window.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Notes", "Extra", "Plugins"]
+    assert window.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Recipes", "Notes", "Extra", "Plugins"]
     window.show_panel("extra")
     assert window.current_panel() == "Extra"
     assert window.stack.currentWidget().text() == "extra"
@@ -233,7 +233,7 @@ def test_overlay_add_and_remove(panel, qtbot):
     with qtbot.waitSignal(panel.curveChanged, timeout=3000):
         panel.form.editor("warmup_steps").setValue(50)
     panel.pin_current()
-    assert panel.overlays()[-1]["label"] == "linear(warmup_steps=50)"
+    assert panel.overlays()[-1]["label"] == "linear(lr=0.001, warmup_steps=50)"
 
     panel.clear_overlays()
     assert panel.overlays() == [] and panel.overlay.list.count() == 0

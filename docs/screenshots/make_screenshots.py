@@ -1,14 +1,17 @@
 """Render the docs' screenshots of the window: ``policies.png``, ``plugins.png``, and, from a
 real run of the demo study (about a minute on a CPU), ``study.png``, ``live.png`` and
-``results.png``; then the Methods panel's three views, ``methods-horizon.png``,
+``results.png`` (and ``results-lr.png``, the metric against the LR); then the Methods panel's three views, ``methods-horizon.png``,
 ``methods-path-switch.png`` and ``methods-merge.png``, from the summaries of real horizon,
 path-switch and merge studies: the benches' full runs saved in ``docs/figures/<kind>-summary.json``
 when present, else the small ones in ``tests/data/methods`` (running those studies takes far
 longer than the demo: their records are written into the throwaway database instead).
 
-Run under a real X server so fonts and styles are what users see::
+Every shot is taken twice, in the light theme (``NAME.png``) and the dark one
+(``NAME-dark.png``), from the same state; ``run.png`` and ``watch.png`` (two terminal runs the
+Watch panel follows) complete the set of panels. A PNG over 200 KB is stored with a 256-colour
+palette. Run under a real X server so fonts and styles are what users see::
 
-    xvfb-run -a -s "-screen 0 1400x900x24" env QT_QPA_PLATFORM=xcb \\
+    xvfb-run -a -s "-screen 0 1700x1100x24" env QT_QPA_PLATFORM=xcb \\
         python docs/screenshots/make_screenshots.py [--out docs/screenshots] [--no-study] [--methods-only]
 
 It uses a throwaway data folder and a plugins folder holding one example third-party plugin
@@ -83,19 +86,66 @@ def wait_for(app, signal, timeout_s: float) -> tuple:
     return got[0] if got else None
 
 
+#: the most bytes a screenshot may take in the repository
+MAX_BYTES = 200_000
+
+
+def _save(window, filename: Path) -> bool:
+    """The window as a PNG; one over :data:`MAX_BYTES` is saved again with a 256-colour palette."""
+    if not window.grab().save(str(filename)):
+        return False
+    if filename.stat().st_size > MAX_BYTES:
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - Pillow comes with the docs' tools
+            return True
+        from lrbench_gui.qt.identity import PALETTE
+
+        with Image.open(filename) as image:
+            rgb = image.convert("RGB")
+        # 240 colours fitted to the picture plus the trials' own 16, so a swatch keeps its exact colour
+        fitted = rgb.quantize(256 - len(PALETTE), method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        colours = fitted.getpalette()[: 3 * (256 - len(PALETTE))]
+        colours += [int(c[i:i + 2], 16) for c in PALETTE for i in (1, 3, 5)]
+        palette = Image.new("P", (1, 1))
+        palette.putpalette(colours)
+        rgb.quantize(palette=palette, dither=Image.Dither.NONE).save(filename, optimize=True)
+    return True
+
+
 def grab(window, app, name: str, filename: Path) -> bool:
+    """``name``'s panel as ``filename`` in the light theme, then as ``NAME-dark.png`` in the dark."""
+    from lrbench_gui.qt.settings_dialog import apply_theme
+
     window.show_panel(name)
     settle(app, 300)
-    ok = window.grab().save(str(filename))
-    print(filename if ok else f"could not write {filename}", file=sys.stdout if ok else sys.stderr)
+    ok = _save(window, filename)
+    dark = filename.with_name(filename.stem + "-dark" + filename.suffix)
+    apply_theme("dark", window)
+    settle(app, 300)
+    ok = ok and _save(window, dark)
+    apply_theme("light", window)
+    settle(app, 100)
+    for f in (filename, dark):
+        print(f if ok else f"could not write {f}", file=sys.stdout if ok else sys.stderr)
     return ok
+
+
+def start_terminal_runs(env: dict) -> list:
+    """Two short ``lrbench run`` trials in terminals of their own, which the Watch panel follows."""
+    import subprocess
+
+    runs = []
+    for policy, lr in (("cosine", "0.01"), ("step", "0.03")):
+        runs.append(subprocess.Popen(
+            [str(Path(sys.executable).with_name("lrbench")), "run", "--task", "digits-mlp", "--policy", policy,
+             "--set", f"policy.lr={lr}", "--steps", "150", "--threads", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return runs
 
 
 def study_shots(window, app, out: Path) -> bool:
     """Run the real demo study, then render the Study, Live and Results panels."""
-    from PySide6.QtCore import Qt
-    from PySide6.QtWidgets import QSplitter
-
     study, live, results = window.study_panel, window.live_panel, window.results_panel
     if not study.demo_btn.isEnabled():
         print("the demo study cannot run here (are the tuner plugins installed?); skipping its screenshots",
@@ -122,15 +172,10 @@ def study_shots(window, app, out: Path) -> bool:
     if not grab(window, app, "Study", out / "study.png"):
         return False
 
-    # Results: the study's trials, the best three overlaid, recommendations for the task
+    # Results: the study's trials, the best three overlaid (LR, loss, evaluation curves), the
+    # study's details; then the metric against the LR per family (results-lr.png)
     results.refresh()
     wait_for(app, results.refreshed, 10)
-    results.table.resizeColumnsToContents()
-    for splitter in results.findChildren(QSplitter):
-        if splitter.orientation() == Qt.Orientation.Vertical:
-            splitter.setSizes([260, 260, 300])  # room for the overlaid curves
-        else:
-            splitter.setSizes([760, 560])
     results.set_filter("digits-mlp")
     best: list[str] = []  # the best trial of each of three families, for contrast
     families: set[str] = set()
@@ -142,7 +187,11 @@ def study_shots(window, app, out: Path) -> bool:
     wait_for(app, results.curvesShown, 10)
     results.recommend_for("digits-mlp", 5)
     wait_for(app, results.recommended, 10)
-    return grab(window, app, "Results", out / "results.png")
+    results.views.show_view(results.views.curves)
+    if not grab(window, app, "Results", out / "results.png"):
+        return False
+    results.views.show_view(results.views.lr_view)
+    return grab(window, app, "Results", out / "results-lr.png")
 
 
 #: the tuner parameters of the studies whose summaries are in tests/data/methods
@@ -219,7 +268,7 @@ def methods_shots(window, app, out: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
-    parser.add_argument("--size", default="1360x860", help="window size WxH")
+    parser.add_argument("--size", default="1600x1000", help="window size WxH")
     parser.add_argument("--no-study", action="store_true", help="skip the demo study and its three screenshots")
     parser.add_argument("--methods-only", action="store_true", help="only the Methods panel's three screenshots")
     args = parser.parse_args()
@@ -234,6 +283,7 @@ def main() -> int:
     os.environ["LRBENCH_DB"] = str(tmp / "data" / "policies.json")
     os.environ["LRBENCH_PLUGINS_DIR"] = str(plugins)
     os.environ["LRBENCH_LOAD_PLUGINS"] = ""
+    terminal_runs = [] if args.methods_only else start_terminal_runs(dict(os.environ))
 
     from lrbench_gui.qt.app import create_app
     from lrbench_gui.qt.main_window import MainWindow
@@ -270,15 +320,19 @@ def main() -> int:
     settle(app, 100)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    shots = {} if args.methods_only else {"policies.png": "Policies", "plugins.png": "Plugins"}
+    shots = {} if args.methods_only else {"policies.png": "Policies", "plugins.png": "Plugins", "run.png": "Run",
+                                          "recipes.png": "Recipes"}
     for filename, name in shots.items():
-        window.show_panel(name)
-        settle(app, 250)
-        target = args.out / filename
-        if not window.grab().save(str(target)):
-            print(f"could not write {target}", file=sys.stderr)
+        if name not in window.panel_names():
+            continue
+        if not grab(window, app, name, args.out / filename):
             return 1
-        print(target)
+    if terminal_runs:
+        for run in terminal_runs:
+            run.wait(timeout=300)
+        settle(app, 2500)  # the Watch panel polls the live folder
+        if not grab(window, app, "Watch", args.out / "watch.png"):
+            return 1
     ok = args.no_study or args.methods_only or study_shots(window, app, args.out)
     if not (ok and methods_shots(window, app, args.out)):
         window.confirm_close = lambda: True

@@ -1,7 +1,7 @@
 """``lrbench db``: the policy database from the command line.
 
-``path | stats | list | show ID | recommend --task NAME | export | import FILE | backup |
-compact``, each with ``--db PATH`` (default ``$LRBENCH_DB`` or the user data folder), ``--wait
+``path | stats | list | show ID | tag ID [TAG...] | note ID [TEXT] | recommend --task NAME |
+export | import FILE | backup | compact``, each with ``--db PATH`` (default ``$LRBENCH_DB`` or the user data folder), ``--wait
 SECONDS`` (how long a write waits for another writer's lock, saying so on stderr while it
 waits) and ``--json``. Other commands that use the database take ``--db`` and ``--wait`` the
 same way through :func:`add_db_argument` and :func:`open_db_from_args`, which hands the
@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from lrbench_gui.core.db import DEFAULT_LOCK_TIMEOUT, DatabaseError, ImportRefused, PolicyDB
 from lrbench_gui.core.db.curves import CurveError
+from lrbench_gui.core.db.query import SYSTEM_TAGS, filter_rows, validate_tags
 from lrbench_gui.core.paths import default_db_path
 from lrbench_gui.core.records import TRIAL_STORED, curve_points
 from lrbench_gui.cli import CliError, print_json
@@ -118,7 +120,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print("tasks:    " + ", ".join(f"{t} ({n})" for t, n in stats["tasks"].items()))
     if stats["statuses"]:
         print("status:   " + ", ".join(f"{s} {n}" for s, n in stats["statuses"].items()))
-    print(f"backups:  {stats['backups']}" + (f", latest {stats['latest_backup']}" if stats["latest_backup"] else ""))
+    latest = f", latest {stats['latest_backup']}" if stats["latest_backup"] else " (an import or a migration takes one first)"
+    print(f"backups:  {stats['backups']} in {stats['backup_dir']}{latest}")
     return 0
 
 
@@ -136,6 +139,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             and (args.study is None or r["study"] == args.study)
             and (args.status is None or r["status"] == args.status)
         ]
+        rows = filter_rows(rows, tag=args.tag, family=args.family)
         rows.sort(key=lambda r: r["id"])
         total = len(rows)
         rows = rows[:limit]
@@ -252,8 +256,11 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 @_handler
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.study and args.trial:
+        raise CliError("--study and --trial: export whole studies or a selection of trials, not both")
     db = open_db_from_args(args)
-    info = db.export(args.output, study_ids=args.study or None, include_policies=not args.no_policies)
+    info = db.export(args.output, study_ids=args.study or None, trial_ids=args.trial or None,
+                     include_policies=not args.no_policies)
     if args.json:
         print_json(info)
     else:
@@ -282,6 +289,43 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 @_handler
+def _cmd_tag(args: argparse.Namespace) -> int:
+    db = open_db_from_args(args)
+    record = db.get(args.id)
+    if record is None:
+        raise CliError(f"no trial, study or recipe {args.id!r} in {db.path} (lrbench db list shows the ids)")
+    tags = list(record.get("tags") or [])
+    if args.tags or args.remove or args.clear:
+        mine = [] if args.clear else [t for t in tags if t not in SYSTEM_TAGS and t not in (args.remove or [])]
+        try:
+            tags = db.set_tags(args.id, mine + [t for t in validate_tags(args.tags) if t not in mine])
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if args.json:
+        print_json({"id": args.id, "tags": tags})
+    else:
+        print(f"{args.id}: {', '.join(tags) if tags else '(no tags)'}")
+    return 0
+
+
+@_handler
+def _cmd_note(args: argparse.Namespace) -> int:
+    db = open_db_from_args(args)
+    record = db.get(args.id)
+    if record is None:
+        raise CliError(f"no trial, study or recipe {args.id!r} in {db.path} (lrbench db list shows the ids)")
+    notes = record.get("notes") or ""
+    if args.text is not None or args.clear:
+        text = "" if args.clear else (sys.stdin.read() if args.text == "-" else args.text)
+        notes = db.set_note(args.id, text.rstrip("\n") if args.text == "-" else text)
+    if args.json:
+        print_json({"id": args.id, "notes": notes})
+    else:
+        print(notes if notes else f"{args.id}: (no notes)")
+    return 0
+
+
+@_handler
 def _cmd_backup(args: argparse.Namespace) -> int:
     db = open_db_from_args(args)
     made = db.backup(args.output)
@@ -305,7 +349,7 @@ def _cmd_compact(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("db", help="the policy database: stats, list, show, recommend, export, import, backup, compact")
+    p = sub.add_parser("db", help="the policy database: stats, list, show, tag, note, recommend, export, import, backup, compact")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION")
     dsub.required = True
 
@@ -324,6 +368,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--task", help="only this task")
     q.add_argument("--study", metavar="ID", help="only this study's trials")
     q.add_argument("--status", choices=[s.value for s in TRIAL_STORED], help="only trials with this status")
+    q.add_argument("--tag", metavar="TAG", help="only trials with this tag")
+    q.add_argument("--family", metavar="POLICY", help="only trials of this policy family (cosine, step...; composition)")
     q.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (0: all; default 50)")
 
     q = cmd("show", "one record (trial, study or policy) by id", _cmd_show)
@@ -341,6 +387,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     q = cmd("export", "write studies, trials and policies to one JSON document (.gz: gzipped)", _cmd_export)
     q.add_argument("--study", action="append", metavar="ID", help="only this study and its trials (repeatable)")
+    q.add_argument("--trial", action="append", metavar="ID",
+                   help="only this trial, with its study's record (repeatable; not with --study)")
     q.add_argument("-o", "--output", required=True, metavar="FILE")
     q.add_argument("--no-policies", action="store_true", help="leave the policies and recipes out")
 
@@ -353,6 +401,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="refuse",
         help="a record whose id is here with different content: refuse the import (default), keep ours, or replace it",
     )
+
+    q = cmd("tag", "show or change the tags of a trial, study or recipe", _cmd_tag)
+    q.add_argument("id", metavar="ID")
+    q.add_argument("tags", nargs="*", metavar="TAG", help="tags to add (letters, digits and _ . : / + @ -)")
+    q.add_argument("--remove", action="append", metavar="TAG", help="a tag to take off (repeatable)")
+    q.add_argument("--clear", action="store_true", help="take off every tag of yours first (lrbench's own stay)")
+
+    q = cmd("note", "show or replace the notes of a trial, study or recipe", _cmd_note)
+    q.add_argument("id", metavar="ID")
+    q.add_argument("text", nargs="?", metavar="TEXT", help="the new notes (-: read them from stdin)")
+    q.add_argument("--clear", action="store_true", help="clear the notes")
 
     q = cmd("backup", "copy the database file now", _cmd_backup)
     q.add_argument("-o", "--output", metavar="FILE", help="where (default: the backup folder beside the database)")

@@ -31,6 +31,7 @@ __all__ = [
     "CostJSON",
     "curve_points",
     "spec_label",
+    "spec_params",
     "lr_param",
     "LR_KEYS",
 ]
@@ -206,24 +207,70 @@ def lr_param(policy: str, params: Iterable[str], registry: "Registry | None" = N
     return next((k for k in LR_KEYS if k in names), None)
 
 
-def spec_label(spec: Any, registry: "Registry | None" = None) -> str:
+def spec_label(spec: Any, registry: "Registry | None" = None, show: Iterable[str] = (), full: bool = False) -> str:
     """A short label of a policy spec (its JSON form or a parsed spec): ``cosine(lr=0.001)``,
     ``warmup_cosine(warmup_max_lr=0.002)`` or ``constant_warmup -> cosine @100``.
 
     The LR shown is the parameter with the role ``lr`` when ``registry`` knows the policy, the
-    conventional LR names otherwise; the same spec gets the same label everywhere."""
+    conventional LR names otherwise (then a lower LR such as ``min_lr`` when the spec has no
+    other), so the same spec gets the same label everywhere. ``show`` adds parameters by their
+    :func:`spec_params` names (``step(lr=0.1, gamma=0.5)``: what tells two trials apart);
+    ``full`` lists every parameter (for tooltips and details)."""
     if hasattr(spec, "to_json"):
         spec = spec.to_json()
     if not isinstance(spec, dict):
         return "?"
     if "sequence" in spec:
-        parts = [spec_label(s, registry) if isinstance(s, dict) and "sequence" in s else str(
-            (s or {}).get("name", "?")) for s in spec.get("sequence") or []]
-        return " -> ".join(parts) + " @" + ",".join(str(b) for b in spec.get("boundaries") or [])
+        stages = [s for s in spec.get("sequence") or [] if isinstance(s, dict)]
+        at = " @" + ",".join(str(b) for b in spec.get("boundaries") or [])
+        at += " or on a plateau" if "switch" in spec else ""  # a switching sequence (core.reactive)
+        if full:
+            return " -> ".join(spec_label(s, registry, full=True) for s in stages) + at
+        parts = [spec_label(s, registry) if "sequence" in s else str(s.get("name", "?")) for s in stages]
+        extra = [n for n in show if n in spec_params(spec)]
+        flat = spec_params(spec)
+        tail = f" ({', '.join(f'{n}={_value(flat[n])}' for n in extra)})" if extra else ""
+        return " -> ".join(parts) + at + tail
     name = str(spec.get("name", "?"))
     params = spec.get("params") or {}
-    key = lr_param(name, [k for k, v in params.items() if _number(v)], registry)
-    return f"{name}({key}={params[key]:g})" if key else name
+    if full:
+        return f"{name}({', '.join(f'{k}={_value(v)}' for k, v in params.items())})"
+    numeric = [k for k, v in params.items() if _number(v)]
+    key = lr_param(name, numeric, registry) or _lr_by_name(numeric)
+    shown = ([key] if key else []) + [n for n in show if n in params and n != key]
+    return f"{name}({', '.join(f'{k}={_value(params[k])}' for k in shown)})" if shown else name
+
+
+def _lr_by_name(names: list[str]) -> str | None:
+    """The LR of a spec whose policy is not known here, by the naming conventions the search
+    hints use: a name ending in ``lr`` that is not a lower bound, else a lower bound."""
+    lrs = [k for k in names if k == "lr" or k.endswith("_lr")]
+    high = [k for k in lrs if not k.startswith(("min_", "start_", "warmup_min", "final_")) and "_min_" not in k]
+    return next(iter(high or lrs), None)
+
+
+def spec_params(spec: Any) -> dict[str, Any]:
+    """Every parameter of a spec by a flat name: ``lr`` for a plain spec, ``1.lr`` (the stage's
+    index) in a composition, whose boundaries are ``@``."""
+    if hasattr(spec, "to_json"):
+        spec = spec.to_json()
+    if not isinstance(spec, dict):
+        return {}
+    if "sequence" not in spec:
+        return dict(spec.get("params") or {})
+    out: dict[str, Any] = {"@": tuple(spec.get("boundaries") or ())}
+    for i, stage in enumerate(spec.get("sequence") or []):
+        out.update({f"{i}.{k}": v for k, v in spec_params(stage).items()})
+        out[f"{i}.name"] = (stage or {}).get("name") if isinstance(stage, dict) else None
+    return out
+
+
+def _value(value: Any) -> str:
+    if _number(value):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    return str(value)
 
 
 def _number(value: Any) -> bool:

@@ -12,7 +12,11 @@ when the data leaves them (or fills well under half of them): pyqtgraph's auto-r
 re-measures every curve and paints each plot twice a frame, stays off. Panning or zooming a plot
 stops the following on that axis; the plot's "A" button brings it back. The loss plot shows the
 raw loss faintly and an exponential moving average on top; log axes are applied to the data here
-(a ``PlotCurveItem`` has no log mode of its own).
+(a ``PlotCurveItem`` has no log mode of its own), and their ticks are labelled by decades
+(:class:`lrbench_gui.qt.plot_style.LogAxis`). Each trial has its colour from its id
+(:func:`lrbench_gui.qt.identity.trial_colour`, the same in every panel), and the curves are
+listed beside the plots (:class:`~lrbench_gui.qt.plot_style.CurveList`, shown or hidden by the
+"legend" box), not over the data.
 """
 
 from __future__ import annotations
@@ -28,12 +32,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-__all__ = ["LivePlot", "PALETTE"]
+from lrbench_gui.qt.identity import PALETTE, trial_colour
+from lrbench_gui.qt.plot_style import CurveList, log_axes, style_plot
 
-PALETTE = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-    "#bcbd22", "#7f7f7f", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd",
-]
+__all__ = ["LivePlot", "PALETTE"]
 
 # which buffer each curve draws, and on which plot
 _CURVES = {"lr": ("lrs", "lr"), "raw": ("losses", "loss"), "smooth": ("smooth", "loss")}
@@ -48,6 +50,7 @@ class _Series:
     losses: np.ndarray = field(default_factory=lambda: np.empty(256, dtype=np.float64))
     smooth: np.ndarray = field(default_factory=lambda: np.empty(256, dtype=np.float64))
     n: int = 0
+    hidden: bool = False
     ema: float = math.nan
     curves: dict = field(default_factory=dict)
     # per curve: the (points, log x, log y, bins) it was last drawn with, and its data bounds
@@ -153,15 +156,15 @@ class LivePlot(QWidget):
     def __init__(self, parent: QWidget | None = None, *, redraw_ms: int = 40, smoothing: float = 0.1) -> None:
         super().__init__(parent)
         self.series: dict[str, _Series] = {}
+        self._marks: dict[str, list[pg.InfiniteLine]] = {}  # switch markers (mark_switch), per trial
         self.alpha = smoothing
-        self.lr_plot = _PlotWidget()
-        self.loss_plot = _PlotWidget()
+        self.lr_plot = _PlotWidget(axisItems=log_axes())
+        self.loss_plot = _PlotWidget(axisItems=log_axes())
         self._plots = {"lr": self.lr_plot, "loss": self.loss_plot}
         # following the data (the view ranges set here) on x (shared: the plots are x-linked)
         # and on each plot's y; a pan or zoom by hand stops it, the "A" button restarts it
         self._follow = {"x": True, "lr": True, "loss": True}
         for key, plot, label in (("lr", self.lr_plot, "learning rate"), ("loss", self.loss_plot, "loss")):
-            plot.setBackground("w")
             plot.setLabel("left", label)
             item = plot.getPlotItem()
             item.setMenuEnabled(True)
@@ -173,7 +176,14 @@ class LivePlot(QWidget):
             item.ctrl.logYCheck.toggled.connect(self._log_changed)
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.setXLink(self.lr_plot)
-        self.legend = self.lr_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
+        for plot in self._plots.values():
+            style_plot(plot)
+        self.legend = CurveList(self)
+        self.legend.toggled.connect(self.set_trial_visible)
+        self.show_legend = QCheckBox("legend")
+        self.show_legend.setChecked(True)
+        self.show_legend.setToolTip("List the trials beside the plots (untick one there to hide its curves)")
+        self.show_legend.toggled.connect(lambda _: self._legend_shown())
         self.log_lr = QCheckBox("log LR")
         self.log_lr.toggled.connect(lambda on: self.lr_plot.setLogMode(y=on))
         self.log_loss = QCheckBox("log loss")
@@ -182,18 +192,25 @@ class LivePlot(QWidget):
         self.raw.setChecked(True)
         self.raw.toggled.connect(self._toggle_raw)
         self.readout = QLabel(" ")
-        self.readout.setStyleSheet("color: #4b5563;")
+        self.readout.setStyleSheet("color: #4b5563;")  # its dark twin in the dark theme (plot_style)
         top = QHBoxLayout()
         top.addWidget(self.log_lr)
         top.addWidget(self.log_loss)
         top.addWidget(self.raw)
+        top.addWidget(self.show_legend)
         top.addStretch(1)
         top.addWidget(self.readout)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
-        layout.addWidget(self.lr_plot, 2)
-        layout.addWidget(self.loss_plot, 3)
+        body = QHBoxLayout()
+        plots = QVBoxLayout()
+        plots.addWidget(self.lr_plot, 2)
+        plots.addWidget(self.loss_plot, 3)
+        body.addLayout(plots, 1)
+        body.addWidget(self.legend)
+        layout.addLayout(body, 1)
+        self._legend_shown()
         self._proxies = [
             pg.SignalProxy(p.scene().sigMouseMoved, rateLimit=30, slot=lambda ev, p=p: self._mouse(p, ev[0]))
             for p in (self.lr_plot, self.loss_plot)
@@ -208,10 +225,11 @@ class LivePlot(QWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
 
-    def add_trial(self, trial_id: str, label: str, color: str | None = None) -> str:
+    def add_trial(self, trial_id: str, label: str, color: str | None = None, tooltip: str | None = None) -> str:
+        """A curve pair for a trial, in ``color`` (default: the trial's own colour)."""
         if trial_id in self.series:
             return self.series[trial_id].color
-        color = color or PALETTE[len(self.series) % len(PALETTE)]
+        color = color or trial_colour(trial_id)
         s = _Series(label, color)
         pen = pg.mkPen(color, width=1)  # a 1-pixel pen paints several times faster than a wide one
         faint = pg.mkColor(color)
@@ -220,7 +238,8 @@ class LivePlot(QWidget):
             curve = _Curve(pen=curve_pen, antialias=False, connect="finite")
             s.curves[name] = curve
             self._plots[_CURVES[name][1]].addItem(curve)
-        self.legend.addItem(s.curves["lr"], label)
+        self.legend.add(trial_id, label, color, tooltip)
+        self._legend_shown()
         s.curves["raw"].setVisible(self.raw.isChecked())
         self.series[trial_id] = s
         return color
@@ -232,11 +251,36 @@ class LivePlot(QWidget):
             s = self.series[trial_id]
         s.append(float(step), float(lr), float(loss), self.alpha)
 
+    #: switch markers kept per trial (a reactive policy changes its LR a few times a run)
+    MAX_MARKS = 64
+
+    def mark_switch(self, trial_id: str, step: float, lr: float, reason: str = "") -> None:
+        """Mark where a reactive policy (a plateau) changed the trial's LR: a dotted vertical line
+        in the trial's colour on the LR plot, the reason as its tooltip. Cheap: one item a switch."""
+        marks = self._marks.setdefault(trial_id, [])
+        if len(marks) >= self.MAX_MARKS:
+            return
+        s = self.series.get(trial_id)
+        color = s.color if s is not None else trial_colour(trial_id)
+        line = pg.InfiniteLine(pos=float(step), angle=90, movable=False,
+                               pen=pg.mkPen(color, width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+        line.setToolTip(f"step {int(step)}: lr {lr:.4g}" + (f"\n{reason}" if reason else ""))
+        line.setVisible(s is None or not s.hidden)
+        self.lr_plot.addItem(line, ignoreBounds=True)
+        marks.append(line)
+
+    def switch_marks(self, trial_id: str) -> list[float]:
+        """The steps of a trial's switch markers."""
+        return [float(m.value()) for m in self._marks.get(trial_id, [])]
+
     def remove_trial(self, trial_id: str) -> None:
+        for mark in self._marks.pop(trial_id, []):
+            self.lr_plot.removeItem(mark)
         s = self.series.pop(trial_id, None)
         if s is None:
             return
-        self.legend.removeItem(s.curves["lr"])
+        self.legend.remove(trial_id)
+        self._legend_shown()
         for name, curve in s.curves.items():
             self._plots[_CURVES[name][1]].removeItem(curve)
 
@@ -244,6 +288,31 @@ class LivePlot(QWidget):
         for trial_id in list(self.series):
             self.remove_trial(trial_id)
         self._follow = dict.fromkeys(self._follow, True)
+
+    def _legend_shown(self) -> None:
+        """The side list while it has trials and the "legend" box is ticked (an empty one would
+        only take the plots' width)."""
+        self.legend.setVisible(self.show_legend.isChecked() and self.legend.count() > 0)
+
+    def set_label(self, trial_id: str, label: str, tooltip: str | None = None) -> None:
+        """Rename a trial's curves (in the legend and the hover readout)."""
+        s = self.series.get(trial_id)
+        if s is not None:
+            s.label = label
+            self.legend.set_label(trial_id, label, tooltip)
+
+    def set_trial_visible(self, trial_id: str, shown: bool) -> None:
+        """Show or hide a trial's curves (the legend's check box)."""
+        s = self.series.get(trial_id)
+        if s is None:
+            return
+        s.hidden = not shown
+        for mark in self._marks.get(trial_id, []):
+            mark.setVisible(shown)
+        for name, curve in s.curves.items():
+            curve.setVisible(shown and (name != "raw" or self.raw.isChecked()))
+        s.drawn.clear()
+        self.redraw_all()
 
     def points(self, trial_id: str) -> int:
         s = self.series.get(trial_id)
@@ -384,7 +453,7 @@ class LivePlot(QWidget):
 
     def _toggle_raw(self, on: bool) -> None:
         for s in self.series.values():
-            s.curves["raw"].setVisible(on)
+            s.curves["raw"].setVisible(on and not s.hidden)
         self.update_plot("loss")
 
     def _mouse(self, plot: pg.PlotWidget, pos) -> None:

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from lrbench_gui import __version__
 from lrbench_gui.core.paths import plugins_dir
 from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.plot_style import themed
 from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["PluginPanel", "plugin_rows"]
@@ -224,6 +225,7 @@ class PluginPanel(QWidget):
                     cell.setToolTip(row["source"])
                 if c == 1:
                     color = _RED if row["status"] == "failed" else _AMBER if row["problems"] else _GREEN
+                    color = QColor(themed(color.name()))  # the dark theme's lighter twin
                     cell.setForeground(QBrush(color))
                 if row["problems"]:
                     cell.setToolTip("\n".join(row["problems"]))
@@ -235,8 +237,8 @@ class PluginPanel(QWidget):
         self.errors.clear()
         for problem in registry.problems:
             item = QTreeWidgetItem([problem.plugin, problem.message])
-            item.setForeground(0, QBrush(_RED))
-            item.setForeground(1, QBrush(_RED))
+            item.setForeground(0, QBrush(QColor(themed(_RED.name()))))
+            item.setForeground(1, QBrush(QColor(themed(_RED.name()))))
             item.setToolTip(0, problem.source)
             item.setToolTip(1, f"{problem.message}\n\nsource: {problem.source}")
             self.errors.addTopLevelItem(item)
@@ -244,6 +246,10 @@ class PluginPanel(QWidget):
         self.errors_box.setTitle(f"Load errors ({n})" if n else "Load errors")
         self.errors.setVisible(bool(n))
         self.no_errors.setVisible(not n)
+
+    def theme_changed(self, dark: bool) -> None:
+        """Colour the statuses for the new theme (``apply_theme`` calls it)."""
+        self.set_registry(self._registry)
 
     def error_messages(self) -> list[str]:
         """The text of every load error shown (for tests and bug reports)."""

@@ -132,7 +132,7 @@ class SettingsDialog(QDialog):
     settingsApplied = Signal(object)
 
     def __init__(self, settings: QSettings, parent: QWidget | None = None, *, current_db: Path | None = None,
-                 current_plugins: Path | None = None) -> None:
+                 current_plugins: Path | None = None, db_override: str | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("lrbench settings")
         self.setMinimumWidth(560)
@@ -142,6 +142,19 @@ class SettingsDialog(QDialog):
         self.db_edit = QLineEdit(values.db_path)
         self.db_edit.setPlaceholderText(str(current_db) if current_db else "default: in the data folder")
         self.db_edit.setToolTip("The policy database file (a TinyDB JSON file). Empty: $LRBENCH_DB or the data folder.")
+        #: why the database cannot be chosen here ($LRBENCH_DB, or a path given at start), or None
+        self.db_override = db_override
+        self._stored_db = values.db_path
+        self.db_note = QLabel()
+        self.db_note.setWordWrap(True)
+        self.db_note.setStyleSheet("color: #b45309;")
+        self.db_note.setVisible(bool(db_override))
+        if db_override:
+            # the environment wins over this setting at every start: show what is open, read-only
+            self.db_edit.setText(str(current_db) if current_db else "")
+            self.db_edit.setReadOnly(True)
+            self.db_note.setText(f"{db_override} This setting ({values.db_path or 'empty: the data folder'}) is "
+                                 "kept, and used once that is gone.")
         self.plugins_edit = QLineEdit(values.plugins_dir)
         self.plugins_edit.setPlaceholderText(str(current_plugins) if current_plugins else "default: in the data folder")
         self.plugins_edit.setToolTip("A folder of single-file plugins (*.py) loaded at start-up and on Reload plugins.")
@@ -176,6 +189,10 @@ class SettingsDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Database file", self._with_browse(self.db_edit, folder=False))
+        form.addRow("", self.db_note)
+        if db_override:
+            for button in form.itemAt(form.rowCount() - 2, QFormLayout.ItemRole.FieldRole).widget().findChildren(QPushButton):
+                button.setEnabled(False)
         form.addRow("Plugins folder", self._with_browse(self.plugins_edit, folder=True))
         form.addRow("CPU workers", self.workers)
         form.addRow("GPUs", self.gpus_edit)
@@ -222,7 +239,7 @@ class SettingsDialog(QDialog):
     def values(self) -> AppSettings:
         """The edited values; ``ValueError`` in words for a bad GPU list or path."""
         gpus = parse_gpus(self.gpus_edit.text())
-        db = self.db_edit.text().strip()
+        db = self._stored_db if self.db_override else self.db_edit.text().strip()
         if db and Path(db).expanduser().is_dir():
             raise ValueError(f"database file: {db} is a folder; name a .json file")
         plugins = self.plugins_edit.text().strip()
@@ -254,9 +271,6 @@ QListWidget#panelNav::item:selected { background: #1e3a5f; color: #dbeafe; }
 QGroupBox { border: 1px solid #3a3f47; }
 QGroupBox::title { color: #e5e7eb; }
 """
-
-
-_PG_DEFAULTS: dict[str, Any] | None = None
 
 
 def _dark_palette() -> QPalette:
@@ -301,12 +315,12 @@ def apply_theme(theme: str, root: QWidget | None = None) -> None:
         hints.setColorScheme(Qt.ColorScheme.Dark if dark else Qt.ColorScheme.Light)
     app.setPalette(_dark_palette() if dark else app.style().standardPalette())
     app.setStyleSheet(style_sheet() + (_DARK_QSS if dark else ""))
-    global _PG_DEFAULTS
-    if _PG_DEFAULTS is None:
-        _PG_DEFAULTS = {k: pg.getConfigOption(k) for k in ("background", "foreground")}
-    background, foreground = ("#15181c", "#d1d5db") if dark else ("w", "#374151")
-    # plots made later follow the theme; light puts pyqtgraph's own defaults back
-    pg.setConfigOptions(**({"background": background, "foreground": foreground} if dark else _PG_DEFAULTS))
+    from lrbench_gui.qt import plot_style
+
+    plot_style.set_dark(dark)
+    c = plot_style.colours(dark)
+    # plots made later follow the theme (pyqtgraph's options, and plot_style.new_plot)
+    pg.setConfigOptions(background=c["background"], foreground=c["foreground"])
     if root is None:
         return
     # widgets with colours of their own (banners, the demo box) follow through ``theme_changed``
@@ -315,12 +329,6 @@ def apply_theme(theme: str, root: QWidget | None = None) -> None:
         if callable(hook):
             hook(dark)
     for plot in root.findChildren(pg.PlotWidget):
-        plot.setBackground(background)
-        item = plot.getPlotItem()
-        for name in ("left", "bottom", "right", "top"):
-            axis = item.getAxis(name)
-            if axis is not None:
-                axis.setPen(pg.mkPen(foreground))
-                axis.setTextPen(pg.mkPen(foreground))
-        if item.legend is not None:
-            item.legend.setLabelTextColor(foreground)
+        plot_style.style_plot(plot, dark)
+    # text coloured by a style sheet for the light theme (hints, status lines) gets its dark twin
+    plot_style.theme_style_sheets(root, dark)

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 
 from lrbench_gui.core.records import spec_label
 from lrbench_gui.core.runs.live import Followed, LiveWatcher, live_dir, request_stop
-from lrbench_gui.qt.live_plot import PALETTE, LivePlot
+from lrbench_gui.qt.identity import trial_colour
+from lrbench_gui.qt.live_plot import LivePlot
 from lrbench_gui.qt.widgets import STATUS_COLORS, MessageBanner
 
 __all__ = ["WatchPanel"]
@@ -140,6 +141,8 @@ class WatchPanel(QWidget):
             for event in events:
                 if event.type == "step":
                     self.plot.append(trial_id, event["step"], event["lr"], event["loss"])
+                    if isinstance(event.get("switch"), str):  # a reactive policy changed the LR here
+                        self.plot.mark_switch(trial_id, event["step"], event["lr"], event["switch"])
         for item in self.watcher.trials.values():
             self._row(item)
         self._selection_changed()
@@ -151,8 +154,7 @@ class WatchPanel(QWidget):
             row = self.table.rowCount()
             self.table.insertRow(row)
             self.rows[item.trial_id] = row
-            color = PALETTE[row % len(PALETTE)]
-            self.plot.add_trial(item.trial_id, item.label, color)
+            self.plot.add_trial(item.trial_id, item.label, trial_colour(item.trial_id))  # as in Live and Results
             self.trialSeen.emit(item.trial_id)
         steps = f"{item.last_step + 1 if item.last_step is not None else 0}" + (f" / {item.steps}" if item.steps else "")
         metric = ""
@@ -160,7 +162,8 @@ class WatchPanel(QWidget):
             key = next((k for k in ("val_loss", "val_acc", "accuracy") if k in item.metrics), next(iter(item.metrics)))
             metric = f"{key} {_num(item.metrics[key])}"
         policy = item.meta.get("policy")
-        label = f"{item.label} · {spec_label(policy)}" if isinstance(policy, dict) else item.label
+        label = f"{item.label} · {spec_label(policy, _registry())}" if isinstance(policy, dict) else item.label
+        self.plot.set_label(item.trial_id, label)  # the legend names the policy too
         values = (label, item.source, item.status, steps, _num(item.last_loss), _num(item.last_lr), metric)
         for col, text in enumerate(values):
             cell = self.table.item(row, col)
@@ -203,3 +206,10 @@ class WatchPanel(QWidget):
 
     def running(self) -> int:
         return sum(1 for i in self.watcher.trials.values() if i.running)
+
+
+def _registry():
+    """The app's plugins (loaded once per process), so a label names the LR as every panel does."""
+    from lrbench_gui.plugins import get_registry
+
+    return get_registry()

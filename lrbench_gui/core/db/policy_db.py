@@ -38,11 +38,11 @@ from lrbench_gui import __version__
 from lrbench_gui.core.db import migrations
 from lrbench_gui.core.db.curves import CurveError, unpack
 from lrbench_gui.core.db.document import DocumentError, encode_document, read_document
-from lrbench_gui.core.db.fields import FieldError
+from lrbench_gui.core.db.fields import MAX_TEXT, FieldError
 from lrbench_gui.core.db.migrations import META_TABLE, normalized_seeds
 from lrbench_gui.core.db.query import lr_range as _lr_range
 from lrbench_gui.core.db.query import recommend as _recommend
-from lrbench_gui.core.db.query import trial_row
+from lrbench_gui.core.db.query import SYSTEM_TAGS, trial_row, validate_tags
 from lrbench_gui.core.db.storage import (
     DatabaseCorrupt,
     DatabaseError,
@@ -51,6 +51,7 @@ from lrbench_gui.core.db.storage import (
     DatabaseTooNew,
     DatabaseWriteError,
     atomic_write_bytes,
+    backup_dir,
     check_output_path,
     file_signature,
     list_backups,
@@ -141,8 +142,12 @@ class PolicyDB(DatabaseFile):
     def add_policy(self, record: dict[str, Any], *, replace: bool = False) -> dict[str, Any]:
         return self.add("policies", record, replace=replace)
 
-    def add_many(self, table: str, records: list[dict[str, Any]], *, replace: bool = False) -> list[dict[str, Any]]:
+    def add_many(self, table: str, records: list[dict[str, Any]], *, replace: bool = False,
+                 keep_annotations: bool = True) -> list[dict[str, Any]]:
         """Validate and store many records of one table in one write.
+
+        A replaced study or trial keeps what the user wrote on it (its tags and notes, see
+        :meth:`set_tags`) unless ``keep_annotations`` is False.
 
         A trial's plain curves may hold non-finite points (a run whose LR or loss went to
         infinity): they are dropped and the record says so in its notes and in
@@ -152,6 +157,8 @@ class PolicyDB(DatabaseFile):
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r} (tables: {', '.join(TABLES)})")
         word = TABLE_WORD[table]
+        if replace and keep_annotations and table in ("studies", "trials"):  # a recipe is saved as given
+            records = self._keep_annotations(table, records)
         normalized = []
         for i, rec in enumerate(records):
             try:
@@ -184,6 +191,56 @@ class PolicyDB(DatabaseFile):
             if new:
                 self._table(table).insert_multiple(new)
         return out
+
+    def _keep_annotations(self, table: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What the user wrote on a stored record survives its replacement (a study saved again
+        as it ends, a resumed trial run again): its own tags join the new record's, and its
+        notes stay unless the new record brings notes of its own."""
+        with self._mutex:
+            self._sync()
+            stored = {doc.get("id"): doc for doc in self._docs(table).values()}
+        out = []
+        for rec in records:
+            old = stored.get(rec.get("id")) if isinstance(rec, dict) else None
+            if old is not None:
+                user = [t for t in old.get("tags") or [] if t not in SYSTEM_TAGS]
+                tags = list(rec.get("tags") or [])
+                rec = {**rec, "tags": tags + [t for t in user if t not in tags]}
+                if not rec.get("notes") and old.get("notes"):
+                    rec["notes"] = old["notes"]
+            out.append(rec)
+        return out
+
+    # Tags and notes.
+
+    def set_tags(self, record_id: str, tags: list[str]) -> list[str]:
+        """Give a trial, study or recipe these tags (replacing the user's earlier ones; the tags
+        lrbench sets itself, :data:`SYSTEM_TAGS`, stay); returns the stored tags. A tag is a
+        word of at most 128 characters; a bad one is refused with the reason."""
+        found = self.get(record_id)
+        if found is None:
+            raise RecordInvalid(f"no trial, study or recipe {record_id!r} in {self.path} (lrbench db list shows the ids)")
+        table = found.pop("_table")
+        clean = validate_tags(tags)
+        kept = [t for t in found.get("tags") or [] if t in SYSTEM_TAGS]
+        found["tags"] = kept + [t for t in clean if t not in kept]
+        found.pop("hash", None)
+        return list(self.add_many(table, [found], replace=True, keep_annotations=False)[0]["tags"])
+
+    def set_note(self, record_id: str, text: str) -> str:
+        """Replace the notes of a trial, study or recipe with ``text`` (at most 20,000
+        characters; empty clears them); returns the stored notes."""
+        found = self.get(record_id)
+        if found is None:
+            raise RecordInvalid(f"no trial, study or recipe {record_id!r} in {self.path} (lrbench db list shows the ids)")
+        table = found.pop("_table")
+        if not isinstance(text, str):
+            raise RecordInvalid(f"a note is text, got {type(text).__name__}")
+        if len(text) > MAX_TEXT:
+            raise RecordInvalid(f"the note has {len(text)} characters; the limit is {MAX_TEXT} (shorten it)")
+        found["notes"] = text
+        found.pop("hash", None)
+        return str(self.add_many(table, [found], replace=True, keep_annotations=False)[0]["notes"])
 
     # Reading.
 
@@ -226,8 +283,15 @@ class PolicyDB(DatabaseFile):
         return dict(sorted(Counter(t["task"] for t in self.records("trials")).items()))
 
     def trial_rows(self) -> list[dict[str, Any]]:
-        """One flat row per trial for tables (see :func:`lrbench_gui.core.db.query.trial_row`)."""
-        return [trial_row(t, self.registry) for t in self.records("trials")]
+        """One flat row per trial for tables (see :func:`lrbench_gui.core.db.query.trial_row`),
+        with ``label``, short but telling the trials apart, and ``full_label``, every parameter
+        (:mod:`lrbench_gui.core.labels`)."""
+        from lrbench_gui.core.labels import short_labels, trial_label
+
+        trials = self.records("trials")
+        labels = short_labels(trials, self.registry)
+        return [{**trial_row(t, self.registry), "label": labels.get(t["id"], ""), "full_label": trial_label(t, self.registry)}
+                for t in trials]
 
     def curves(self, trial_id: str) -> dict[str, tuple[Any, Any]]:
         """The decoded curves of a trial: name -> (steps int64 array, values float32 array)."""
@@ -276,6 +340,7 @@ class PolicyDB(DatabaseFile):
             "statuses": dict(sorted(Counter(t["status"] for t in trials).items())),
             "backups": len(backups),
             "latest_backup": str(backups[-1]) if backups else None,
+            "backup_dir": str(backup_dir(self.target)),
         }
 
     # Backups, export, import.
@@ -303,13 +368,29 @@ class PolicyDB(DatabaseFile):
         backups = list_backups(self.target)
         return backups[-1] if backups else None
 
-    def export_bytes(self, study_ids: list[str] | None = None, *, include_policies: bool = True) -> tuple[bytes, dict[str, int]]:
-        """The export document (see docs/format.md): studies, their trials, and the policies."""
+    def export_bytes(self, study_ids: list[str] | None = None, *, trial_ids: list[str] | None = None,
+                     include_policies: bool = True) -> tuple[bytes, dict[str, int]]:
+        """The export document (see docs/format.md): studies, their trials, and the policies.
+
+        ``trial_ids`` exports just those trials (a selection), with the records of the studies
+        they belong to, so the document imports on its own; it may not be given with ``study_ids``.
+        """
         with self._mutex:
             self._sync()
             studies = list(self._docs("studies").values())
             trials = list(self._docs("trials").values())
             policies = list(self._docs("policies").values()) if include_policies else []
+        if trial_ids is not None:
+            if study_ids is not None:
+                raise ValueError("export a selection of trials or whole studies, not both")
+            wanted_trials = list(dict.fromkeys(trial_ids))
+            by_id = {t["id"]: t for t in trials}
+            missing = [t for t in wanted_trials if t not in by_id]
+            if missing:
+                raise DatabaseError(f"no trial {missing[0]!r} in {self.path} (lrbench db list shows the trials)")
+            trials = [by_id[t] for t in wanted_trials]
+            keep_studies = {t.get("study") for t in trials}
+            studies = [s for s in studies if s["id"] in keep_studies]
         if study_ids is not None:
             wanted = list(dict.fromkeys(study_ids))
             have = {s["id"] for s in studies}
@@ -327,8 +408,11 @@ class PolicyDB(DatabaseFile):
         data = encode_document(tables, app_version=__version__, schema=migrations.SCHEMA_VERSION)
         return data, {t: len(r) for t, r in tables.items()}
 
-    def export(self, dest: str | os.PathLike, study_ids: list[str] | None = None, *, include_policies: bool = True) -> dict[str, Any]:
+    def export(self, dest: str | os.PathLike, study_ids: list[str] | None = None, *, trial_ids: list[str] | None = None,
+               include_policies: bool = True) -> dict[str, Any]:
         """Write the export document to ``dest`` atomically; gzip when the name ends in ``.gz``.
+        ``study_ids``: only those studies and their trials; ``trial_ids``: only those trials and
+        their studies' records (see :meth:`export_bytes`).
 
         The output is deterministic (records sorted by id, no timestamps, gzip mtime 0), so the
         same content exports to the same bytes. ``dest`` may not be the database itself (nor its
@@ -339,7 +423,7 @@ class PolicyDB(DatabaseFile):
         dest = Path(dest)
         out = check_output_path(dest, self._protected(), "export")
         self.close()
-        data, counts = self.export_bytes(study_ids, include_policies=include_policies)
+        data, counts = self.export_bytes(study_ids, trial_ids=trial_ids, include_policies=include_policies)
         if dest.name.endswith(".gz"):
             data = gzip.compress(data, compresslevel=6, mtime=0)
         try:

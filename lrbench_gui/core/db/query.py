@@ -45,7 +45,8 @@ from lrbench_gui.core.tuning.range_analysis import analyze_range_test
 if TYPE_CHECKING:  # pragma: no cover
     from lrbench_gui.core.registry import Registry
 
-__all__ = ["recommend", "lr_range", "metric_mode", "trial_metric", "peak_lr", "trial_row", "comparable_key", "describe_group"]
+__all__ = ["recommend", "lr_range", "metric_mode", "trial_metric", "peak_lr", "trial_row", "comparable_key", "describe_group",
+           "SYSTEM_TAGS", "validate_tags", "filter_rows", "group_rows", "ROW_GROUPS"]
 
 _MAXIMIZE = re.compile(r"acc|f1|score|auc|bleu|rouge|exact|reward|precision|recall|map\b|ndcg|win", re.IGNORECASE)
 #: range tests whose curves say something (a diverged test is the usual end of one)
@@ -86,7 +87,14 @@ def trial_row(trial: TrialRecord, registry: "Registry | None" = None) -> dict[st
         "kind": trial.get("kind", "train"),
         "model": (trial.get("model") or {}).get("family"),
         "policy": spec_label(trial["policy"], registry),
+        "spec": trial["policy"],
+        "seed": trial.get("seed"),
+        "budget": trial.get("budget") or {},
+        "task_params": trial.get("task_params") or {},
+        "family": (trial.get("policy") or {}).get("name") or "composition",
         "status": trial["status"],
+        "tags": list(trial.get("tags") or []),
+        "notes": trial.get("notes") or "",
         "metric": metric,
         "value": metrics.get(metric) if metric else None,
         "mode": objective.get("mode"),
@@ -95,6 +103,72 @@ def trial_row(trial: TrialRecord, registry: "Registry | None" = None) -> dict[st
         "seconds": cost.get("seconds"),
         "curves": sorted((trial.get("curves") or {}).keys()),
     }
+
+
+#: tags lrbench sets itself (resume and pruning read them): kept when a user edits the tags
+SYSTEM_TAGS = frozenset({"interrupted", "pruned"})
+_TAG = re.compile(r"^[\w.:/+@-]{1,64}$")
+#: what a table of trial rows can be grouped by: label -> row key
+ROW_GROUPS = {"task": "task", "family": "family", "status": "status", "tag": "tags", "study": "study"}
+
+
+def validate_tags(tags: Iterable[Any]) -> list[str]:
+    """Tags as a user gives them, checked: each a word of letters, digits and ``_ . : / + @ -``
+    (at most 64), none of :data:`SYSTEM_TAGS`, at most 60; duplicates dropped, order kept.
+    Raises ``ValueError`` with one line that says what to change."""
+    out: list[str] = []
+    for tag in tags:
+        text = str(tag).strip() if isinstance(tag, str) else None
+        if not text or not _TAG.match(text):
+            raise ValueError(f"tag {tag!r}: use letters, digits and _ . : / + @ - (no spaces, at most 64 characters)")
+        if text in SYSTEM_TAGS:
+            raise ValueError(f"tag {text!r} is set by lrbench itself; choose another word")
+        if text not in out:
+            out.append(text)
+    if len(out) > 60:
+        raise ValueError(f"{len(out)} tags; the limit is 60")
+    return out
+
+
+def filter_rows(rows: Iterable[dict[str, Any]], *, task: str | None = None, family: str | None = None,
+                status: str | None = None, tag: str | None = None, study: str | None = None,
+                text: str | None = None) -> list[dict[str, Any]]:
+    """The rows of :func:`trial_row` that match every filter given (None: any): the task, the
+    policy family, the status, a tag, the study exactly; ``text`` anywhere in the id, study,
+    task, label or tags, ignoring case."""
+    needle = (text or "").strip().casefold()
+    out = []
+    for row in rows:
+        if task is not None and row.get("task") != task:
+            continue
+        if family is not None and row.get("family") != family:
+            continue
+        if status is not None and row.get("status") != status:
+            continue
+        if tag is not None and tag not in (row.get("tags") or []):
+            continue
+        if study is not None and row.get("study") != study:
+            continue
+        if needle:
+            hay = " ".join(str(row.get(k) or "") for k in ("id", "study", "task", "policy", "label"))
+            if needle not in (hay + " " + " ".join(row.get("tags") or [])).casefold():
+                continue
+        out.append(row)
+    return out
+
+
+def group_rows(rows: Iterable[dict[str, Any]], by: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows grouped by one of :data:`ROW_GROUPS` (by tag, a row is in the group of each of its
+    tags, an untagged row in ``""``); groups in name order."""
+    if by not in ROW_GROUPS:
+        raise ValueError(f"group by one of {', '.join(ROW_GROUPS)}, not {by!r}")
+    key = ROW_GROUPS[by]
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        value = row.get(key)
+        for name in (value or [""]) if key == "tags" else [value]:
+            groups["" if name is None else str(name)].append(row)
+    return dict(sorted(groups.items()))
 
 
 def _matches(value: str | None, wanted: str | None) -> bool:

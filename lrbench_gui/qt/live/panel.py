@@ -48,7 +48,8 @@ from lrbench_gui.qt.db_jobs import DatabaseJobs
 from lrbench_gui.qt.live.range_view import RANGE_VIEW, RangeView
 from lrbench_gui.qt.live.ranking import RankingBox, recipe_record
 from lrbench_gui.qt.live.trial_table import PROGRESS_COL, ProgressDelegate, TrialStateModel
-from lrbench_gui.qt.live_plot import PALETTE, LivePlot
+from lrbench_gui.qt.identity import short_labels, trial_colour, trial_label
+from lrbench_gui.qt.live_plot import LivePlot
 from lrbench_gui.qt.study_controller import StudyController
 from lrbench_gui.qt.widgets import MessageBanner
 
@@ -128,9 +129,10 @@ class LivePanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(24)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
         header.setMinimumSectionSize(40)
-        for col, width in enumerate((72, 140, 86, 78, 74, 58, 62, 100)):
+        # the policy label wide enough to read (the full one is its tooltip)
+        for col, width in enumerate((64, 190, 84, 70, 72, 56, 62, 96, 56)):
             self.table.setColumnWidth(col, width)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.only_selected = QCheckBox("Plot only the selected trials")
@@ -233,10 +235,11 @@ class LivePanel(QWidget):
         self._tick()
 
     def _trial_added(self, trial_id: str, info: dict) -> None:
-        color = PALETTE[len(self.model.rows) % len(PALETTE)]
-        self.plot.add_trial(trial_id, f"{info['key']} {info['family']}", color)
+        color = trial_colour(trial_id)  # the same in Results, Methods and after a resume
         state = self.controller.states.get(trial_id, {**info, "status": "queued"})
+        self.plot.add_trial(trial_id, info.get("label") or info["key"], color, trial_label(state, self.registry))
         self.model.add(trial_id, state, color)
+        self._relabel()
         self.logs[trial_id] = deque(maxlen=400)
         if self.model.rowCount() > self.progress.maximum():
             self.progress.setMaximum(self.model.rowCount())
@@ -247,6 +250,8 @@ class LivePanel(QWidget):
         if event.type != "step":
             return
         self.plot.append(trial_id, event["step"], event["lr"], event["loss"])
+        if isinstance(event.get("switch"), str):  # a reactive policy changed the LR here (a plateau)
+            self.plot.mark_switch(trial_id, event["step"], event["lr"], event["switch"])
         if self.tabs.isTabVisible(1):
             self.range_view.step(trial_id, (self.model.state(trial_id) or {}).get("point") or {}, event)
 
@@ -288,6 +293,9 @@ class LivePanel(QWidget):
             return
         for step, lr in lrs:
             self.plot.append(trial_id, step, lr, loss_at.get(step, math.nan))
+        for sw in ((record.get("extra") or {}).get("switches") or [])[:64]:  # a reactive policy's changes
+            if isinstance(sw, dict) and isinstance(sw.get("step"), int) and isinstance(sw.get("lr"), (int, float)):
+                self.plot.mark_switch(trial_id, sw["step"], float(sw["lr"]), str(sw.get("reason", "")))
 
     def _study_finished(self, study_id: str, status: str, result: dict) -> None:
         self.result = result
@@ -302,7 +310,7 @@ class LivePanel(QWidget):
         best = summary.get("best")
         if best:
             value = best.get("value")
-            lines.append(f"Best: {spec_label(best['policy'], self.registry)}, {self.model.metric} "
+            lines.append(f"Best: {self.model.labels.get(best.get('trial')) or spec_label(best['policy'], self.registry)}, {self.model.metric} "
                          f"{value:.4g}" if isinstance(value, (int, float)) else f"Best: {best['trial']}")
         if summary.get("best_single") and summary.get("best_composition"):
             bs, bc = summary["best_single"], summary["best_composition"]
@@ -319,13 +327,31 @@ class LivePanel(QWidget):
         done = sum(1 for r in rows if r.get("status") in TRIAL_FINAL)
         elapsed = time.monotonic() - self.t_start if self.t_start else 0.0
         word = final or self.controller.status
-        self.status_label.setText(f"{word} · {done} done, {running} running · {elapsed:.0f} s")
+        eta = ""
+        study = self.controller.study
+        if study is not None and self.config is not None and study.config.study_id == self.config.study_id:
+            from lrbench_gui.core.tuning.study import format_duration
+
+            p = study.progress()  # completed / planned (the tuner's count), ETA from the trials so far
+            self.progress.setRange(0, max(1, p["planned"], self.progress.maximum() if p["estimate"] else 0))
+            self.progress.setValue(min(p["completed"], self.progress.maximum()))
+            if not final and p["eta_seconds"] is not None:
+                eta = f" · ETA {format_duration(p['eta_seconds'])}"
+        self.status_label.setText(f"{word} · {done} done, {running} running · {elapsed:.0f} s{eta}")
 
     # The ranking.
 
+    def _relabel(self) -> None:
+        """Short labels that tell the study's trials apart, in the table, the legend and the ranking."""
+        labels = short_labels(self.model.rows, self.registry)
+        self.model.set_labels(labels)
+        for tid, text in labels.items():
+            self.plot.set_label(tid, text)
+
     def _show_ranking(self, ranking: list) -> None:
         cost = self.config is not None and self.config.method == "cost"
-        self.ranking.show_ranking(ranking, self.registry, cost)
+        labels = {r["trial"]: self.model.labels[r["trial"]] for r in ranking if r["trial"] in self.model.labels}
+        self.ranking.show_ranking(ranking, self.registry, cost, labels if len(labels) == len(ranking) else None)
 
     def selected_ranking_trial(self) -> str | None:
         return self.ranking.selected_trial()

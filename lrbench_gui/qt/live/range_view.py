@@ -17,14 +17,16 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from lrbench_gui.core.records import TrialStatus
-from lrbench_gui.qt.live_plot import PALETTE
+from lrbench_gui.qt.identity import PALETTE
+from lrbench_gui.qt.plot_style import new_plot, outside_legend
 
 __all__ = ["RangeView", "RANGE_VIEW"]
 
 #: the ``Tuner.view`` key of the studies this view draws
 RANGE_VIEW = "range-test"
 _AT_ONE_LR = "at one LR"  # the series of the short fixed-LR runs
-_SUGGESTION_COLORS = {"steepest": "#d62728", "valley": "#2ca02c", "minimum": "#ff7f0e", "min_div_10": "#ff7f0e"}
+_SUGGESTION_COLORS = {"steepest": "#d62728", "valley": "#2ca02c", "minimum": "#ff7f0e", "min_div_10": "#ff7f0e",
+                      "balanced": "#9467bd", "halfway": "#17becf"}
 
 
 class RangeView(QWidget):
@@ -32,17 +34,11 @@ class RangeView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.metric = "metric"
+        self.metric_name = "metric"
         self._points: dict[str, list[tuple[float, float]]] = {}
         self._dirty = False
-        self.range_plot = pg.PlotWidget(background="w")
-        self.range_plot.setLogMode(x=True, y=False)
-        self.range_plot.showGrid(x=True, y=True, alpha=0.25)
-        self.range_plot.setLabel("bottom", "learning rate (log)")
-        self.range_plot.setLabel("left", "training loss")
-        self.range_plot.addLegend(offset=(-10, 10), labelTextSize="8pt")
-        for axis in ("bottom", "left"):
-            self.range_plot.getAxis(axis).enableAutoSIPrefix(False)
+        self.range_plot = new_plot(bottom="learning rate (log)", left="training loss", log_x=True, grid=0.25)
+        outside_legend(self.range_plot)
         self.range_note = QLabel("")
         self.range_note.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -55,7 +51,7 @@ class RangeView(QWidget):
 
     def start(self, metric: str, live: bool) -> None:
         """A new study: clear; ``live`` redraws as points arrive (this view is shown)."""
-        self.metric = metric
+        self.metric_name = metric
         self._points = {}
         self._dirty = False
         self.range_plot.clear()
@@ -78,11 +74,11 @@ class RangeView(QWidget):
     def finished(self, point: dict[str, Any], record: dict[str, Any]) -> None:
         """A trial ended: a run at one LR adds its (LR, metric) point."""
         lr = (point or {}).get("lr")
-        value = (record.get("metrics") or {}).get(self.metric)
+        value = (record.get("metrics") or {}).get(self.metric_name)
         if isinstance(lr, (int, float)) and lr > 0 and isinstance(value, (int, float)) and math.isfinite(value):
             self._points.setdefault(_AT_ONE_LR, []).append((float(lr), float(value)))
             self._dirty = True
-            self.range_plot.setLabel("left", self.metric)
+            self.range_plot.setLabel("left", self.metric_name)
 
     def redraw(self) -> None:
         if not self._dirty:
@@ -143,14 +139,14 @@ class RangeView(QWidget):
         """A value range test: the metric of each LR's run, the range that trains well shaded."""
         rows = [r for r in tuner.get("per_lr") or [] if isinstance(r.get("lr"), (int, float)) and r["lr"] > 0]
         self.range_plot.clear()
-        self.range_plot.setLabel("left", self.metric)
+        self.range_plot.setLabel("left", self.metric_name)
         scored = [r for r in rows if isinstance(r.get("value"), (int, float))]
         if scored:
             xs = np.asarray([r["lr"] for r in scored])
             ys = np.asarray([r["value"] for r in scored])
             brushes = [pg.mkBrush("#2e7d32" if r.get("good") else "#9ca3af") for r in scored]
             self.range_plot.plot(xs, ys, pen=pg.mkPen("#6b7280", width=1), symbol="o", symbolSize=9,
-                                 symbolBrush=brushes, name=f"{self.metric} after each short run")
+                                 symbolBrush=brushes, name=f"{self.metric_name} after each short run")
         failed = [r["lr"] for r in rows if r.get("status") in (TrialStatus.DIVERGED, TrialStatus.FAILED)]
         if failed:
             top = max((r["value"] for r in scored), default=1.0)

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lrbench_gui.core.records import spec_label
 from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.identity import short_labels, trial_keys, trial_label
 from lrbench_gui.qt.live.trial_table import TRIAL_ROLE
 from lrbench_gui.qt.widgets import STATUS_COLORS, swatch_icon
 
@@ -107,8 +107,13 @@ class RankingBox(QGroupBox):
         self.recipe_btn.setEnabled(False)
         self.best_label.setText("The ranking fills in as trials finish.")
 
-    def show_ranking(self, ranking: list[dict[str, Any]], registry: Registry, cost: bool) -> None:
-        """Fill the table, keeping the selected trial selected; ``cost``: rank by steps to target."""
+    def show_ranking(self, ranking: list[dict[str, Any]], registry: Registry, cost: bool,
+                     labels: dict[str, str] | None = None) -> None:
+        """Fill the table, keeping the selected trial selected; ``cost``: rank by steps to target.
+        ``labels``: the trials' short labels as the trial table shows them (default: made here,
+        telling the ranked trials apart)."""
+        labels = labels or short_labels(ranking, registry)
+        keys = trial_keys([row["trial"] for row in ranking])
         table = self.ranking_table
         table.blockSignals(True)
         selected = self.selected_trial()
@@ -120,7 +125,7 @@ class RankingBox(QGroupBox):
                 value_text = "never" if ctt is None else f"{ctt} steps"
             else:
                 value_text = "-" if value is None else f"{value:.4g}"
-            cells = [str(i + 1), row["trial"].rsplit("-", 1)[-1], spec_label(row["policy"], registry),
+            cells = [str(i + 1), keys[row["trial"]], labels.get(row["trial"]) or trial_label(row["policy"], registry, short=True),
                      row["status"], value_text, str(row.get("steps", 0)), f"{row.get('seconds', 0.0):.1f}"]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -128,8 +133,10 @@ class RankingBox(QGroupBox):
                 if j == 1:
                     item.setIcon(swatch_icon(self.color_of(row["trial"])))
                     item.setToolTip(row["trial"])
-                if j == 3:
-                    item.setForeground(QBrush(QColor(STATUS_COLORS.get(row["status"], "#111827"))))
+                if j == 2:
+                    item.setToolTip(trial_label(row, registry))
+                if j == 3 and row["status"] in STATUS_COLORS:
+                    item.setForeground(QBrush(QColor(STATUS_COLORS[row["status"]])))
                 table.setItem(i, j, item)
         if cost:
             table.horizontalHeaderItem(4).setText("to target")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from lrbench_gui.core.records import TrialStatus
+from lrbench_gui.qt.identity import trial_label
 from lrbench_gui.qt.widgets import STATUS_COLORS, swatch_icon
 
 __all__ = ["TrialStateModel", "ProgressDelegate", "STATUS_COLORS", "TRIAL_ROLE", "PROGRESS_COL"]
@@ -43,6 +44,7 @@ _COLUMNS = [
     ("Metric", "value"),
     ("Cost", "cost"),
     ("Device", "device"),
+    ("ETA", "eta"),
 ]
 TRIAL_ROLE = Qt.ItemDataRole.UserRole + 1
 PROGRESS_COL = 3
@@ -54,6 +56,16 @@ def _num(value: Any, digits: int = 4) -> str:
     return "" if value is None else str(value)
 
 
+def _trial_eta(row: dict[str, Any]) -> str:
+    """A running trial's time left at its rate so far (its steps and training seconds)."""
+    from lrbench_gui.core.tuning.study import format_duration
+
+    step, steps, seconds = row.get("step") or 0, row.get("steps") or 0, row.get("seconds") or 0.0
+    if row.get("status") != TrialStatus.RUNNING or not (step > 0 and steps > 0 and seconds > 0):
+        return ""
+    return format_duration(max(0, steps - step) * seconds / step)
+
+
 class TrialStateModel(QAbstractTableModel):
     """One row per trial of the study: the controller's state dicts, with colours."""
 
@@ -62,11 +74,12 @@ class TrialStateModel(QAbstractTableModel):
         self.rows: list[dict[str, Any]] = []
         self.index_of: dict[str, int] = {}
         self.colors: dict[str, str] = {}
+        self.labels: dict[str, str] = {}  # trial -> the short label that tells it from the others
         self.metric = "metric"
 
     def clear(self, metric: str = "metric") -> None:
         self.beginResetModel()
-        self.rows, self.index_of, self.colors = [], {}, {}
+        self.rows, self.index_of, self.colors, self.labels = [], {}, {}, {}
         self.metric = metric
         self.endResetModel()
         self.headerDataChanged.emit(Qt.Orientation.Horizontal, 0, len(_COLUMNS) - 1)
@@ -88,6 +101,15 @@ class TrialStateModel(QAbstractTableModel):
             return
         self.rows[row].update(state)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(_COLUMNS) - 1))
+
+    def set_labels(self, labels: dict[str, str]) -> None:
+        """Show these short labels in the Policy column (:func:`lrbench_gui.qt.identity.short_labels`)."""
+        changed = [tid for tid, text in labels.items() if self.labels.get(tid) != text and tid in self.index_of]
+        self.labels.update(labels)
+        col = [k for _, k in _COLUMNS].index("label")
+        for tid in changed:
+            i = self.index(self.index_of[tid], col)
+            self.dataChanged.emit(i, i)
 
     def state(self, trial_id: str) -> dict[str, Any] | None:
         row = self.index_of.get(trial_id)
@@ -128,13 +150,18 @@ class TrialStateModel(QAbstractTableModel):
                 return f"{row.get('step', 0)} / {row.get('steps', 0)}"
             if key == "cost":
                 return f"{row.get('cost_steps') or 0} st · {row.get('seconds') or 0.0:.1f} s"
+            if key == "eta":
+                return _trial_eta(row)
+            if key == "label":
+                return self.labels.get(trial_id) or row.get("label", "")
             return _num(row.get(key), 3 if key == "loss" else 4)
         if role == Qt.ItemDataRole.UserRole and key == "progress":
             return float(row.get("progress", 0.0))
         if role == Qt.ItemDataRole.DecorationRole and key == "key":
             return swatch_icon(self.colors.get(trial_id, "#9ca3af"))
         if role == Qt.ItemDataRole.ForegroundRole and key == "status":
-            return QBrush(QColor(STATUS_COLORS.get(status, "#111827")))
+            colour = STATUS_COLORS.get(status)  # none (queued): the theme's text colour
+            return QBrush(QColor(colour)) if colour else None
         if role == Qt.ItemDataRole.FontRole and key == "status":
             font = QFont()
             font.setBold(True)
@@ -152,9 +179,11 @@ class TrialStateModel(QAbstractTableModel):
                 rung = f"\nrung {row['rung']}" if row.get("rung") is not None else ""
                 return f"{trial_id}{rung}{extra}"
             if key == "label":
-                return json.dumps(row.get("policy"), indent=1)
+                return trial_label(row) + "\n" + json.dumps(row.get("policy"), indent=1)
             if key == "cost":
                 return "the cost so far: optimizer steps and training seconds"
+            if key == "eta":
+                return "time left for this trial at its steps per second so far"
             if key == "device":
                 return (f"given GPU {row['gpus']} (CUDA_VISIBLE_DEVICES)" if row.get("gpus") else
                         "where the trainer runs (no GPU given)")

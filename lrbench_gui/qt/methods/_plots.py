@@ -13,6 +13,7 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QWidget
 
 from lrbench_gui.core.registry import Registry
+from lrbench_gui.qt.plot_style import LogAxis, is_dark, outside_legend, style_plot
 
 __all__ = ["MethodView", "CompactAxis", "make_plot", "room_for_legend", "info_label", "num", "pos", "as_dict",
            "as_list", "tokens_text", "viridis", "fmt_g", "TEXT", "TEXT_DARK", "GRID_ALPHA"]
@@ -63,25 +64,12 @@ def viridis(i: int, n: int) -> str:
 
 
 
-class CompactAxis(pg.AxisItem):
-    """An axis without SI-prefix scaling whose log-mode ticks read as plain numbers (``0.003``,
-    ``40k``), only the 1-2-5 ones labelled when many are shown (pyqtgraph's ``2·10⁴`` labels of
-    every minor tick run into each other)."""
+class CompactAxis(LogAxis):
+    """The app's log axis (:class:`lrbench_gui.qt.plot_style.LogAxis`: decades, or 1-2-5 over a
+    short span, as plain numbers such as ``0.003`` or ``40k``) with this view's formatter."""
 
     def __init__(self, orientation: str, fmt: Callable[[float], str] | None = None) -> None:
-        super().__init__(orientation)
-        self.fmt = fmt or (lambda v: f"{v:.3g}")
-        self.enableAutoSIPrefix(False)
-
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        if not self.logMode:
-            return super().tickStrings(values, scale, spacing)
-        out = []
-        for v in values:
-            x = 10.0 ** v
-            mantissa = round(x / 10 ** math.floor(math.log10(x) + 1e-9), 3)
-            out.append(self.fmt(x) if len(values) <= 6 or mantissa in (1, 2, 5) else "")
-        return out
+        super().__init__(orientation, fmt)
 
 
 LEGEND_OFFSETS = {"top-right": (-8, 8), "top-left": (8, 8), "bottom-left": (8, -8), "bottom-right": (-8, -8)}
@@ -91,20 +79,25 @@ def make_plot(parent: QWidget, title: str, bottom: str, left: str, *, log_x: boo
           x_fmt: Callable[[float], str] | None = None, y_fmt: Callable[[float], str] | None = None,
           legend: str = "top-right") -> pg.PlotWidget:
     axes = {"bottom": CompactAxis("bottom", x_fmt), "left": CompactAxis("left", y_fmt)}
-    plot = pg.PlotWidget(parent, background="w", axisItems=axes)
-    plot.setTitle(title, color=TEXT, size="10pt")
+    plot = pg.PlotWidget(parent, axisItems=axes)
+    plot.setTitle(title, size="10pt")
     plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
     plot.setLabel("bottom", bottom)
     plot.setLabel("left", left)
     plot.setLogMode(x=log_x, y=log_y)
-    plot.addLegend(offset=LEGEND_OFFSETS[legend], brush=pg.mkBrush(255, 255, 255, 210), pen=pg.mkPen("#d1d5db"),
-                   labelTextColor="#1f2937", labelTextSize="8pt", verSpacing=-4)
+    # under the axis, not over the data: the plots keep their width in a 1024 px window
+    # (``legend`` is kept for callers; "none": no legend)
+    if legend != "none":
+        outside_legend(plot, where="bottom", columns=2)
     plot.setMinimumSize(260, 200)
+    style_plot(plot)
     return plot
 
 
 def room_for_legend(plot: pg.PlotWidget, ys: list[float], top: float = 0.35) -> None:
-    """Fit the y range to ``ys`` with ``top`` of the span free above, where the legend sits."""
+    """Fit the y range to ``ys`` with a little room above (the legend sits beside the plot now,
+    so ``top`` is at most 0.08 of the span)."""
+    top = min(top, 0.08)
     ys = [y for y in ys if y is not None and math.isfinite(y)]
     if not ys:
         return
@@ -140,7 +133,7 @@ class MethodView(QWidget):
         super().__init__(parent)
         self.registry = registry
         self.summary: dict[str, Any] = {}
-        self.text_color = TEXT
+        self.text_color = TEXT_DARK if is_dark() else TEXT  # a view made in the dark theme starts dark
         self.info = info_label(self)
 
     def set_registry(self, registry: Registry) -> None:

@@ -106,7 +106,7 @@ class PolicyEditor(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setWidget(column)
-        self.setMinimumWidth(340)
+        self.setMinimumWidth(300)  # room for the plot at 1024 px
 
     def show_policy_info(self, registry: Registry, name: str | None) -> None:
         """The chosen policy in one line: family, plugin, version, summary and reference."""

@@ -23,14 +23,15 @@ from PySide6.QtWidgets import (
 )
 
 from lrbench_gui.core.params import validate_params
+from lrbench_gui.core.records import spec_label
 from lrbench_gui.core.registry import Registry
-from lrbench_gui.qt.param_form import format_float
 from lrbench_gui.qt.widgets import swatch_icon
 
-__all__ = ["OverlayBox", "Overlay", "OVERLAY_COLORS", "unique_label"]
+__all__ = ["OverlayBox", "Overlay", "OVERLAY_COLORS", "unique_label", "overlay_label", "changed_params"]
 
-#: Okabe-Ito and friends: distinguishable for colour-blind readers, readable on white.
-OVERLAY_COLORS = ["#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#7f3c8d", "#8c564b", "#4d4d4d"]
+#: Okabe-Ito and friends: distinguishable for colour-blind readers, readable on the light and
+#: the dark background (no near-black, no pale yellow)
+OVERLAY_COLORS = ["#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#9065d0", "#b07a55", "#8a8f98"]
 
 
 @dataclass
@@ -142,16 +143,28 @@ class OverlayBox(QGroupBox):
         self.hint.setVisible(not n)
 
 
+def changed_params(spec: dict[str, Any] | None, registry: Registry) -> list[str]:
+    """The parameters of a plain spec that differ from its policy's defaults."""
+    spec = spec or {}
+    if "name" not in spec or spec["name"] not in registry.policies:
+        return []
+    defaults = validate_params(registry.policy(spec["name"]).Params, {}).model_dump(mode="json")
+    return [k for k, v in (spec.get("params") or {}).items() if defaults.get(k) != v]
+
+
+def overlay_label(spec: dict[str, Any] | None, registry: Registry, limit: int = 4) -> str:
+    """A pinned curve's label: the spec's label with the parameters it changed from the defaults
+    (``step(lr=0.1, gamma=0.5)``: a curve never hides what makes it differ)."""
+    return spec_label(spec or {}, registry, show=changed_params(spec, registry)[:limit])
+
+
 def unique_label(label: str, spec: dict[str, Any] | None, total_steps: int, taken: set[str],
                  registry: Registry) -> str:
-    """``label`` made unique among the pinned curves' labels ``taken``: by the spec's non-default
-    parameters, then by its run length, then by a number."""
+    """``label`` made unique among the pinned curves' labels ``taken``: the spec's label with its
+    non-default parameters (:func:`overlay_label`), then its run length, then a number."""
     spec = spec or {}
-    if label in taken and "name" in spec and spec["name"] in registry.policies:
-        defaults = validate_params(registry.policy(spec["name"]).Params, {}).model_dump(mode="json")
-        changed = [f"{k}={format_float(v) if isinstance(v, float) else v}"
-                   for k, v in spec["params"].items() if defaults.get(k) != v]
-        label = f"{spec['name']}({', '.join(changed)})"
+    if "name" in spec and spec["name"] in registry.policies:
+        label = overlay_label(spec, registry)
     if label in taken:
         label = f"{label} · {total_steps:,} steps"
     n, base = 2, label

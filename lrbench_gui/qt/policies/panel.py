@@ -36,12 +36,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lrbench_gui.core.records import spec_label
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.spec import PolicySpec, Schedule, SequenceSpec, SpecError, parse_spec
 from lrbench_gui.qt.policies.curve_view import MAX_POINTS, CurveView, sample_steps
 from lrbench_gui.qt.policies.editor import PolicyEditor, carry_params, default_params
-from lrbench_gui.qt.policies.overlay import OverlayBox, unique_label
+from lrbench_gui.qt.policies.overlay import OverlayBox, overlay_label, unique_label
 from lrbench_gui.qt.policies.sequence import MAX_TOTAL_STEPS, Segment, flatten
 from lrbench_gui.qt.policies.spec_box import SpecBox
 from lrbench_gui.qt.widgets import MessageBanner
@@ -141,6 +140,7 @@ class PolicyPanel(QWidget):
         layout.addWidget(vsplit, 1)
         self.curve = CurveView(vsplit)
         self.curve.logToggled.connect(self._log_toggled_from_menu)
+        self.curve.againstChanged.connect(self.request_redraw)
         bottom = QSplitter(Qt.Orientation.Horizontal, vsplit)
         bottom.setChildrenCollapsible(False)
         self.overlay = OverlayBox(self.curve.plot_item, bottom)
@@ -369,7 +369,7 @@ class PolicyPanel(QWidget):
             spec = parse_spec(draft, self._registry)
             schedule = Schedule(spec, total, self._registry)
             x = sample_steps(total)
-            y = np.fromiter((schedule.lr_at(int(s)) for s in x), dtype=float, count=len(x))
+            y = self.curve.sample(schedule, x)  # a reactive policy: fed the loss curve picked under the plot
         except SpecError as exc:
             self._set_curve_error(str(exc))
             return
@@ -382,7 +382,7 @@ class PolicyPanel(QWidget):
             return
         self._set_curve_error("")
         self._spec = spec.to_json()
-        self._label = spec_label(spec, self._registry)
+        self._label = overlay_label(self._spec, self._registry)  # with what it changed from the defaults
         self._x, self._y = x, y
         self.curve.set_curve(x, y, spec)
         self._rebuild_legend()
@@ -480,6 +480,10 @@ class PolicyPanel(QWidget):
         self.set_segments(flatten(spec, int(total_steps) if total_steps is not None and total_steps > last else fallback))
         if any(isinstance(s, SequenceSpec) for s in spec.segments):
             self.banner.show_message("The spec nests sequences: it is shown flattened into one sequence.", "info")
+        if spec.switch is not None:  # the sequence editor has no plateau switch yet
+            self.banner.show_message("The spec switches segments on a plateau; this editor shows its boundaries "
+                                     "only, and a spec saved from here has no switch (edit the file to keep it).",
+                                     "warning")
 
     def open_spec_file(self, path: str | os.PathLike[str]) -> bool:
         """Load a spec from a JSON file. A bad file shows a message and changes nothing."""
