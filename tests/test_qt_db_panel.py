@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from lrbench_gui.core.db import PolicyDB
 from lrbench_gui.core.db.sample import synthetic_range_test, synthetic_study, synthetic_trial
-from lrbench_gui.qt.db_panel import MAX_OVERLAY, DatabasePanel
+from lrbench_gui.qt.db_panel import _COLUMNS, MAX_OVERLAY, DatabasePanel
 
 TIMEOUT = 20_000
 
@@ -46,7 +46,7 @@ def test_table_filter_and_numeric_sort(panel):
     assert sorted(panel.visible_ids()) == ["s2-t00000", "s2-t00001", "s2-t00002"]
     panel.filter_edit.setText("")
     assert len(panel.visible_ids()) == 13
-    value_col = 6
+    value_col = [key for _, key, _ in _COLUMNS].index("value")
     panel.table.sortByColumn(value_col, Qt.SortOrder.AscendingOrder)
     ids = panel.visible_ids()
     values = [panel.model.rows[[r["id"] for r in panel.model.rows].index(i)]["value"] for i in ids]

@@ -1,9 +1,13 @@
 """The Results panel: the policy database's trials, their curves, recommendations, and sharing.
 
-Trials sit in a sortable, filterable table (task, policy, status, metric, cost); selecting
-several overlays their LR and loss curves. The recommendations box ranks the policies of a task
-and says what LR range worked. Export and Import share studies with other databases; an import
-always shows its dry-run summary first and states any refusal in plain words.
+Trials sit in a sortable, filterable table (policy, metric and value first); below it, the
+study being analysed (with its tuner's confidence) and the recommendations (the policies of a
+task ranked, what LR range worked). Beside it, the analysis views of :mod:`lrbench_gui.qt.results`:
+the selected trials' curves (LR, loss, evaluation curves) and side-by-side comparison, and, over
+the selected trials' studies (or one study, or only the selection), the metric against the LR per
+family with the range test, against any searched parameter, parallel coordinates and parameter
+importance. Export and Import share studies with other databases; an import always shows its
+dry-run summary first and states any refusal in plain words.
 
 Every database call runs on the window's :class:`~lrbench_gui.qt.db_jobs.DatabaseJobs` (a
 panel made on its own gets a queue of its own), so opening a large database, an import or an
@@ -20,7 +24,6 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-import pyqtgraph as pg
 from PySide6.QtCore import (
     QAbstractTableModel,
     QItemSelection,
@@ -35,7 +38,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
-    QGroupBox,
+    QTabWidget,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -51,25 +54,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lrbench_gui.core import analysis
 from lrbench_gui.core.db import ImportRefused, PolicyDB
+from lrbench_gui.core.db.storage import backup_dir
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.qt.db_jobs import DatabaseJobs
+from lrbench_gui.qt.results import ResultsViews, StudyDetails
+from lrbench_gui.qt.results.views import SCOPE_SELECTED, SCOPE_SELECTION
+from lrbench_gui.qt.results_actions import ResultsActions, import_question
+from lrbench_gui.qt.results_filter import AnnotationEditor, ResultsFilter
 from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["DatabasePanel", "TrialTableModel", "MAX_OVERLAY"]
 
 MAX_OVERLAY = 12
-_COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#7c3aed", "#b45309", "#0f766e", "#6b7280"]
 
-# (header, row key, numeric)
+# (header, row key, numeric): the policy, metric and value first, so a narrow table shows them
 _COLUMNS = [
     ("ID", "id", False),
-    ("Study", "study", False),
-    ("Task", "task", False),
-    ("Policy", "policy", False),
-    ("Status", "status", False),
+    ("Policy", "label", False),  # short but telling the trials apart (core.labels); in full on hover
     ("Metric", "metric", False),
     ("Value", "value", True),
+    ("Status", "status", False),
+    ("Study", "study", False),
+    ("Task", "task", False),
     ("Steps", "steps", True),
     ("Tokens", "tokens", True),
     ("Seconds", "seconds", True),
@@ -84,6 +92,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _short_labels(records: list[dict], registry: Registry | None) -> dict[str, str]:
+    """Short labels that tell these trials apart (:func:`lrbench_gui.qt.identity.short_labels`)."""
+    try:
+        from lrbench_gui.qt.identity import short_labels
+    except ImportError:  # pragma: no cover - identity.py is part of the app
+        return {}
+    return short_labels(records, registry)
 
 
 class TrialTableModel(QAbstractTableModel):
@@ -115,6 +132,8 @@ class TrialTableModel(QAbstractTableModel):
         row = self.rows[index.row()]
         _, key, numeric = _COLUMNS[index.column()]
         value = row.get(key)
+        if key == "label" and not value:
+            value = row.get("policy")  # rows made without PolicyDB.trial_rows
         if role == Qt.ItemDataRole.DisplayRole:
             return _fmt(value)
         if role == SORT_ROLE:
@@ -125,8 +144,8 @@ class TrialTableModel(QAbstractTableModel):
             return row["id"]
         if role == Qt.ItemDataRole.TextAlignmentRole and numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole and key == "policy":
-            return f"{row['policy']}\ncurves: {', '.join(row.get('curves') or []) or 'none'}"
+        if role == Qt.ItemDataRole.ToolTipRole and key == "label":
+            return f"{row.get('full_label') or row['policy']}\ncurves: {', '.join(row.get('curves') or []) or 'none'}"
         return None
 
 
@@ -149,6 +168,8 @@ class DatabasePanel(QWidget):
     recommended = Signal(dict)
     # The curves of the selected trials were drawn; carries their ids.
     curvesShown = Signal(list)
+    # The across-trial views got their rows; carries {"trials": n, "studies": [ids], "range_tests": n}.
+    analysisShown = Signal(dict)
 
     def __init__(self, db: PolicyDB | str | Path | None = None, parent: QWidget | None = None, *,
                  jobs: DatabaseJobs | None = None, registry: Registry | None = None) -> None:
@@ -165,6 +186,9 @@ class DatabasePanel(QWidget):
         self._busy = 0
         self._curve_request = itertools.count()
         self._latest_curve_request = -1
+        self._latest_analysis_request = -1
+        self._analysis_key: tuple | None = None
+        self._studies: list[tuple[str, str]] = []
         self._confirm_import: str | None = None  # a path whose dry run the user started from the button
         self._interactive_failure = False
         self._closed = False
@@ -173,10 +197,19 @@ class DatabasePanel(QWidget):
         if self._own_jobs:
             self.refresh()  # a panel on its own loads now; the window's loads when first shown
 
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        if not self._split_moved:  # the table wide enough for ID, policy, metric and value (~420 px)
+            width = self.split.width()
+            left = max(min(420, width // 2), min(int(width * 0.4), width - 520))
+            self.split.setSizes([left, width - left])
+
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         if not self._loaded:
             self.refresh()
+        elif self._analysis_key is None:
+            self._load_analysis()  # trials arrived while another panel was shown
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
@@ -196,15 +229,24 @@ class DatabasePanel(QWidget):
         for b in (self.refresh_button, self.export_button, self.import_button):
             bar.addWidget(b)
         layout.addLayout(bar)
+        self._all_rows: list[dict[str, Any]] = []
+        self.results_filter = ResultsFilter(self)  # task, family, status, tag; group by
+        layout.addWidget(self.results_filter)
 
-        split = QSplitter(Qt.Orientation.Horizontal, self)
+        # the table (and the study / recommendations below it) | the analysis views; neither side
+        # collapses, and the views start with the larger share
+        self.split = split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.setChildrenCollapsible(False)
+        left = QSplitter(Qt.Orientation.Vertical, split)
+        left.setChildrenCollapsible(False)
+        self.left_split = left
         self.model = TrialTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setFilterKeyColumn(-1)
         self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView(split)
+        self.table = QTableView(left)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -212,19 +254,28 @@ class DatabasePanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(140)
+        self.table.setWordWrap(False)  # one line a trial; the full text is in the tooltip and the details
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+        for col, width in enumerate((120, 146, 64, 64, 80, 110, 90, 60, 70, 70)[: len(_COLUMNS)]):
+            self.table.setColumnWidth(col, width)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
 
-        right = QSplitter(Qt.Orientation.Vertical, split)
-        self.lr_plot = self._plot(right, "Learning rate", log_y=True)
-        self.loss_plot = self._plot(right, "Loss", log_y=False)
-
-        box = QGroupBox("Recommendations", right)
+        self.side_tabs = QTabWidget(left)
+        self.side_tabs.setDocumentMode(True)
+        self.study_details = StudyDetails(self.side_tabs)
+        self.side_tabs.addTab(self.study_details, "Study")
+        box = QWidget(self.side_tabs)
+        self.side_tabs.addTab(box, "Recommendations")
+        self.annotations = AnnotationEditor(self.jobs, self.side_tabs)  # the selected trial's tags and notes
+        self.side_tabs.addTab(self.annotations, "Tags && notes")
         bl = QVBoxLayout(box)
+        bl.setContentsMargins(4, 4, 4, 4)
         row = QHBoxLayout()
         row.addWidget(QLabel("Task:", box))
         self.task_combo = QComboBox(box)
         self.task_combo.setEditable(True)
-        self.task_combo.setMinimumWidth(140)
+        self.task_combo.setMinimumWidth(80)
         row.addWidget(self.task_combo, 1)
         row.addWidget(QLabel("Top", box))
         self.k_spin = QSpinBox(box)
@@ -239,38 +290,46 @@ class DatabasePanel(QWidget):
         self.rec_table.verticalHeader().setVisible(False)
         self.rec_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.rec_table.horizontalHeader().setStretchLastSection(True)
-        bl.addWidget(self.rec_table)
+        bl.addWidget(self.rec_table, 1)
         self.range_label = QLabel("", box)
         self.range_label.setWordWrap(True)
         bl.addWidget(self.range_label)
-        split.addWidget(self.table)
-        split.addWidget(right)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        self.side_tabs.setMinimumHeight(120)
+        left.addWidget(self.table)
+        left.addWidget(self.side_tabs)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 2)
+        left.setSizes([420, 260])
+
+        self.views = ResultsViews(split)
+        # the Curves view's LR and training-loss plots (one named curve per trial each)
+        self.lr_plot = self.views.curves.lr_plot
+        self.loss_plot = self.views.curves.loss_plot
+        split.addWidget(left)
+        split.addWidget(self.views)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([420, 640])
+        self._split_moved = False  # until the user drags the handle, resizing keeps the table's columns in view
+        split.splitterMoved.connect(lambda *_: setattr(self, "_split_moved", True))
         layout.addWidget(split, 1)
         self.status_label = QLabel("", self)
         layout.addWidget(self.status_label)
 
         self.filter_edit.textChanged.connect(self.set_filter)
+        self.results_filter.changed.connect(self._apply_filters)
+        self.annotations.saved.connect(lambda _id: self.refresh())
         self.refresh_button.clicked.connect(self.refresh)
         self.export_button.clicked.connect(self._on_export_clicked)
         self.import_button.clicked.connect(self._on_import_clicked)
         self.recommend_button.clicked.connect(lambda: self.recommend_for(self.task_combo.currentText().strip(), self.k_spin.value()))
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.views.scopeChanged.connect(self._load_analysis)
         self.importFinished.connect(self._after_import)
         self.importRefused.connect(self._after_refusal)
         self.operationFailed.connect(self._after_failure)
-
-    def _plot(self, parent: QWidget, title: str, *, log_y: bool) -> pg.PlotWidget:
-        plot = pg.PlotWidget(parent, background="w")
-        plot.setTitle(title, color="#374151", size="10pt")
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setLabel("bottom", "step")
-        plot.setLogMode(x=False, y=log_y)
-        plot.addLegend(offset=(8, 8))
-        plot.setDownsampling(auto=True, mode="peak")
-        plot.setClipToView(True)
-        return plot
+        #: the table's context menu: export a study or a selection, policy code, checkpoints and merge
+        self.results_actions = ResultsActions(self)
 
     # The jobs.
 
@@ -313,12 +372,18 @@ class DatabasePanel(QWidget):
         """Reload the trial table (and the task list) from the database."""
         self._loaded = True
 
-        def load(db: PolicyDB) -> tuple[list[dict], dict[str, int], Path]:
-            return db.trial_rows(), db.tasks(), db.path
+        def load(db: PolicyDB) -> tuple[list[dict], dict[str, int], Path, list[tuple[str, str]]]:
+            studies = [(s["id"], str(s.get("name") or s["id"])) for s in reversed(db.studies())]  # newest first
+            return db.trial_rows(), db.tasks(), db.path, studies
 
-        def show(result: tuple[list[dict], dict[str, int], Path]) -> None:
-            rows, tasks, path = result
-            self.model.set_rows(rows)
+        def show(result: tuple[list[dict], dict[str, int], Path, list[tuple[str, str]]]) -> None:
+            rows, tasks, path, studies = result
+            self._all_rows = rows
+            self.results_filter.set_rows(rows)
+            self._apply_filters()
+            self._studies = studies
+            self._analysis_key = None  # the records may have changed: the views load again
+            self.views.set_studies(studies)
             current = self.task_combo.currentText()
             self.task_combo.blockSignals(True)
             self.task_combo.clear()
@@ -327,12 +392,17 @@ class DatabasePanel(QWidget):
                 self.task_combo.setCurrentText(current)
             self.task_combo.blockSignals(False)
             self.status_label.setText(f"{len(rows)} trials in {path}")
+            self._load_analysis()
             self.refreshed.emit(len(rows))
 
         self._submit(load, show)
 
     def set_filter(self, text: str) -> None:
         self.proxy.setFilterFixedString(text)
+
+    def _apply_filters(self) -> None:
+        """The table shows the rows the filter bar lets through, group after group."""
+        self.model.set_rows(self.results_filter.ordered(self._all_rows))
 
     def visible_ids(self) -> list[str]:
         """Trial ids in the table's current order, after the filter."""
@@ -349,6 +419,8 @@ class DatabasePanel(QWidget):
             if idx.data(ID_ROLE) in wanted:
                 selection.select(idx, self.proxy.index(r, self.proxy.columnCount() - 1))
         sel.select(selection, QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows)
+        if not selection.isEmpty():
+            self.table.scrollTo(selection.indexes()[0], QAbstractItemView.ScrollHint.PositionAtCenter)  # in view
 
     def selected_ids(self) -> list[str]:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
@@ -377,7 +449,9 @@ class DatabasePanel(QWidget):
                 refused = True
             else:
                 refused = False
-            return refused, {**report.to_json(), "summary": report.summary()}
+            # whether there is a file to back up, for the prompt (a fresh database has none yet)
+            where = {"db_exists": db.exists, "backup_dir": str(backup_dir(db.target))}
+            return refused, {**report.to_json(), "summary": report.summary(), **where}
 
         def done(result: tuple[bool, dict]) -> None:
             refused, report = result
@@ -425,7 +499,7 @@ class DatabasePanel(QWidget):
         answer = QMessageBox.question(
             self,
             "Import",
-            report["summary"] + "\n\nImport these records now? A backup of the database is taken first.",
+            import_question(report),
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         )
         if answer == QMessageBox.StandardButton.Yes:
@@ -472,38 +546,88 @@ class DatabasePanel(QWidget):
 
     def _on_selection(self, *_: Any) -> None:
         ids = self.selected_ids()[:MAX_OVERLAY]
+        one = next((r for r in self.model.rows if len(ids) == 1 and r["id"] == ids[0]), None)
+        self.annotations.show_record(one["id"] if one else None, (one or {}).get("tags") or [], (one or {}).get("notes") or "")
         request = next(self._curve_request)
         self._latest_curve_request = request
 
-        def load(db: PolicyDB) -> list[tuple[str, dict]]:
-            return [(tid, db.curves(tid)) for tid in ids]
+        def load(db: PolicyDB) -> tuple[list[tuple[str, dict, dict]], dict[str, str]]:
+            records = [r for r in (db.get(tid, "trials") for tid in ids) if r is not None]
+            rows = {r["id"]: r for r in analysis.analysis_rows(records, db.registry)}
+            return [(tid, rows[tid], db.curves(tid)) for tid in ids if tid in rows], _short_labels(records, db.registry)
 
-        def draw(result: list[tuple[str, dict]]) -> None:
+        def draw(result: tuple[list[tuple[str, dict, dict]], dict[str, str]]) -> None:
             if request != self._latest_curve_request:
                 return  # a newer selection is on its way
-            self._draw_curves(result)
+            items, labels = result
+            self.views.set_selection(items, labels)
+            self.curvesShown.emit([tid for tid, _, _ in items])
 
         self._submit(load, draw)
+        self._load_analysis()
 
-    def _draw_curves(self, result: list[tuple[str, dict]]) -> None:
-        for plot in (self.lr_plot, self.loss_plot):
-            plot.clear()
-            if plot.plotItem.legend is not None:
-                plot.plotItem.legend.clear()
-        for (tid, curves), color in zip(result, itertools.cycle(_COLORS)):
-            pen = pg.mkPen(color, width=1.6)
-            if "lr" in curves:
-                steps, values = curves["lr"]
-                positive = values > 0  # the LR axis is logarithmic
-                self.lr_plot.plot(steps[positive], values[positive], pen=pen, name=tid)
-            if "loss" in curves:
-                steps, values = curves["loss"]
-                self.loss_plot.plot(steps, values, pen=pen, name=tid)
-        self.curvesShown.emit([tid for tid, _ in result])
+    def _analysis_scope(self) -> tuple[str, tuple[str, ...]]:
+        """What the across-trial views analyse now: ("trials", ids) or ("studies", ids)."""
+        scope = self.views.scope()
+        ids = self.selected_ids()
+        if scope == SCOPE_SELECTED:
+            return "trials", tuple(ids)
+        if scope != SCOPE_SELECTION:
+            return "studies", (scope,)
+        wanted = set(ids)
+        studies = tuple(dict.fromkeys(r["study"] for r in self.model.rows if r["id"] in wanted and r.get("study")))
+        if not studies and ids:  # trials of no study (run on their own): those trials
+            return "trials", tuple(ids)
+        if not studies:  # nothing selected: the newest study with trials in the table
+            have = {r.get("study") for r in self.model.rows}
+            studies = tuple(sid for sid, _ in self._studies if sid in have)[:1]
+        return "studies", studies
+
+    def _load_analysis(self, *_: Any) -> None:
+        """Load the rows of what the across-trial views analyse (on the worker), unless they are
+        the ones shown; ``analysisShown`` follows. In a shown window whose current panel is
+        another, it waits until this one is shown (a study stores a trial every few seconds)."""
+        if not self.isVisible() and self.window().isVisible():
+            self._analysis_key = None
+            return
+        kind, ids = self._analysis_scope()
+        key = (kind, ids)
+        if key == self._analysis_key:
+            return
+        self._analysis_key = key
+        request = next(self._curve_request)
+        self._latest_analysis_request = request
+
+        def load(db: PolicyDB) -> dict[str, Any]:
+            if kind == "trials":
+                trials = [t for t in (db.get(tid, "trials") for tid in ids) if t is not None]
+                study_ids = list(dict.fromkeys(t["study"] for t in trials if t.get("study")))
+            else:
+                study_ids = list(ids)
+                trials = [t for sid in study_ids for t in db.trials(study=sid)]
+            tests: dict[str, dict] = {}
+            for task in dict.fromkeys(t.get("task") for t in trials):
+                for t in db.trials(task=task):
+                    if t.get("kind") == "range_test":
+                        tests.setdefault(t["id"], t)
+            studies = [s for s in (db.get(sid, "studies") for sid in study_ids) if s is not None]
+            return {"rows": analysis.analysis_rows(trials, db.registry), "range_tests": analysis.range_tests(tests.values()),
+                    "studies": studies}
+
+        def show(result: dict[str, Any]) -> None:
+            if request != self._latest_analysis_request:
+                return
+            self.views.set_analysis(result["rows"], result["range_tests"])
+            self.study_details.show_studies(result["studies"], result["rows"])
+            self.analysisShown.emit({"trials": len(result["rows"]), "studies": [s["id"] for s in result["studies"]],
+                                     "range_tests": len(result["range_tests"])})
+
+        self._submit(load, show)
 
     def plotted_ids(self) -> list[str]:
         """The trial ids whose curves are drawn in the loss plot now."""
-        return [item.name() for item in self.loss_plot.plotItem.listDataItems()]
+        names = [item.name() for item in self.loss_plot.plotItem.listDataItems()]
+        return list(dict.fromkeys(n for n in names if n))  # the faint raw curves have no name
 
     # The buttons' dialogs.
 
