@@ -48,7 +48,7 @@ def needs_tuner(win: MainWindow, name: str) -> None:
 def test_demo_study_from_click_to_results_export_import_and_recipe(qtbot, settings, lrbench_env, tmp_path):
     win = open_window(qtbot, settings)
     needs_tuner(win, "random")
-    assert win.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Plugins"]
+    assert win.panel_names() == ["Policies", "Run", "Study", "Live", "Watch", "Results", "Methods", "Recipes", "Plugins"]
     study, live, ctl = win.study_panel, win.live_panel, win.study_controller
     assert study.demo_btn.isEnabled() and "Run the demo study" in study.demo_btn.text()
 
@@ -217,7 +217,8 @@ def test_range_test_study_gets_the_loss_vs_lr_plot(qtbot, settings):
     win.close()
 
 
-def test_settings_persist_and_apply(qtbot, settings, tmp_path):
+def test_settings_persist_and_apply(qtbot, settings, tmp_path, monkeypatch):
+    monkeypatch.delenv("LRBENCH_DB")  # $LRBENCH_DB would win over the dialog's database (test_progress_forms)
     win = open_window(qtbot, settings)
     try:
         dialog = win.open_settings()
@@ -271,7 +272,8 @@ def test_trial_table_marks_early_stopped_trials():
     assert cell(2, Qt.ItemDataRole.ForegroundRole).color().name() == STATUS_COLORS["pruned"]
     assert cell(3) == "30%" and cell(4) == "30 / 100"
     assert model.headerData(6, Qt.Orientation.Horizontal) == "val_loss"
-    assert json.loads(cell(1, Qt.ItemDataRole.ToolTipRole)) == {"name": "cosine"}
+    full, spec = cell(1, Qt.ItemDataRole.ToolTipRole).split("\n", 1)  # the full label, then the spec
+    assert full.startswith("cosine") and json.loads(spec) == {"name": "cosine"}
 
 
 @pytest.mark.slow
@@ -312,8 +314,8 @@ def test_the_preview_shows_the_space_the_study_runs(qtbot, settings, method, pol
     assert panel.preview_families() == list(study.space.names)
     if method == "compose" and len(policies) > 1:
         assert len(study.space.names) > len(policies)  # the compositions are in both
-    qtbot.waitUntil(lambda: "Searched" in panel.summary.text(), timeout=3000)
     n = len(study.space.names)
+    qtbot.waitUntil(lambda: f"Searched ({n} famil" in panel.summary.text(), timeout=3000)  # filled from the start
     assert f"Searched ({n} famil" in panel.summary.text()
     for name in study.space.names[:12]:
         assert f"<b>{name}</b>" in panel.summary.text()

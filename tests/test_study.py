@@ -120,6 +120,11 @@ def test_cli_tune_prints_a_ranked_table_and_saves_the_best(lrbench_env, tmp_path
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+    # without a terminal: one plain progress line per trial on stderr, completed / the tuner's
+    # planned count (halving: 4 + 1 + 1 rungs) and an ETA; stdout is the answer alone
+    progress = [ln for ln in proc.stderr.splitlines() if "trials done" in ln]
+    assert "1 / 6 trials done" in progress[0] and "ETA" in progress[0], proc.stderr
+    assert "6 / 6 trials done" in progress[-1] and "\x1b[" not in proc.stderr and "trials done" not in proc.stdout
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:4] == ["#", "trial", "policy", "status"]
     assert lines[1].startswith("1 ")

@@ -311,7 +311,8 @@ def run_kind(registry: Any, kind: str, argv: list[str], prog: str) -> int:
     print(text, file=sys.stderr)
     progress = StudyProgress(args.json)
     try:
-        run_study(study, on_progress=progress, live=f"lrbench study {study.config.tuner}")
+        run_study(study, on_progress=progress, on_event=lambda tid, ev: progress.event(study, tid, ev),
+                  live=f"lrbench study {study.config.tuner}")
     except KeyboardInterrupt:
         progress.close()
         print(f"stopped; resume with: {prog} --resume {config.study_id}", file=sys.stderr)

@@ -199,6 +199,12 @@ def _command(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
     return argv, str(cwd)
 
 
+def _overrides(items: list[str]) -> dict[str, Any]:
+    """``--override POLICY.PARAM=VALUE`` as the study's ``overrides`` (a value is JSON when it
+    parses); the search space checks the names and values when the study is made."""
+    return parse_set(items)
+
+
 def make_study(args: argparse.Namespace, db: Any) -> Any:
     from lrbench_gui.core.registry import UnknownName
     from lrbench_gui.core.tuning.study import Study, StudyConfig, resume_config
@@ -240,6 +246,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             "optimizer": {**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
             "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
             "name": args.name or "", "evaluators": [parse_evaluator(e) for e in args.evaluator or []],
+            "overrides": _overrides(getattr(args, "override", None) or []),
         }
         obj.update(trainer_settings(args, args.scheduler))
         obj.update(_study_defaults(obj, args.parallel, args.scheduler, args.address))
@@ -265,36 +272,109 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
 
 
 class StudyProgress:
-    """The one progress line of a blocking study (``lrbench tune`` and ``lrbench study``): call it
-    with the study after each finished trial; silent with ``quiet``."""
+    """The progress of a blocking study (``lrbench tune``, ``lrbench study KIND``, ``lrbench
+    range-test``), on stderr so stdout stays the answer (a table, or ``--json``'s object alone).
 
-    def __init__(self, quiet: bool) -> None:
+    Call it with the study after each finished trial and hand :meth:`event` every protocol event.
+    On a terminal it is a ``rich`` progress display: the study's bar (completed / planned trials,
+    the ETA from the trials so far, the best value) and one bar per running trial (its steps and
+    ETA from its steps per second). Elsewhere (a pipe, a log file, CI) it prints one plain line
+    per finished trial: ``study ID: 3 / 16 trials done, 2 running, ETA 1 min 20 s; best ...``.
+    Silent with ``quiet`` (``--json``), except the data warnings.
+    """
+
+    #: seconds between two refreshes of the display from step events
+    REFRESH = 0.25
+
+    def __init__(self, quiet: bool, *, tty: bool | None = None) -> None:
         self.quiet = quiet
-        self.tty = sys.stderr.isatty()
+        self.tty = sys.stderr.isatty() if tty is None else tty
         self.warned: set[str] = set()
+        self._rich: Any = None
+        self._main: Any = None
+        self._bars: dict[str, Any] = {}
+        self._last = 0.0
+
+    def line(self, study: Any) -> str:
+        """The plain progress line of ``study`` now."""
+        from lrbench_gui.core.tuning.study import format_duration
+
+        p = study.progress()
+        best = study.best()
+        best_text = f"best {study.objective.metric} {best['value']:.4g}" if best else "no result yet"
+        planned = f"{'~' if p['estimate'] else ''}{p['planned']}"
+        eta = "" if p["completed"] >= p["planned"] and not p["running"] else f", ETA {format_duration(p['eta_seconds'])}"
+        return (f"study {study.config.study_id}: {p['completed']} / {planned} trials done, {p['running']} running"
+                f"{eta}; {best_text}")
+
+    def _start(self, study: Any) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._rich = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                              TextColumn("{task.fields[eta]}"), TextColumn("{task.fields[note]}"),
+                              console=Console(stderr=True), transient=False, refresh_per_second=4)
+        self._rich.start()
+        self._main = self._rich.add_task(f"study {study.config.study_id}", total=None, eta="", note="")
+
+    def _refresh(self, study: Any) -> None:
+        from lrbench_gui.core.tuning.study import format_duration
+
+        if self._rich is None:
+            self._start(study)
+        p = study.progress()
+        best = study.best()
+        note = f"best {study.objective.metric} {best['value']:.4g}" if best else ""
+        self._rich.update(self._main, completed=p["completed"], total=p["planned"],
+                          eta=f"ETA {format_duration(p['eta_seconds'])}", note=note)
+        for tid in [t for t in self._bars if t not in p["trials"]]:
+            self._rich.remove_task(self._bars.pop(tid))
+        for tid, t in p["trials"].items():
+            eta = f"ETA {format_duration(t['eta_seconds'])}" if t["eta_seconds"] is not None else ""
+            rate = f"{t['steps_per_s']:.0f} steps/s" if t["steps_per_s"] else ""
+            if tid not in self._bars:
+                self._bars[tid] = self._rich.add_task(f"  {tid}", total=t["steps"] or None, eta=eta, note=rate)
+            self._rich.update(self._bars[tid], completed=t["step"], total=t["steps"] or None, eta=eta, note=rate)
+
+    def event(self, study: Any, trial_id: str, event: Any) -> None:
+        """A protocol event of a trial: the terminal display follows it (a few times a second)."""
+        if self.quiet or not self.tty or event.type not in ("step", "hello"):
+            return
+        import time
+
+        now = time.monotonic()
+        if now - self._last >= self.REFRESH:
+            self._last = now
+            self._refresh(study)
 
     def __call__(self, study: Any) -> None:
         for warning in [w for w in getattr(study, "data_warnings", ()) if w not in self.warned]:
             self.warned.add(warning)  # the records a trial's data lost (too long...), said once
-            print(f"lrbench: warning: {warning}", file=sys.stderr)
+            message = f"lrbench: warning: {warning}"
+            if self._rich is not None:
+                self._rich.console.print(message, markup=False, highlight=False)
+            else:
+                print(message, file=sys.stderr)
         if self.quiet:
             return
-        best = study.best()
-        best_text = f"best {study.objective.metric} {best['value']:.4g}" if best else "no result yet"
-        text = (f"study {study.config.study_id}: {len(study.results)} trials done, {len(study.running)} running; "
-                f"{best_text}")
-        sys.stderr.write("\r" + text[:150].ljust(100) if self.tty else text + "\n")
+        if self.tty:
+            self._refresh(study)
+            return
+        sys.stderr.write(self.line(study)[:300] + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if not self.quiet and self.tty:
-            sys.stderr.write("\n")
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
 
 
 def run_study_blocking(study: Any, progress: StudyProgress | None = None, on_event: Any = None) -> None:
     """Drive a study to its end with local subprocesses (or Ray), on this thread."""
     from lrbench_gui.core.tuning.driver import run_study
 
+    if on_event is None and progress is not None:
+        on_event = lambda trial_id, event: progress.event(study, trial_id, event)  # noqa: E731
     run_study(study, on_progress=progress, on_event=on_event, live="lrbench tune")
 
 
@@ -451,6 +531,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "metric, else by name: accuracy-like metrics are max)")
     p.add_argument("--lr-range", metavar="LOW,HIGH",
                    help="narrow every LR dimension of the search (0 < LOW < HIGH; for one fixed LR use lrbench run)")
+    p.add_argument("--override", action="append", metavar="POLICY.PARAM=VALUE",
+                   help="search one family's parameter over [LOW,HIGH] or fix it to VALUE (repeatable), e.g. "
+                        "cosine.lr=[1e-4,1e-2] or step.gamma=0.5 (the Study panel's per-policy LR ranges)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
     p.add_argument("--scheduler", choices=["local", "ray"], default="local",
                    help="where trials are placed: local processes (default) or Ray Tune")

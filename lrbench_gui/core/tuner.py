@@ -156,3 +156,15 @@ class Tuner(abc.ABC):
     def summary_json(self) -> dict[str, Any]:
         """What the tuner concluded, for the study record (e.g. the range test's suggestions)."""
         return {}
+
+    def planned_trials(self) -> int | None:
+        """How many trials the whole study will run (those asked so far included), for progress
+        bars and ETAs; None when the tuner cannot say (the study then counts its ``trials``
+        budget). It may be an estimate that moves as results come in (halving's promotions, a
+        widened horizon grid)."""
+        return None
+
+    def planned_steps(self) -> int | None:
+        """Optimizer steps of all the planned trials, when their lengths differ (halving's rungs,
+        horizons); None: :meth:`planned_trials` times the budget's steps."""
+        return None

@@ -42,6 +42,8 @@ from lrbench_gui.qt.plugin_panel import PluginPanel
 from lrbench_gui.qt.policies import PolicyPanel
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QDialog
+
     from lrbench_gui.qt.db_jobs import DatabaseJobs
     from lrbench_gui.qt.settings_dialog import AppSettings, SettingsDialog
 
@@ -108,16 +110,24 @@ class MainWindow(QMainWindow):
         from lrbench_gui.qt.trial_runner import TrialRunner
 
         self.app_settings = AppSettings.load(settings) if settings is not None else AppSettings()
-        # an explicit path wins, then $LRBENCH_DB, then the settings, then the data folder
-        if db_path is None and not os.environ.get("LRBENCH_DB") and self.app_settings.db_path:
-            db_path = Path(self.app_settings.db_path).expanduser()
+        # an explicit path wins, then $LRBENCH_DB, then the settings, then the data folder; the
+        # title and the status bar say which, and the Settings dialog why it cannot change it
+        if db_path is not None:
+            self.db_source = "given"
+        elif os.environ.get("LRBENCH_DB"):
+            self.db_source = "LRBENCH_DB"
+        elif self.app_settings.db_path:
+            db_path, self.db_source = Path(self.app_settings.db_path).expanduser(), "settings"
+        else:
+            self.db_source = "default"
         self.db_path = Path(db_path) if db_path else default_db_path()
         self.runner = TrialRunner(1, parent=self)
         self.runner.warm = self.app_settings.warm  # the settings' "Reuse trial processes"
         self.db_jobs = DatabaseJobs(self.db_path, parent=self, registry=registry)
         self.study_controller = StudyController(self.runner, self.db_jobs, registry, parent=self)
         self.study_controller.gpus = list(self.app_settings.gpus)
-        self.run_panel = RunPanel(registry, self.runner, spec_provider=self.policy_panel.current_spec)
+        self.run_panel = RunPanel(registry, self.runner, spec_provider=self.policy_panel.current_spec,
+                                  steps_provider=self.policy_panel.total_steps)
         self.study_panel = StudyPanel(registry, self.study_controller, self.db_jobs, defaults=self._study_defaults)
         self.live_panel = LivePanel(self.study_controller, self.db_jobs, registry)
         self.results_panel = DatabasePanel(jobs=self.db_jobs)
@@ -148,6 +158,9 @@ class MainWindow(QMainWindow):
         self.add_panel("Results", self.results_panel, icon=icon("results"))
         self.add_panel("Methods", self.methods_panel, icon=methods_icon())
         self.add_panel("Plugins", self.plugin_panel, index=-1, icon=icon("plugins"))
+        from lrbench_gui.qt.recipes_panel import add_to_window
+
+        add_to_window(self)  # the Recipes panel; merge from Results; Policy code in Policies
         self.show_panel("Policies")
         self._update_status()
         if settings is not None:
@@ -249,6 +262,13 @@ class MainWindow(QMainWindow):
         self.reload_action.triggered.connect(self.plugin_panel.reload)
 
         help_menu = bar.addMenu("&Help")
+        docs = help_menu.addAction("&Documentation")
+        docs.setShortcut(QKeySequence.StandardKey.HelpContents)
+        docs.triggered.connect(lambda: self.open_docs())
+        keys = help_menu.addAction("&Keyboard shortcuts")
+        keys.setShortcut("Ctrl+/")
+        keys.triggered.connect(lambda: self.open_shortcuts())
+        help_menu.addSeparator()
         about = help_menu.addAction("&About lrbench")
         about.setMenuRole(QAction.MenuRole.AboutRole)
         about.triggered.connect(self.show_about)
@@ -280,8 +300,36 @@ class MainWindow(QMainWindow):
         self.plugin_warning.setCursor(Qt.CursorShape.PointingHandCursor)
         self.plugin_warning.setToolTip("Show the load errors in the Plugins panel")
         self.plugin_warning.clicked.connect(lambda: self.show_panel("Plugins"))
+        self.db_label = QLabel(status)
+        self.db_label.setObjectName("databaseLabel")
+        self.db_label.setStyleSheet("color: #4b5563; padding: 0 8px;")
         status.addPermanentWidget(self.plugin_warning)
+        status.addPermanentWidget(self.db_label)
         status.addPermanentWidget(self.counts_label)
+        self._show_database()
+
+    _DB_WHY = {"given": "given at start", "LRBENCH_DB": "from LRBENCH_DB", "settings": "from Settings",
+               "default": "the default", "switched": "opened in this session"}
+
+    def database_text(self) -> str:
+        """Which database is open and why: ``db.json (from LRBENCH_DB)``."""
+        return f"{Path(self.db_path).name} ({self._DB_WHY.get(self.db_source, self.db_source)})"
+
+    def _db_override(self) -> str | None:
+        """Why the Settings dialog cannot choose the database now, or None when it can."""
+        if self.db_source == "LRBENCH_DB":
+            return (f"$LRBENCH_DB={os.environ.get('LRBENCH_DB', '')} chooses the database and wins over this "
+                    "setting at every start: unset it to choose the database here.")
+        if self.db_source == "given":
+            return "This window was given its database when it started."
+        return None
+
+    def _show_database(self) -> None:
+        """The window title and the status bar: which database is open, and why that one."""
+        self.setWindowTitle(f"lrbench — {self.database_text()} — learning-rate policy workbench")
+        self.db_label.setText(f"Database: {self.database_text()}")
+        self.db_label.setToolTip(f"{Path(self.db_path).absolute()}\n" + (
+            self._db_override() or "Settings (File > Settings) chooses another."))
 
     def _update_status(self) -> None:
         reg = self._registry
@@ -301,6 +349,7 @@ class MainWindow(QMainWindow):
     def theme_changed(self, dark: bool) -> None:
         """The status bar's counts in a grey that reads on the light or dark theme."""
         self.counts_label.setStyleSheet(f"color: {'#9ca3af' if dark else '#4b5563'}; padding: 0 8px;")
+        self.db_label.setStyleSheet(f"color: {'#9ca3af' if dark else '#4b5563'}; padding: 0 8px;")
 
     def status_text(self) -> str:
         """What the status bar's permanent part says (for tests)."""
@@ -337,6 +386,24 @@ class MainWindow(QMainWindow):
         self.show_panel("Policies")
         self.policy_panel.save_spec_dialog()
 
+    def open_docs(self, page: str = "gui.md") -> "QDialog":
+        """Help > Documentation: the local README and docs/*.md, rendered in the app."""
+        from lrbench_gui.qt.help import DocsViewer
+
+        dialog = DocsViewer(self, page=page)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.show()
+        return dialog
+
+    def open_shortcuts(self) -> "QDialog":
+        """Help > Keyboard shortcuts: every shortcut of the menus."""
+        from lrbench_gui.qt.help import ShortcutsDialog
+
+        dialog = ShortcutsDialog(self.menuBar(), self)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.show()
+        return dialog
+
     def show_about(self) -> None:
         QMessageBox.about(
             self,
@@ -362,7 +429,8 @@ class MainWindow(QMainWindow):
 
         if self._settings is None:
             self._settings = _QSettings()
-        dialog = SettingsDialog(self._settings, self, current_db=self.db_path, current_plugins=plugins_dir())
+        dialog = SettingsDialog(self._settings, self, current_db=self.db_path, current_plugins=plugins_dir(),
+                                db_override=self._db_override())
         dialog.settingsApplied.connect(self.apply_settings)
         dialog.finished.connect(dialog.deleteLater)
         dialog.open()
@@ -384,11 +452,15 @@ class MainWindow(QMainWindow):
         busy = self.runner.is_busy() or self.study_controller.is_busy()
         messages = []
         want_db = Path(values.db_path).expanduser() if values.db_path else None
+        if self._db_override():
+            want_db = None  # $LRBENCH_DB (or the path given at start) wins, now as at the next start
         if want_db is not None and want_db.absolute() != Path(self.db_path).absolute():
             if busy:
                 messages.append("the new database is used once the running trials end: apply the settings again then")
             else:
                 self.set_db_path(want_db)
+                self.db_source = "settings"
+                self._show_database()
                 messages.append(f"database: {want_db}")
         want_plugins = Path(values.plugins_dir).expanduser() if values.plugins_dir else None
         if want_plugins is not None and want_plugins.absolute() != plugins_dir().absolute():
@@ -402,6 +474,8 @@ class MainWindow(QMainWindow):
         if self.runner.is_busy() or self.study_controller.is_busy():
             raise RuntimeError("stop the running trials before switching databases")
         self.db_path = Path(path)
+        self.db_source = "switched"
+        self._show_database()
         self.db_jobs.set_db_path(self.db_path)
         self.results_panel.refresh()
         self.study_panel.refresh_studies()

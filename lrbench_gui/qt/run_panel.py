@@ -51,11 +51,15 @@ class RunPanel(QWidget):
     trialRecorded = Signal(dict)
 
     def __init__(self, registry: Registry, runner: TrialRunner | None = None,
-                 spec_provider: Callable[[], dict | None] | None = None, parent: QWidget | None = None) -> None:
+                 spec_provider: Callable[[], dict | None] | None = None, parent: QWidget | None = None,
+                 *, steps_provider: Callable[[], int] | None = None) -> None:
         super().__init__(parent)
         self._registry = registry
         self.runner = runner or TrialRunner(1, parent=self)
         self.spec_provider = spec_provider
+        #: the run length the Policies panel previews its curve for: taking its curve takes it too
+        self.steps_provider = steps_provider
+        self.composed_steps: int | None = None
         self.trial_id: str | None = None
         self.total_steps = 0
         self.t_start = 0.0
@@ -95,6 +99,13 @@ class RunPanel(QWidget):
         self.gpus_label.setStyleSheet("color: #6b7280;")
         self.seed = QSpinBox()
         self.seed.setRange(0, 2**31 - 1)
+        #: a trainer checkpoint every N steps (0: none): what a merge started from Results takes
+        self.checkpoint_every = QSpinBox()
+        self.checkpoint_every.setRange(0, 10_000_000)
+        self.checkpoint_every.setSpecialValueText("none")
+        self.checkpoint_every.setSuffix(" steps")
+        self.checkpoint_every.setToolTip("Save the model (step-N.safetensors, with the optimizer state to resume) every N "
+                                         "steps; Results lists them, and two can be merged (right-click a trial)")
 
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
@@ -128,6 +139,7 @@ class RunPanel(QWidget):
         self.policy_combo.currentTextChanged.connect(self._policy_changed)
         self.backend.currentTextChanged.connect(lambda _text: self.update_gpus())
         self.gpus_per_trial.valueChanged.connect(lambda _value: self.update_gpus())
+        self.steps.valueChanged.connect(lambda _value: self._describe_composed())
         self.update_gpus()
         self.runner.trialEvent.connect(self._event)
         self.runner.trialLog.connect(self._log)
@@ -154,6 +166,7 @@ class RunPanel(QWidget):
         form.addRow("GPUs per trial", self.gpus_per_trial)
         form.addRow(self.gpus_label)
         form.addRow("Seed", self.seed)
+        form.addRow("Checkpoint every", self.checkpoint_every)
         left = QWidget()
         ll = QVBoxLayout(left)
         for w in (task_box, policy_box, run_box):
@@ -182,7 +195,12 @@ class RunPanel(QWidget):
         split.setSizes([340, 900])
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
-        outer.addWidget(split)
+        outer.addWidget(split, 1)  # the plots take the height; the command line stays one row
+        from lrbench_gui.qt.command_line import attach_run
+
+        #: the equivalent ``lrbench run ...`` line (``command_line_db``: the app's database, set by the window)
+        self.command_line = attach_run(self)
+        outer.addWidget(self.command_line)
 
     def set_registry(self, registry: Registry) -> None:
         self._registry = registry
@@ -231,6 +249,7 @@ class RunPanel(QWidget):
 
     def _policy_changed(self, name: str) -> None:
         self.composed = None
+        self.composed_steps = None
         self.composed_label.setText("")
         self.policy_form.setEnabled(True)
         defaults = {"lr": 0.05} if name in ("cosine", "fixed", "linear", "step", "exp") else None
@@ -245,7 +264,26 @@ class RunPanel(QWidget):
             return
         self.composed = spec
         self.policy_form.setEnabled(False)
-        self.composed_label.setText(f"Running the Policies panel's spec:\n{spec_label(spec, self._registry)}")
+        steps = int(self.steps_provider()) if self.steps_provider else None
+        self.composed_steps = steps
+        before = self.steps.value()
+        if steps and steps != before:
+            with QSignalBlocker(self.steps):
+                self.steps.setValue(steps)
+        self._describe_composed(f"Steps set to {steps:,} (from {before:,}): the length the Policies panel draws it "
+                                "for." if steps and steps != before else "")
+
+    def _describe_composed(self, note: str = "") -> None:
+        """The taken spec in words, and whether this run's length is the one it was drawn for."""
+        if self.composed is None:
+            return
+        text = f"Running the Policies panel's spec:\n{spec_label(self.composed, self._registry)}"
+        if note:
+            text += f"\n{note}"
+        elif self.composed_steps and self.composed_steps != self.steps.value():
+            text += (f"\nThe Policies panel draws it over {self.composed_steps:,} steps; this run has "
+                     f"{self.steps.value():,}, and a schedule's steps scale with the run.")
+        self.composed_label.setText(text)
 
     def policy_spec(self) -> dict:
         if self.composed is not None:
@@ -274,6 +312,7 @@ class RunPanel(QWidget):
             "precision": self.precision.currentText(),
             "seed": self.seed.value(),
             "eval_every": max(1, self.steps.value() // 10),
+            "checkpoint_every": self.checkpoint_every.value(),
         }
         if obj["backend"] == "deepspeed":
             obj["deepspeed"] = {"num_gpus": self._per_trial()}
@@ -367,7 +406,12 @@ class RunPanel(QWidget):
         self.start_btn.setEnabled(False)
         self.command_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self._set_status(f"Starting trial {cfg.trial_id}...", None)
+        note = ""
+        if self.composed is not None and self.composed_steps and self.composed_steps != self.total_steps:
+            # the spec runs fitted to this trial's length: say so rather than stretch it silently
+            note = (f" The Policies panel draws this curve over {self.composed_steps:,} steps; it runs over "
+                    f"{self.total_steps:,}, so its steps scale with the run.")
+        self._set_status(f"Starting trial {cfg.trial_id}...{note}", None)
         self.runner.submit(cfg)
 
     def cancel(self) -> None:
@@ -380,6 +424,8 @@ class RunPanel(QWidget):
             return
         if event.type == "step":
             self.plot.append(trial_id, event["step"], event["lr"], event["loss"])
+            if isinstance(event.get("switch"), str):  # a reactive policy changed the LR here (a plateau)
+                self.plot.mark_switch(trial_id, event["step"], event["lr"], event["switch"])
             done = int(event["step"]) + 1
             self.progress.setValue(done)
             elapsed = time.monotonic() - self.t_start
@@ -417,8 +463,8 @@ class RunPanel(QWidget):
         self.trialRecorded.emit(record)
 
     def _set_status(self, text: str, status: str | None) -> None:
-        color = STATUS_COLORS.get(status, "#111827") if status else "#111827"
-        self.status.setStyleSheet(f"color: {color};")
+        color = STATUS_COLORS.get(status) if status else None  # none: the theme's own text colour
+        self.status.setStyleSheet(f"color: {color};" if color else "")
         self.status.setText(text)
 
     def shutdown(self, grace: float = 5.0) -> None:

@@ -21,6 +21,7 @@ them into a fresh tuner (same seed: the tuner asks the same keys) and runs only 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +36,8 @@ from lrbench_gui.core.registry import Registry, require_registry
 from lrbench_gui.core.runs.trial import TrialConfig, load_trial, validate_trial
 from lrbench_gui.core.tuner import Objective, StudyBudget, TrialRequest, TrialResult, Tuner
 
-__all__ = ["StudyConfig", "Study", "result_from_record", "data_warning", "evaluator_classes", "resume_config", "METHODS", "INTERRUPTED", "EXECUTION_FIELDS"]
+__all__ = ["StudyConfig", "Study", "result_from_record", "data_warning", "evaluator_classes", "resume_config", "METHODS", "INTERRUPTED", "EXECUTION_FIELDS",
+           "format_duration"]
 
 #: the tag of a trial stopped because its whole study was stopped (it runs again on resume)
 INTERRUPTED = "interrupted"
@@ -268,6 +270,14 @@ class Study:
         #: writes the database refused, kept in recovery files (RecoveryResult, with the
         #: ``lrbench db import`` line that applies each); the CLI reports them and exits 3
         self.recovered: list[Any] = []
+        #: progress bookkeeping (:meth:`progress`): when this run asked its first trial, each
+        #: running trial's [steps done, steps, seconds since its first step], and the steps and
+        #: trials this run finished (replayed ones are not this run's work)
+        self._t0: float | None = None
+        self._t_steps: float | None = None  # the first step of this run: the rate leaves start-up out
+        self._live: dict[str, list[float]] = {}
+        self._run_steps = 0.0
+        self._run_trials = 0
 
     def _check_command(self, task_cls: Any) -> None:
         """Every ``{policy.NAME}`` names a parameter of each searched family, every ``{task.NAME}``
@@ -317,6 +327,7 @@ class Study:
             "extra": {
                 "config": cfg.model_dump(mode="json"),
                 "summary": _jsonable(self.summary()),
+                "planned": self.progress()["planned"],  # the tuner's count: "11 / 42 trials", not "11 / 1"
             },
         }
 
@@ -408,6 +419,8 @@ class Study:
                     break
                 self._ask_count += 1
             cfg = self.trial_config(req)
+            if self._t0 is None:
+                self._t0 = time.monotonic()
             self.requests[cfg.trial_id] = req
             self.asked_at[cfg.trial_id] = self._ask_count - 1
             self.running.add(cfg.trial_id)
@@ -463,6 +476,18 @@ class Study:
     def on_event(self, trial_id: str, event: Event) -> bool:
         """Forward the objective's intermediate values; False means "stop this trial"."""
         req = self.requests.get(trial_id)
+        if req is not None and event.type == "step":
+            if self._t_steps is None:
+                self._t_steps = time.monotonic()
+            live = self._live.setdefault(trial_id, [0.0, float(req.steps), 0.0])
+            step, seconds = event.get("step"), event.get("time")
+            if isinstance(step, (int, float)):
+                live[0] = float(step) + 1
+            if isinstance(seconds, (int, float)) and math.isfinite(seconds):
+                live[2] = float(seconds)
+            return True  # (a step event carries no objective value)
+        if req is not None and event.type == "hello" and isinstance(event.get("steps"), int) and event["steps"] > 0:
+            self._live.setdefault(trial_id, [0.0, 0.0, 0.0])[1] = float(event["steps"])
         if req is not None and event.type == "hello" and isinstance(event.get("data"), dict):
             self.data_info[trial_id] = _jsonable(dict(list(event["data"].items())[:32]))
         if req is None or event.type != "eval":
@@ -501,7 +526,11 @@ class Study:
                 record = {**record, "notes": "\n".join(n for n in (record.get("notes"), warning) if n)}
                 if warning not in self.data_warnings:
                     self.data_warnings.append(warning)
+        self._live.pop(trial_id, None)
         if store:
+            steps = result.cost.get("steps")
+            self._run_steps += float(steps) if isinstance(steps, (int, float)) and math.isfinite(steps) else 0.0
+            self._run_trials += 1
             extra["ask_index"] = self.asked_at.get(trial_id, len(self.results))
             extra["finish_index"] = len(self.results)
         if self.config.method == "cost":
@@ -578,6 +607,58 @@ class Study:
             ranked = [r for r in ranked if r.get("cost_to_target") is not None] or ranked
         return ranked[0] if ranked else None
 
+    def progress(self) -> dict[str, Any]:
+        """Where the study stands, for progress bars and ETAs (every driver: CLI, app, Ray).
+
+        ``completed``: trials finished (replayed ones included), ``running``, ``planned``: the
+        tuner's :meth:`~lrbench_gui.core.tuner.Tuner.planned_trials` (at least the trials asked;
+        the study's ``trials`` budget when the tuner cannot say; the finished count once the
+        study is over; a stopped one keeps its plan), ``estimate``: whether ``planned`` may still
+        move, ``elapsed``: seconds since this run asked its first trial, ``eta_seconds``: the time
+        left at this run's rate so far in steps per second since its first step (the workers'
+        start-up left out; trials per second for trials of no steps; None until some work is
+        done), and ``trials``: per running trial ``step``, ``steps``, ``steps_per_s`` and
+        ``eta_seconds`` from its step events.
+        """
+        # copies first (each one C call, so whole under the GIL): a Ray study's thread may be
+        # adding to these while the GUI thread asks
+        results, running, live, requests = list(self.results), list(self.running), dict(self._live), dict(self.requests)
+        done = len(results)
+        asked = len(requests)
+        over = self.finished and not self.stopped  # a stopped study keeps its plan: a resume runs the rest
+        planned = _ask_tuner(self.tuner.planned_trials) if not over else None
+        estimate = planned is None and not over
+        if planned is None:
+            planned = done if over else self.config.trials
+        planned = max(int(planned), asked, done)
+        trials: dict[str, dict[str, Any]] = {}
+        running_done = 0.0
+        for tid in sorted(running):
+            step, steps, seconds = live.get(tid, [0.0, float(requests[tid].steps), 0.0])
+            steps = steps or float(requests[tid].steps)
+            rate = step / seconds if step > 0 and seconds > 0 else None
+            trials[tid] = {"step": int(step), "steps": int(steps), "steps_per_s": rate,
+                           "eta_seconds": max(0.0, steps - step) / rate if rate else None}
+            running_done += min(step, steps)
+        elapsed = time.monotonic() - self._t0 if self._t0 is not None else 0.0
+        eta: float | None = 0.0 if over else None
+        if not over and not self.stopped and elapsed > 0:
+            per_trial_steps = float(self.tuner.budget.steps)
+            planned_steps = _ask_tuner(self.tuner.planned_steps)
+            if planned_steps is None:
+                planned_steps = planned * per_trial_steps
+            # the plan's steps less the requested steps of finished trials (a pruned trial's
+            # remainder is gone from the plan) and what the running ones did so far
+            spent = sum(requests[t].steps for t in results if t in requests) + running_done
+            work = self._run_steps + running_done
+            stepping = time.monotonic() - self._t_steps if self._t_steps is not None else elapsed
+            if planned_steps > 0 and work > 0 and stepping > 0:
+                eta = max(0.0, planned_steps - spent) * stepping / work
+            elif planned_steps <= 0 and self._run_trials:
+                eta = max(0, planned - done) * elapsed / self._run_trials
+        return {"completed": done, "running": len(running), "planned": planned, "estimate": estimate,
+                "elapsed": round(elapsed, 3), "eta_seconds": None if eta is None else round(eta, 1), "trials": trials}
+
     def compute_steps(self) -> int:
         return sum(int(r.cost.get("steps", 0) or 0) for r in self.results.values())
 
@@ -588,6 +669,8 @@ class Study:
             "best": None if best is None else {k: best[k] for k in ("trial", "family", "policy", "value")},
             "tuner": self.tuner.summary_json(),
         }
+        if isinstance(out["tuner"].get("confidence"), dict):  # how sure the tuner is (lrsearch)
+            out["confidence"] = out["tuner"]["confidence"]
         train = sum(float(r.cost.get("seconds", 0) or 0) for r in self.results.values())
         evaluating = sum(float(r.cost.get("eval_seconds", 0) or 0) for r in self.results.values())
         if evaluating > 0:  # evaluators' time is kept apart from training's in every trial's cost
@@ -600,6 +683,16 @@ class Study:
             out["best_single"] = single and {"trial": single["trial"], "value": single["value"]}
             out["best_composition"] = composed and {"trial": composed["trial"], "value": composed["value"]}
         return out
+
+
+def _ask_tuner(method: Callable[[], Any]) -> int | None:
+    """A tuner's planned count, or None when it has none or its method fails (a plugin's bug
+    must not stop the study record being written)."""
+    try:
+        value = method()
+    except Exception:  # noqa: BLE001
+        return None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _sort_value(value: float | None, mode: str) -> float:
@@ -618,6 +711,18 @@ def _jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, bool)):
         return obj
     return str(obj)
+
+
+def format_duration(seconds: float | None) -> str:
+    """``seconds`` for a person: ``"45 s"``, ``"3 min 20 s"``, ``"2 h 05 min"``; "?" for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def now() -> str:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -37,7 +38,7 @@ from lrbench_gui.qt.db_jobs import DatabaseJobs
 from lrbench_gui.qt.param_form import ParamForm, format_float
 from lrbench_gui.qt.study.demo import DEMO_STUDY, DemoBox, demo_config
 from lrbench_gui.qt.study.policy_choice import PolicyChoice, ranges_from_overrides
-from lrbench_gui.qt.study.preview import preview_html, preview_space
+from lrbench_gui.qt.study.preview import default_lr_range, preview_html, preview_space
 from lrbench_gui.qt.study.recent import RecentStudies, ResumeBanner, load_recent
 from lrbench_gui.qt.study.run_options import BackendBox, BudgetBox, CommandBox
 from lrbench_gui.qt.study_controller import StudyController
@@ -74,9 +75,14 @@ class StudyPanel(QWidget):
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(80)
         self._summary_timer.timeout.connect(self._update_summary)
+        #: the LR range the form filled in by itself (the task's or the optimizer's usual range);
+        #: replaced when the task or optimizer changes, unless the user typed another
+        self._auto_lr: tuple[float, float] | None = None
         self._build()
         self.set_registry(registry)
         self.apply_defaults()
+        self._suggest_lr_range()
+        self._update_summary()  # "What will run" is filled on first open, not after a first edit
         controller.studyStarted.connect(lambda *_: self._running_changed())
         controller.studyFinished.connect(lambda *_: self.refresh_studies())
         controller.idle.connect(self._running_changed)
@@ -189,11 +195,28 @@ class StudyPanel(QWidget):
         self.stop_btn.clicked.connect(self.controller.stop)
         run_box = QGroupBox("What will run")
         rl = QVBoxLayout(run_box)
-        rl.addWidget(self.summary, 1)
+        summary_scroll = QScrollArea()  # a long preview scrolls rather than hide under the buttons
+        summary_scroll.setWidgetResizable(True)
+        summary_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        summary_scroll.setWidget(self.summary)
+        rl.addWidget(summary_scroll, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_btn, 1)
         buttons.addWidget(self.stop_btn)
         rl.addLayout(buttons)
+        # the running study: completed / planned trials (the tuner's plan) and the time left
+        self.study_progress = QProgressBar()
+        self.study_progress.setFormat("%v / %m trials")
+        self.study_progress.setVisible(False)
+        self.progress_label = QLabel()
+        self.progress_label.setWordWrap(True)
+        self.progress_label.setStyleSheet("color: #6b7280;")
+        self.progress_label.setVisible(False)
+        rl.addWidget(self.study_progress)
+        rl.addWidget(self.progress_label)
+        self._progress_timer = QTimer(self)
+        self._progress_timer.setInterval(1000)
+        self._progress_timer.timeout.connect(self.update_progress)
 
         self.recent = RecentStudies()
         self.recent.running = lambda: (self.controller.study_id or "") if self.controller.is_busy() else None
@@ -217,6 +240,11 @@ class StudyPanel(QWidget):
         outer.addWidget(self.resume_banner)
         outer.addWidget(self.banner)
         outer.addWidget(split, 1)
+        from lrbench_gui.qt.command_line import attach_study
+
+        #: the equivalent ``lrbench tune ...`` line, and what it cannot carry
+        self.command_line = attach_study(self)
+        outer.addWidget(self.command_line)
         self.demo_box.theme_changed(False)  # the theme switch calls each box's own theme_changed
         self.resume_banner.theme_changed(False)
 
@@ -226,6 +254,7 @@ class StudyPanel(QWidget):
         self.metric_combo.currentTextChanged.connect(self._metric_changed)
         for box in (policy_box, budget_box, command_box, backend_box):
             box.changed.connect(self._schedule_summary)
+        budget_box.optimizer.currentTextChanged.connect(lambda _t: (self._suggest_lr_range(), self._schedule_summary()))
         backend_box.gpus_spin.valueChanged.connect(lambda _v: self._gpus_per_trial_changed())
         self.target_edit.textChanged.connect(self._schedule_summary)
         self.evaluators_edit.textChanged.connect(self._schedule_summary)
@@ -314,7 +343,22 @@ class StudyPanel(QWidget):
             self.metric_combo.setCurrentText(metric)
         mode = getattr(reg.obj, "metric_mode", "min") if reg is not None else "min"
         self.mode_combo.setCurrentText(mode)
+        self._suggest_lr_range()
         self._schedule_summary()
+
+    def _suggest_lr_range(self) -> None:
+        """Fill "All LRs from/to" with the usual range of the task and optimizer (the task's
+        ``lr_range`` when it declares one, else the optimizer's: 1e-4..1 for SGD, 1e-5..0.1 for
+        Adam/AdamW) when the fields are empty or still hold the previous suggestion."""
+        if not hasattr(self, "policy_choice"):
+            return
+        reg = self._registry.tasks.get(self.task_combo.currentText())
+        suggested = default_lr_range(reg.obj if reg is not None else None, self.budget_box.optimizer.currentText())
+        shown = (self.lr_low.text().strip(), self.lr_high.text().strip())
+        auto = self._auto_lr and (format_float(self._auto_lr[0]), format_float(self._auto_lr[1]))
+        if shown == ("", "") or shown == auto:
+            self.policy_choice.set_lr_range(suggested)
+            self._auto_lr = suggested
 
     def _metric_changed(self, metric: str) -> None:
         self.mode_combo.setCurrentText("max" if "acc" in metric or "f1" in metric or "score" in metric else "min")
@@ -333,7 +377,33 @@ class StudyPanel(QWidget):
         self.tuner_form.setVisible(reg is not None and bool(describe(reg.obj.Params)))
         self.tuner_text.setText(reg.summary if reg is not None else
                                 "No tuner is registered: the tuner plugins did not load (see the Plugins panel).")
+        self._merge_trials_fields(reg.obj if reg is not None else None)
         self._schedule_summary()
+
+    def _merge_trials_fields(self, tuner: Any) -> None:
+        """One trials field: a tuner's own ``trials`` parameter (0: the study's budget) is the
+        Budget box's Trials, so the form shows only that one; the Trials field says what it
+        counts for this tuner, and is off for a kind that plans its own trials."""
+        if "trials" in self.tuner_form.names():
+            editor = self.tuner_form.editor("trials")
+            editor.hide()
+            for label in self.tuner_form.findChildren(QLabel):
+                if label.buddy() is editor:
+                    label.hide()
+            if self.tuner_form.names() == ["trials"]:
+                self.tuner_form.setVisible(False)
+        fields = getattr(getattr(tuner, "Params", None), "model_fields", {}) or {}
+        own = tuner is not None and not getattr(tuner, "uses_space", True)
+        if own:
+            tip = "this kind plans its own trials (What will run says how many); the budget is not used"
+        elif "n" in fields:
+            tip = "full-length trials the study may spend: many short runs on the bottom rung cost as much"
+        elif "points" in fields:
+            tip = "not used by a grid: it runs every point (What will run says how many)"
+        else:
+            tip = "trials to run, each at the full budget"
+        self.trials.setEnabled(not own and "points" not in fields or "n" in fields)
+        self.trials.setToolTip(f"Trials: {tip}.")
 
     def config(self) -> StudyConfig:
         """The study the form describes; ``ValueError`` in plain words when it is incomplete."""
@@ -371,7 +441,7 @@ class StudyPanel(QWidget):
             "task_params": self.task_form.last_valid_values(),
             "method": method,
             "tuner": self.tuner_combo.currentText(),
-            "tuner_params": self.tuner_form.last_valid_values(),
+            "tuner_params": {k: v for k, v in self.tuner_form.last_valid_values().items() if k != "trials"},
             "policies": policies,
             "overrides": overrides,
             "lr_range": lr_range,
@@ -425,6 +495,9 @@ class StudyPanel(QWidget):
         self.backend_box.load(cfg)
         self.budget_box.load(cfg)  # after the GPUs per trial, which move the parallelism
         self.name_edit.setText(cfg.name)
+        if int(cfg.tuner_params.get("trials") or 0) > 0:
+            self.trials.setValue(int(cfg.tuner_params["trials"]))  # the one trials field
+        self._auto_lr = None  # the loaded study's own range stays what it was
         self._update_summary()
 
     # Actions.
@@ -470,7 +543,33 @@ class StudyPanel(QWidget):
         self.resume_banner.hide()
         self.studyRequested.emit(study_id)
 
+    def update_progress(self) -> None:
+        """The running study's progress line: completed / planned trials, the ETA from the trials
+        so far, and each running trial's own time left; hidden when no study runs."""
+        from lrbench_gui.core.tuning.study import format_duration
+
+        study = self.controller.study if self.controller.is_busy() else None
+        self.study_progress.setVisible(study is not None)
+        self.progress_label.setVisible(study is not None)
+        if study is None:
+            self._progress_timer.stop()
+            return
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+        p = study.progress()
+        self.study_progress.setRange(0, max(1, p["planned"]))
+        self.study_progress.setValue(min(p["completed"], p["planned"]))
+        planned = f"{'about ' if p['estimate'] else ''}{p['planned']}"
+        text = (f"Study {study.config.study_id}: {p['completed']} of {planned} trials done, {p['running']} running"
+                f" · ETA {format_duration(p['eta_seconds'])}")
+        each = [f"{tid.rsplit('-', 1)[-1]} {format_duration(t['eta_seconds'])}"
+                for tid, t in p["trials"].items() if t["eta_seconds"] is not None]
+        if each:
+            text += " · left per trial: " + ", ".join(each[:6]) + (" …" if len(each) > 6 else "")
+        self.progress_label.setText(text)
+
     def _running_changed(self) -> None:
+        self.update_progress()
         busy = self.controller.is_busy()
         self.start_btn.setEnabled(not busy)
         self.stop_btn.setEnabled(busy)

@@ -26,6 +26,7 @@ from lrbench_gui.core.params import ParamInfo
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.tuning.hints import policy_hints
 from lrbench_gui.qt.param_form import format_float
+from lrbench_gui.qt.plot_style import themed
 
 __all__ = ["PolicyChoice", "lr_params", "parse_positive", "ranges_from_overrides"]
 
@@ -114,6 +115,7 @@ class PolicyChoice(QGroupBox):
         row.addWidget(self.lr_high)
         self.policy_count = QLabel(self)
         self.policy_count.setStyleSheet("color: #6b7280;")
+        self.policy_count.setWordWrap(True)  # many ticked families wrap instead of widening the form
         layout = QVBoxLayout(self)
         layout.addWidget(tree)
         layout.addLayout(row)
@@ -177,7 +179,7 @@ class PolicyChoice(QGroupBox):
             with QSignalBlocker(self.policy_tree):
                 item.setData(column, _EDITED, bool(text))
                 if text:
-                    item.setForeground(column, QBrush(QColor("#111827")))
+                    item.setForeground(column, QBrush(QColor(themed("#111827"))))
                     if item.checkState(0) != Qt.CheckState.Checked:
                         item.setCheckState(0, Qt.CheckState.Checked)
             self._show_default_ranges()
@@ -237,7 +239,7 @@ class PolicyChoice(QGroupBox):
                 if name in ranges:
                     for col, value in zip((1, 2), ranges[name]):
                         item.setText(col, format_float(value))
-                        item.setForeground(col, QBrush(QColor("#111827")))
+                        item.setForeground(col, QBrush(QColor(themed("#111827"))))
                 if name in names:
                     item.parent().setExpanded(True)
         self._show_default_ranges()

@@ -7,9 +7,54 @@ from lrbench_gui.core.registry import Registry
 from lrbench_gui.core.tuning.space import SearchSpace, study_space
 from lrbench_gui.core.tuning.study import StudyConfig
 
-__all__ = ["preview_space", "preview_html", "MAX_FAMILIES_SHOWN"]
+__all__ = ["preview_space", "preview_html", "planned_trials", "default_lr_range", "MAX_FAMILIES_SHOWN"]
 
 MAX_FAMILIES_SHOWN = 12
+
+#: the usual LR range of an optimizer, for a task that declares none: SGD's useful LRs sit about
+#: a decade higher than Adam's
+OPTIMIZER_LR_RANGES = {"sgd": (1e-4, 1.0), "adam": (1e-5, 1e-1), "adamw": (1e-5, 1e-1)}
+
+
+def default_lr_range(task_cls: object, optimizer: str) -> tuple[float, float] | None:
+    """The LR range a study of ``task_cls`` with ``optimizer`` starts from: the task's own
+    ``lr_range`` (a ``(low, high)`` pair, or one per optimizer name) when it declares one, else the
+    optimizer's usual range (:data:`OPTIMIZER_LR_RANGES`); None when neither says."""
+    declared = getattr(task_cls, "lr_range", None)
+    if isinstance(declared, dict):
+        declared = declared.get(optimizer)
+    if isinstance(declared, (tuple, list)) and len(declared) == 2 and 0 < float(declared[0]) < float(declared[1]):
+        return float(declared[0]), float(declared[1])
+    return OPTIMIZER_LR_RANGES.get(optimizer)
+
+
+def _counted(cfg: StudyConfig, registry: Registry) -> bool:
+    """Whether the study's trial count is a number given (a ``trials`` parameter or the budget),
+    rather than a plan the tuner makes."""
+    cls = registry.tuner(cfg.tuner)
+    fields = getattr(getattr(cls, "Params", None), "model_fields", {}) or {}
+    return "trials" in fields and getattr(cls, "uses_space", True)
+
+
+def planned_trials(cfg: StudyConfig, registry: Registry) -> tuple[int, int] | None:
+    """(trials, optimizer steps) the study of ``cfg`` plans, as its tuner counts them
+    (:meth:`~lrbench_gui.core.tuner.Tuner.planned_trials`); None when the tuner cannot say. A
+    tuner with a ``trials`` parameter is counted without being built (Bayes' would import
+    Optuna on every edit of the form)."""
+    from lrbench_gui.core.tuning.study import Study
+
+    if _counted(cfg, registry):
+        n = int(cfg.tuner_params.get("trials") or 0) or cfg.trials
+        return n, n * cfg.budget_steps
+    try:
+        tuner = Study(cfg, registry=registry).tuner
+    except Exception:  # noqa: BLE001 - the form shows the configuration's own error elsewhere
+        return None
+    n = tuner.planned_trials()
+    if n is None:
+        return None
+    steps = tuner.planned_steps()
+    return int(n), int(steps if steps is not None else n * tuner.budget.steps)
 
 
 def preview_space(cfg: StudyConfig, registry: Registry) -> SearchSpace | None:
@@ -58,7 +103,10 @@ def preview_html(cfg: StudyConfig, registry: Registry, placement: str | None = N
             parts.append(f"&nbsp;&nbsp;• … and {len(space.families) - MAX_FAMILIES_SHOWN} more")
         n = len(space.families)
         searched = f"Searched ({n} famil{'y' if n == 1 else 'ies'}):<br>" + "<br>".join(parts)
-    total = cfg.trials * cfg.budget_steps
+    planned = planned_trials(cfg, registry)
+    trials, total = planned if planned is not None else (cfg.trials, cfg.trials * cfg.budget_steps)
+    steps_each = (f"{cfg.budget_steps:,} steps" if planned is None or total == trials * cfg.budget_steps
+                  else f"{total // trials:,} steps" if trials and total % trials == 0 else "runs of different lengths")
     where = "a Ray cluster" if cfg.backend == "ray" else f"{cfg.parallel} local worker{'s' if cfg.parallel > 1 else ''}"
     if cfg.method == "cost":
         ranked = f"the steps to reach {cfg.metric or 'the metric'} {cfg.target:g}"
@@ -67,7 +115,8 @@ def preview_html(cfg: StudyConfig, registry: Registry, placement: str | None = N
     lines = [
         f"<b>{cfg.method}</b> study of <b>{cfg.task}</b> with the <b>{cfg.tuner}</b> tuner",
         searched,
-        f"Up to {cfg.trials} trials × {cfg.budget_steps:,} steps = {total:,} steps of compute"
+        f"{'About' if planned is not None and not _counted(cfg, registry) else 'Up to'} {trials} "
+        f"trial{'s' if trials != 1 else ''} × {steps_each} = {total:,} steps of compute"
         + (f". Where: {placement}." if placement and cfg.backend != "ray" else f", {cfg.parallel} at a time on {where}.")
         + f" Each trains with {cfg.trial_backend} in {cfg.precision}.",
         f"Ranked by {ranked}.",

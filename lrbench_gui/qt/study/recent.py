@@ -23,12 +23,23 @@ from PySide6.QtWidgets import (
 
 from lrbench_gui.core.records import STUDY_RESUMABLE, TRIAL_REPLAYED, StudyStatus
 from lrbench_gui.core.tuning.study import INTERRUPTED
+from lrbench_gui.qt.plot_style import themed
 from lrbench_gui.qt.widgets import STUDY_STATUS_COLORS
 
 __all__ = ["RecentStudies", "ResumeBanner", "load_recent", "UNFINISHED"]
 
 #: studies the panel offers to resume: the resumable ones, and a failed one (after its plugin's fix)
 UNFINISHED = frozenset({*STUDY_RESUMABLE, StudyStatus.FAILED})
+
+
+def planned_of(study: dict[str, Any]) -> Any:
+    """The trials a stored study plans: the count its tuner gave (``extra.planned``), else the
+    configuration's trial budget (a study recorded before the count was kept)."""
+    extra = study.get("extra") or {}
+    planned = extra.get("planned")
+    if isinstance(planned, int) and not isinstance(planned, bool) and planned > 0:
+        return planned
+    return (extra.get("config") or {}).get("trials", "?")
 
 
 def load_recent(db: Any, limit: int = 50) -> list[dict[str, Any]]:
@@ -77,7 +88,7 @@ class ResumeBanner(QFrame):
         more = len(unfinished) - 1
         self.resume_label.setText(
             f"<b>Unfinished study:</b> {first.get('name') or first['id']} ({first.get('status')}, "
-            f"{first['_done']} of {cfg.get('trials', '?')} trials done)."
+            f"{first['_done']} of {planned_of(first)} trials done)."
             + (f" {more} more unfinished in Recent studies." if more > 0 else "")
             + " Resume it where it stopped?")
         self.resume_btn.setProperty("study_id", first["id"])
@@ -156,7 +167,7 @@ class RecentStudies(QGroupBox):
                 s.get("task") or "",
                 f"{cfg.get('method', '?')} · {(s.get('tuner') or {}).get('name', '?')}",
                 s.get("status", ""),
-                f"{s['_done']} / {cfg.get('trials', '?')}",
+                f"{s['_done']} / {planned_of(s)}",
                 f"{metric} {value:.4g}" if isinstance(value, (int, float)) else "",
             ]
             for j, text in enumerate(cells):
@@ -165,7 +176,7 @@ class RecentStudies(QGroupBox):
                 if j == 0:
                     item.setToolTip(s["id"])
                 if j == 3:
-                    item.setForeground(QBrush(QColor(STUDY_STATUS_COLORS.get(s.get("status", ""), "#111827"))))
+                    item.setForeground(QBrush(QColor(STUDY_STATUS_COLORS.get(s.get("status", ""), themed("#111827")))))
                     item.setFont(bold)
                 table.setItem(i, j, item)
         table.resizeColumnToContents(3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from PySide6.QtCore import QSignalBlocker, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QLineEdit,
                                QSpinBox, QWidget)
 
 from lrbench_gui.core.runs.command import CommandError, check_template, split_command
@@ -119,13 +119,10 @@ class BackendBox(QGroupBox):
         form.addRow("Run on", self.backend_combo)
         form.addRow("Ray address", self.ray_address)
         form.addRow(self.backend_note)
-        train = QHBoxLayout()
-        train.addWidget(self.trainer_combo)
-        train.addWidget(QLabel("precision"))
-        train.addWidget(self.precision_combo)
-        train.addWidget(QLabel("GPUs/trial"))
-        train.addWidget(self.gpus_spin)
-        form.addRow("Trainer", train)
+        # one row each: side by side they set the form's least width past a 1024-px window's share
+        form.addRow("Trainer", self.trainer_combo)
+        form.addRow("Precision", self.precision_combo)
+        form.addRow("GPUs per trial", self.gpus_spin)
         form.addRow(self.gpus_label)
         form.addRow("Study name", self.name_edit)
         self.backend_combo.currentIndexChanged.connect(self._backend_changed)

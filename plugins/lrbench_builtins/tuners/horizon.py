@@ -185,6 +185,15 @@ class HorizonTuner(PlannedTuner):
                     self.check_lr = lr
                     self._enqueue(self.horizons[-1], lr, kind="check")
 
+    def planned_trials(self) -> int:
+        """The sweeps asked and queued, and the check run still to come (a widened grid adds more)."""
+        p = self.params
+        return super().planned_trials() + (p.seeds if p.check and self.check_lr is None else 0)
+
+    def planned_steps(self) -> int:
+        p = self.params
+        return super().planned_steps() + (p.seeds * self.horizons[-1] if p.check and self.check_lr is None else 0)
+
     # analysis
 
     def _seed_values(self, h: int, kind: str = "horizon_sweep") -> dict[float, list[float | None]]:

@@ -188,6 +188,14 @@ class MergeTuner(Tuner):
     def _bo_finished(self) -> bool:
         return self._bo_asked >= self.params.evaluations and not self._bo_pending()
 
+    def planned_trials(self) -> int:
+        """The evaluations, the grid and the written merge (when asked for)."""
+        p = self.params
+        return max(len(self.requests), p.evaluations + len(self._grid) + (1 if p.write else 0))
+
+    def planned_steps(self) -> int:
+        return 0  # a merge trains nothing: progress counts trials
+
     def done(self) -> bool:
         p = self.params
         if self._grid_asked < len(self._grid) or not self._bo_finished():

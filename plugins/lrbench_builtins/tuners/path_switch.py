@@ -209,6 +209,24 @@ class PathSwitchTuner(PlannedTuner):
                     {**self._data(v, "newest"), "init_from": ckpt}, parent=prev, start=v * c,
                     trial={"checkpoint_steps": [c]}))
 
+    def _planned(self) -> list[int]:
+        """The steps of every trial of the full plan: the main path, the baselines, the branches."""
+        p = self.params
+        n, c = p.versions, p.chunk_steps
+        out = [n * c]
+        if p.scratch:
+            out += [(v + 1) * c for v in range(n)]
+        if p.continued:
+            out += [c] * (n - 1 if p.scratch else n)
+        out += [max(1, int(round(f * c))) for f in p.fractions for _ in self.mixes for _ in range(n)]
+        return out
+
+    def planned_trials(self) -> int:
+        return max(len(self._planned()), super().planned_trials())
+
+    def planned_steps(self) -> int:
+        return max(sum(self._planned()), super().planned_steps())
+
     # results
 
     def _release(self, key: str) -> dict[str, Any] | None:
