@@ -8,7 +8,10 @@ highlights those trials' curves (or shows only them). A study whose tuner's view
 ``"range-test"`` also gets the :class:`~lrbench_gui.qt.live.range_view.RangeView`. A failed
 trial's error and stderr tail are in the details pane under the table, one click away. When the
 study ends, the :class:`~lrbench_gui.qt.live.ranking.RankingBox`'s chosen trial can be saved
-into the database's policies table as a recipe, on the jobs thread.
+into the database's policies table as a recipe, on the jobs thread. The Results panel's
+:class:`~lrbench_gui.qt.results.lr_view.MetricVsLrView` and
+:class:`~lrbench_gui.qt.results.param_view.MetricVsParamView` are tabs beside the curves, fed the
+study's finished trial records; a hidden one only notes that it is out of date and redraws when shown.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lrbench_gui.core import analysis
 from lrbench_gui.core.records import TRIAL_FINAL, TrialStatus, curve_points, spec_label
 from lrbench_gui.core.registry import Registry
 from lrbench_gui.qt.db_jobs import DatabaseJobs
@@ -50,6 +54,9 @@ from lrbench_gui.qt.live.ranking import RankingBox, recipe_record
 from lrbench_gui.qt.live.trial_table import PROGRESS_COL, ProgressDelegate, TrialStateModel
 from lrbench_gui.qt.identity import short_labels, trial_colour, trial_label
 from lrbench_gui.qt.live_plot import LivePlot
+from lrbench_gui.qt.results.common import View
+from lrbench_gui.qt.results.lr_view import MetricVsLrView
+from lrbench_gui.qt.results.param_view import MetricVsParamView
 from lrbench_gui.qt.study_controller import StudyController
 from lrbench_gui.qt.widgets import MessageBanner
 
@@ -73,6 +80,8 @@ class LivePanel(QWidget):
         self.config: Any = None
         self.logs: dict[str, deque[str]] = {}
         self.records: dict[str, dict[str, Any]] = {}
+        self._rows: dict[str, dict[str, Any]] = {}  # analysis rows of the finished trials, made when a view is shown
+        self._stale: set[View] = set()
         self.result: dict[str, Any] | None = None
         self.t_start = 0.0
         self._build()
@@ -159,6 +168,12 @@ class LivePanel(QWidget):
         self.tabs.addTab(self.plot, "Curves")
         self.tabs.addTab(self.range_view, "LR range test")
         self.tabs.setTabVisible(1, False)
+        # across the finished trials, as in Results (index 2 and 3; 0 and 1 stay the curves and the range test)
+        self.lr_view = MetricVsLrView()
+        self.param_view = MetricVsParamView()
+        for view in (self.lr_view, self.param_view):
+            self.tabs.addTab(view, view.title)
+        self.tabs.currentChanged.connect(lambda _: self._refresh_analysis())
 
         self.export_png_btn = QPushButton("Export plot…")
         self.export_png_btn.setToolTip("Save the LR and loss plots as PNG or SVG")
@@ -213,6 +228,7 @@ class LivePanel(QWidget):
         self.config = config
         self.result = None
         self.records = {}
+        self._rows = {}
         self.logs = {}
         self.plot.clear()
         self.details.clear()
@@ -233,6 +249,7 @@ class LivePanel(QWidget):
         self.tabs.setCurrentIndex(1 if ranged else 0)
         self._clock.start()
         self._tick()
+        self._analysis_changed()
 
     def _trial_added(self, trial_id: str, info: dict) -> None:
         color = trial_colour(trial_id)  # the same in Results, Methods and after a resume
@@ -266,6 +283,8 @@ class LivePanel(QWidget):
 
     def _trial_finished(self, trial_id: str, record: dict) -> None:
         self.records[trial_id] = record
+        self._rows.pop(trial_id, None)
+        self._analysis_changed()
         state = self.controller.states.get(trial_id)
         if state is not None:
             self.model.update(trial_id, state)
@@ -338,6 +357,36 @@ class LivePanel(QWidget):
             if not final and p["eta_seconds"] is not None:
                 eta = f" · ETA {format_duration(p['eta_seconds'])}"
         self.status_label.setText(f"{word} · {done} done, {running} running · {elapsed:.0f} s{eta}")
+
+    # The across-trial views.
+
+    def analysis_views(self) -> list[View]:
+        return [self.lr_view, self.param_view]
+
+    def _analysis_changed(self) -> None:
+        """The finished trials changed: redraw the view shown, mark the others out of date."""
+        self._stale.update(self.analysis_views())
+        self._refresh_analysis()
+
+    def _refresh_analysis(self) -> None:
+        """Redraw the analysis views that are out of date and shown."""
+        due = [v for v in self.analysis_views() if v in self._stale and v.isVisible()]
+        if not due:
+            return
+        for trial_id, record in self.records.items():
+            if trial_id not in self._rows:
+                self._rows[trial_id] = analysis.analysis_rows([record], self.registry)[0]
+        rows = [self._rows[t] for t in self.records]
+        for view in due:
+            self._stale.discard(view)
+            if view is self.lr_view:
+                view.set_data(rows, analysis.range_tests(self.records.values()))
+            else:
+                view.set_data(rows)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self._refresh_analysis()  # trials that finished while another panel was shown
 
     # The ranking.
 
@@ -478,14 +527,21 @@ class LivePanel(QWidget):
         if ok and name.strip():
             self.save_recipe(trial_id, name.strip())
 
+    def _shown_view(self) -> View | None:
+        view = self.tabs.currentWidget()
+        return view if isinstance(view, View) else None
+
     def export_plot(self, path: str | Path) -> Path:
-        """The LR and loss plots as PNG or SVG (``NAME-loss.EXT`` beside it holds the loss)."""
-        out = self.plot.export_image(path)
+        """The LR and loss plots as PNG or SVG (``NAME-loss.EXT`` beside it holds the loss), or
+        the analysis view shown."""
+        view = self._shown_view()
+        out = view.export_image(path) if view else self.plot.export_image(path)
         self.exported.emit(str(out))
         return out
 
     def export_curves(self, path: str | Path) -> Path:
-        out = self.plot.export_csv(path)
+        view = self._shown_view()
+        out = view.export_csv(path) if view else self.plot.export_csv(path)
         self.exported.emit(str(out))
         return out
 

@@ -159,7 +159,7 @@ class MetricVsLrView(View):
             lines.append(f"range test: {len(self.tests)}" + (
                 f", suggested LR {sug[0]['suggested'][0]:.3g} to {sug[0]['suggested'][1]:.3g} (shaded)" if sug else ""))
         else:
-            lines.append("no range test of this task in the database (a range-test study adds one)")
+            lines.append("no range test of this task here (a range-test study adds one)")
         diverged = sum(1 for r in self.rows if r["kind"] != "range_test" and r["status"] == "diverged")
         if diverged:  # no metric to draw, but the LR they had says where too high starts
             lrs = sorted(r["lr"] for r in self.rows if r["status"] == "diverged" and r["lr"])
