@@ -236,9 +236,13 @@ def test_study_form_command_line_parses_back_to_the_same_study(qtbot, registry, 
     assert "--override 'triangle2.min_lr=[0.001,0.01]' --override 'triangle2.max_lr=[0.001,0.01]'" in line
     study = make_study(build_parser().parse_args(shlex.split(line)[1:]), PolicyDB(tmp_path / "db.json", registry=registry))
     _same(panel.config().model_dump(mode="json"), study.config.model_dump(mode="json"), registry, ("study_id",))
-    from lrbench_gui.qt.command_line import study_command
-
-    assert "checkpoints every N steps" in study_command(panel.config().model_copy(update={"checkpoint_every": 50}))[1]
+    # the checkpoints' spin box rides along as --checkpoint-every and parses back
+    panel.budget_box.checkpoint_every.setValue(50)
+    panel.command_line.refresh()
+    line, note = panel.command_line.text(), panel.command_line.note_text()
+    assert "--checkpoint-every 50" in line and note == ""
+    study = make_study(build_parser().parse_args(shlex.split(line)[1:]), PolicyDB(tmp_path / "db.json", registry=registry))
+    assert study.config.checkpoint_every == panel.config().checkpoint_every == 50
     jobs.close()
 
 

@@ -245,6 +245,7 @@ def make_study(args: argparse.Namespace, db: Any) -> Any:
             "backend": args.scheduler, "ray_address": args.address, "batch_size": args.batch_size,
             "optimizer": {**sets["optim"], **({"name": args.optimizer} if args.optimizer else {})},
             "seed": args.seed, "target": target, "lr_range": lr_range, "eval_every": args.eval_every,
+            "checkpoint_every": getattr(args, "checkpoint_every", 0),
             "name": args.name or "", "evaluators": [parse_evaluator(e) for e in args.evaluator or []],
             "overrides": _overrides(getattr(args, "override", None) or []),
         }
@@ -535,6 +536,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="search one family's parameter over [LOW,HIGH] or fix it to VALUE (repeatable), e.g. "
                         "cosine.lr=[1e-4,1e-2] or step.gamma=0.5 (the Study panel's per-policy LR ranges)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (default: a tenth)")
+    p.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=0, metavar="N",
+                   help="resumable trials: a checkpoint with the optimizer state every N steps (default: 0, none); "
+                        "--resume then continues an interrupted trial from its last one (a resumed study keeps its own)")
     p.add_argument("--scheduler", choices=["local", "ray"], default="local",
                    help="where trials are placed: local processes (default) or Ray Tune")
     p.add_argument("--backend", dest="scheduler", choices=["local", "ray"], default=argparse.SUPPRESS,

@@ -4,7 +4,7 @@ Run panel would start, ``lrbench tune ...`` for the study the Study panel would 
 :func:`run_command` and :func:`study_command` write only what differs from the CLI's defaults,
 and the CLI parses the line back to the same trial or study (``tests/test_results_actions.py``
 checks it through the CLI's own parser); what a form holds that no flag carries (a study's
-checkpoints, a DeepSpeed config) is said in a note under the line rather than dropped in silence.
+DeepSpeed config, torch threads) is said in a note under the line rather than dropped in silence.
 :class:`CommandLine` is the read-only line with its Copy button; :func:`attach_run` and
 :func:`attach_study` put one under a panel's form and keep it current. (The Methods panel's
 "New..." form writes its ``lrbench study KIND`` line with :func:`lrbench_gui.core.tuning.kinds.command_line`.)
@@ -164,7 +164,8 @@ def study_command(cfg: Any, registry: Registry | None = None, db: str | Path | N
     if list(cfg.policies) != list(d.policies):
         args += ["--policies", ",".join(cfg.policies)]
     for field, flag in (("budget_steps", "--budget-steps"), ("trials", "--trials"), ("parallel", "--parallel"),
-                        ("batch_size", "--batch-size"), ("seed", "--seed"), ("eval_every", "--eval-every")):
+                        ("batch_size", "--batch-size"), ("seed", "--seed"), ("eval_every", "--eval-every"),
+                        ("checkpoint_every", "--checkpoint-every")):
         if getattr(cfg, field) != getattr(d, field):
             args += [flag, str(getattr(cfg, field))]
     opt = dict(cfg.optimizer)
@@ -197,7 +198,7 @@ def study_command(cfg: Any, registry: Registry | None = None, db: str | Path | N
     if db:
         args += ["--db", str(db)]
     missing = []
-    for field, what in (("checkpoint_every", "checkpoints every N steps"), ("deepspeed_config", "a DeepSpeed config (--deepspeed-config FILE)"),
+    for field, what in (("deepspeed_config", "a DeepSpeed config (--deepspeed-config FILE)"),
                         ("threads", "torch threads"), ("cpus_per_trial", "CPUs per Ray trial")):
         if getattr(cfg, field) != getattr(d, field):
             missing.append(what)

@@ -301,10 +301,7 @@ class DatabasePanel(QWidget):
         left.setStretchFactor(1, 2)
         left.setSizes([420, 260])
 
-        self.views = ResultsViews(split)
-        # the Curves view's LR and training-loss plots (one named curve per trial each)
-        self.lr_plot = self.views.curves.lr_plot
-        self.loss_plot = self.views.curves.loss_plot
+        self.views = ResultsViews(split)  # its views make their plots when first shown
         split.addWidget(left)
         split.addWidget(self.views)
         split.setStretchFactor(0, 2)
@@ -623,6 +620,16 @@ class DatabasePanel(QWidget):
                                      "range_tests": len(result["range_tests"])})
 
         self._submit(load, show)
+
+    @property
+    def lr_plot(self) -> Any:
+        """The Curves view's LR plot (one named curve per trial)."""
+        return self.views.curves.lr_plot
+
+    @property
+    def loss_plot(self) -> Any:
+        """The Curves view's training-loss plot (one named curve per trial)."""
+        return self.views.curves.loss_plot
 
     def plotted_ids(self) -> list[str]:
         """The trial ids whose curves are drawn in the loss plot now."""

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QMenu, QMessageBox, QTabWidget, QToolButton, QVBoxLayout, QWidget
 
+from lrbench_gui.qt.plot_style import is_dark
 from lrbench_gui.qt.results.common import View
 from lrbench_gui.qt.results.compare import CompareView
 from lrbench_gui.qt.results.curves import CurvesView
@@ -23,11 +24,18 @@ SCOPE_SELECTION = "selection"
 #: analyse the selected trials only
 SCOPE_SELECTED = "selected"
 
+#: the views, in their tabs' order: (attribute name, class)
+_VIEWS: tuple[tuple[str, type[View]], ...] = (("curves", CurvesView), ("lr_view", MetricVsLrView),
+                                             ("param_view", MetricVsParamView), ("parallel", ParallelView),
+                                             ("compare", CompareView))
+
 
 class ResultsViews(QWidget):
     """The analysis views. ``scopeChanged`` asks the panel to load the rows of :meth:`scope`;
     the panel answers with :meth:`set_selection` and :meth:`set_analysis`. A view that is not
-    shown is brought up to date when its tab is opened (parameter importance costs seconds)."""
+    shown is brought up to date when its tab is opened (parameter importance costs seconds).
+    Each view (its plots) is made when it is first needed: its tab shown, its data set while it
+    is the current tab, or the attribute read; until then its tab holds an empty page."""
 
     scopeChanged = Signal()
     exported = Signal(str)
@@ -54,16 +62,15 @@ class ResultsViews(QWidget):
         self.export_button.setMenu(menu)
         bar.addWidget(self.export_button)
 
-        self.curves = CurvesView(self)
-        self.lr_view = MetricVsLrView(self)
-        self.param_view = MetricVsParamView(self)
-        self.parallel = ParallelView(self)
-        self.compare = CompareView(self)
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
-        for view in self.views():
-            self.tabs.addTab(view, view.title)
-        self._pending: dict[View, Callable[[], None]] = {}
+        self._pages: dict[str, QWidget] = {}  # the tab pages, by view name; each holds its view once made
+        self._built: dict[str, View] = {}
+        for name, cls in _VIEWS:
+            page = self._pages[name] = QWidget(self.tabs)
+            QVBoxLayout(page).setContentsMargins(0, 0, 0, 0)
+            self.tabs.addTab(page, cls.title)
+        self._pending: dict[str, Callable[[], None]] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -71,14 +78,37 @@ class ResultsViews(QWidget):
         self.scope_combo.currentIndexChanged.connect(lambda _: self.scopeChanged.emit())
         self.tabs.currentChanged.connect(self._tab_shown)
 
+    # The views, made on first use.
+
+    def _view(self, name: str) -> View:
+        view = self._built.get(name)
+        if view is None:
+            page = self._pages[name]
+            view = self._built[name] = dict(_VIEWS)[name](page)
+            if is_dark():  # its plots follow the theme; its titles and text too
+                view.theme_changed(True)
+            page.layout().addWidget(view)
+        return view
+
+    curves = property(lambda self: self._view("curves"), doc="The :class:`CurvesView`.")
+    lr_view = property(lambda self: self._view("lr_view"), doc="The :class:`MetricVsLrView`.")
+    param_view = property(lambda self: self._view("param_view"), doc="The :class:`MetricVsParamView`.")
+    parallel = property(lambda self: self._view("parallel"), doc="The :class:`ParallelView`.")
+    compare = property(lambda self: self._view("compare"), doc="The :class:`CompareView`.")
+
     def views(self) -> list[View]:
-        return [self.curves, self.lr_view, self.param_view, self.parallel, self.compare]
+        """Every view (made now if not yet)."""
+        return [self._view(name) for name, _ in _VIEWS]
+
+    def _current_name(self) -> str:
+        page = self.tabs.currentWidget()
+        return next(name for name, p in self._pages.items() if p is page)
 
     def show_view(self, view: View) -> None:
-        self.tabs.setCurrentWidget(view)
+        self.tabs.setCurrentWidget(view.parentWidget())
 
     def current_view(self) -> View:
-        return self.tabs.currentWidget()  # type: ignore[return-value]
+        return self._view(self._current_name())
 
     # What is analysed.
 
@@ -106,32 +136,34 @@ class ResultsViews(QWidget):
 
     # Data in.
 
-    def _apply(self, view: View, update: Callable[[], None]) -> None:
-        if view is self.current_view():
-            self._pending.pop(view, None)
+    def _apply(self, name: str, update: Callable[[], None]) -> None:
+        if name == self._current_name():
+            self._pending.pop(name, None)
             update()
         else:
-            self._pending[view] = update
+            self._pending[name] = update
 
     def set_selection(self, items: list[tuple[str, dict, dict]], labels: dict[str, str]) -> None:
         """The selected trials: (id, analysis row, curves) each, and their short labels."""
-        self._apply(self.curves, lambda: self.curves.set_data(items, labels))
-        self._apply(self.compare, lambda: self.compare.set_data(items, labels))
+        self._apply("curves", lambda: self.curves.set_data(items, labels))
+        self._apply("compare", lambda: self.compare.set_data(items, labels))
 
     def set_analysis(self, rows: list[dict[str, Any]], range_tests: list[dict[str, Any]]) -> None:
         """The rows (and the tasks' range tests) the across-trial views analyse."""
-        self._apply(self.lr_view, lambda: self.lr_view.set_data(rows, range_tests))
-        self._apply(self.param_view, lambda: self.param_view.set_data(rows))
-        self._apply(self.parallel, lambda: self.parallel.set_data(rows))
+        self._apply("lr_view", lambda: self.lr_view.set_data(rows, range_tests))
+        self._apply("param_view", lambda: self.param_view.set_data(rows))
+        self._apply("parallel", lambda: self.parallel.set_data(rows))
 
     def flush(self) -> None:
         """Bring every view up to date now (exports of all views, tests)."""
-        for view, update in list(self._pending.items()):
-            self._pending.pop(view, None)
+        for name, update in list(self._pending.items()):
+            self._pending.pop(name, None)
             update()
 
     def _tab_shown(self, _: int) -> None:
-        update = self._pending.pop(self.current_view(), None)
+        name = self._current_name()
+        self._view(name)  # the tab opened shows its view, with data or without
+        update = self._pending.pop(name, None)
         if update is not None:
             update()
 
@@ -144,7 +176,7 @@ class ResultsViews(QWidget):
     def export_view(self, path: str | Path, view: View | None = None) -> Path:
         """``view`` (default: the one shown) to ``path``: CSV by a ``.csv`` suffix, else an image."""
         view = view or self.current_view()
-        update = self._pending.pop(view, None)
+        update = self._pending.pop(next((n for n, v in self._built.items() if v is view), ""), None)
         if update is not None:
             update()
         path = Path(path)

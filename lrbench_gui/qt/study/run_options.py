@@ -30,7 +30,7 @@ def _spin(low: int, high: int, value: int, tip: str = "") -> QSpinBox:
 
 
 class BudgetBox(QGroupBox):
-    """Steps per trial, trials, parallel workers, batch size, optimizer, evaluation, seed."""
+    """Steps per trial, trials, parallel workers, batch size, optimizer, evaluation, checkpoints, seed."""
 
     #: Fires when the steps, trials or parallelism changed (the preview is stale).
     changed = Signal()
@@ -47,11 +47,18 @@ class BudgetBox(QGroupBox):
         self.optimizer.addItems(["adamw", "adam", "sgd"])
         self.eval_every = _spin(0, 10_000_000, 0)
         self.eval_every.setSpecialValueText("auto (a tenth)")
+        #: resumable trials: a trainer checkpoint with the optimizer state every N steps (0: none)
+        self.checkpoint_every = _spin(0, 10_000_000, 0, "Save each trial's model (step-N.safetensors, with the optimizer "
+                                      "state) every N steps: resuming the study continues an interrupted trial from its "
+                                      "last one, and Results can merge two of them (right-click a trial)")
+        self.checkpoint_every.setSpecialValueText("none")
+        self.checkpoint_every.setSuffix(" steps")
         self.seed = _spin(0, 2**31 - 1, 0)
         form = QFormLayout(self)
         for label, widget in (("Steps per trial", self.budget_steps), ("Trials", self.trials),
                               ("Parallel workers", self.parallel), ("Batch size", self.batch),
-                              ("Optimizer", self.optimizer), ("Evaluate every", self.eval_every), ("Seed", self.seed)):
+                              ("Optimizer", self.optimizer), ("Evaluate every", self.eval_every),
+                              ("Checkpoint every", self.checkpoint_every), ("Seed", self.seed)):
             form.addRow(label, widget)
         for w in (self.budget_steps, self.trials, self.parallel):
             w.valueChanged.connect(lambda _value: self.changed.emit())
@@ -65,6 +72,7 @@ class BudgetBox(QGroupBox):
             "batch_size": self.batch.value(),
             "optimizer": {"name": self.optimizer.currentText()},
             "eval_every": self.eval_every.value(),
+            "checkpoint_every": self.checkpoint_every.value(),
             "seed": self.seed.value(),
         }
 
@@ -75,6 +83,7 @@ class BudgetBox(QGroupBox):
         self.batch.setValue(cfg.batch_size)
         self.optimizer.setCurrentText(str(cfg.optimizer.get("name", "adamw")))
         self.eval_every.setValue(cfg.eval_every)
+        self.checkpoint_every.setValue(cfg.checkpoint_every)
         self.seed.setValue(cfg.seed)
 
 
