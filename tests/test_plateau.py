@@ -320,3 +320,72 @@ def test_cli_samples_and_plots_against_a_picked_curve(capsys, tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert main(["policy", "sample", "reduce_on_plateau", "--steps", "10", "--against", "nope"]) == 2
     assert "not a synthetic curve" in capsys.readouterr().err
+
+
+def test_a_reactive_trial_resumed_from_its_checkpoint_keeps_its_lr_and_switches(registry, tmp_path):
+    from safetensors import safe_open
+
+    params = {"lr": 0.1, "every": 2, "patience": 1, "smoothing": 0.5, "factor": 0.5, "threshold": 0.05}
+    policy = {"name": "reduce_on_plateau", "params": params}
+    fields = {"log_every": 1, "checkpoint_every": 10}
+    status, whole, record = _run(registry, policy, 30, output_dir=str(tmp_path / "whole"), **fields)
+    switches = record["extra"]["switches"]
+    ckpts = [e for e in whole if e.type == "checkpoint"]
+    ckpt = next(e for e in ckpts if any(s["step"] <= e["step"] for s in switches))  # the LR was reduced before it
+    assert status == "completed" and any(s["step"] > ckpt["step"] for s in switches)  # and is again after it
+    with safe_open(str(Path(ckpt["path"]).with_suffix(".resume") / "tensors.safetensors"), framework="pt") as fh:
+        assert fh.get_tensor("schedule/values").shape[0] == ckpt["step"]  # one train loss per step before it
+    status, resumed, again = _run(registry, policy, 30, output_dir=str(tmp_path / "resumed"),
+                                  resume_from=ckpt["path"], **fields)
+    lrs = [(e["step"], e["lr"]) for e in whole if e.type == "step"]
+    assert status == "completed" and [(e["step"], e["lr"]) for e in resumed if e.type == "step"] == lrs
+    assert [e["step"] for e in resumed if e.type == "step" and not e.get("replayed")][0] == ckpt["step"]
+    assert again["extra"]["switches"] == switches
+    import shutil
+
+    from lrbench_gui.core.runs.trial import TrialError
+
+    old = tmp_path / "old"  # a checkpoint without the observations: refused in one line
+    shutil.copytree(Path(ckpt["path"]).with_suffix(".resume"), old / "step.resume")
+    shutil.copy(ckpt["path"], old / "step.safetensors")
+    state = json.loads((old / "step.resume/state.json").read_text())
+    del state["schedule"]
+    (old / "step.resume/state.json").write_text(json.dumps(state))
+    with pytest.raises(TrialError, match="keeps no observations") as info:
+        _run(registry, policy, 30, output_dir=str(old), resume_from=str(old / "step.safetensors"), **fields)
+    assert "\n" not in str(info.value)
+    # the schedule's own round trip: a sequence switching on val_loss, restored half-way
+    spec = {"sequence": [{"name": "fixed", "params": {"lr": 0.1}}, {"name": "reduce_on_plateau", "params": {
+        "lr": 0.05, "monitor": "val_loss", "patience": 2, "threshold": 0.01}}], "boundaries": [0.8],
+        "switch": {"monitor": "loss", "every": 3, "patience": 2, "smoothing": 0.5, "threshold": 0.01}}
+    trace = Trace.synthetic("plateaus", 200)
+    full = build_schedule(spec, 200, registry)
+    ref = drive(full, trace)
+    half = build_schedule(spec, 200, registry)
+    drive(half, Trace(trace.loss[:70], {k: v for k, v in trace.evals.items() if k < 70}), 70)
+    fresh = build_schedule(spec, 200, registry)
+    fresh.restore(json.loads(json.dumps(half.observations())))
+    for k in range(70, 200):  # it switched at 60 (segment 2), 64 and 67 (x 0.1) before, 73... after
+        assert fresh.checked_lr(k) == ref[k]
+        fresh.feed(k, loss=trace.loss[k])
+        fresh.feed(k, metrics=trace.evals[k])
+    assert fresh.switches() == full.switches() and [s["step"] for s in full.switches()][:5] == [60, 64, 67, 70, 73]
+    with pytest.raises(ValueError, match="fresh schedule"):
+        fresh.restore([])
+    # the torch adapter keeps what its schedule was fed directly too (a DeepSpeed or HF loop's observe)
+    from lrbench_gui.integrations import as_lr_scheduler
+
+    o1, o2, o3 = (torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1) for _ in range(3))
+    ours = as_lr_scheduler(spec, o1, 200, registry)
+    for k in range(70):
+        ours.schedule.feed(k, loss=trace.loss[k])
+        ours.schedule.feed(k, metrics=trace.evals[k])
+        o1.step()
+        ours.step()
+    back = as_lr_scheduler(spec, o2, 200, registry)
+    back.load_state_dict(json.loads(json.dumps(ours.state_dict())))
+    assert o2.param_groups[0]["lr"] == o1.param_groups[0]["lr"] == ref[70] and back.switches == ours.switches != []
+    plateau = {"name": "reduce_on_plateau", "params": {"lr": 0.1, "patience": 0}}  # an older state dict's pairs
+    older = as_lr_scheduler(plateau, o3, 10, registry)
+    older.load_state_dict({"last_epoch": 3, "observations": [[0, 1.0], [1, 2.0], [2, 3.0]]})
+    assert o3.param_groups[0]["lr"] == pytest.approx(0.001) and older.observations == [[0, 1.0], [1, 2.0], [2, 3.0]]

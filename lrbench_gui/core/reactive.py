@@ -8,7 +8,9 @@ LR of step ``j + 1``), never on when or how often ``lr_at`` is asked. Who trains
 - :meth:`Feed.step` / :meth:`Feed.eval` turn a run's raw numbers into observations: the train
   loss smoothed by an EMA and observed every ``every`` steps (``monitor: "loss"``), or an eval
   metric observed at each evaluation that reports it (``monitor: "val_loss"``, any evaluator's);
-- ``observe(step, value)`` is one observation as is, torch's ``ReduceLROnPlateau.step(metric)``.
+- ``observe(step, value)`` is one observation as is, torch's ``ReduceLROnPlateau.step(metric)``;
+- ``Schedule.observations()`` is what a schedule was fed (compact rows), and ``restore`` replays
+  them into a fresh one: a resumed trial's or scheduler's LR and switches continue exactly.
 
 :class:`PlateauRule` is torch's rule exactly (``mode``, ``threshold_mode``, ``threshold``,
 ``patience``, ``cooldown``): it fires where torch's ``ReduceLROnPlateau`` would reduce.

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -311,6 +312,11 @@ class Schedule:
         self._feed = Feed(switch) if switch is not None else None
         self._own_switches: list[dict[str, Any]] = []
         self._last_observed = -1
+        #: what :meth:`observe` and :meth:`feed` were given that a reactive part may read, as
+        #: three columns (steps, indices into ``_fed_names``, values): 20 bytes a row
+        self._fed = (array("q"), array("i"), array("d"))
+        self._fed_names: list[str] = []
+        self._watched: list[str] | None = None
 
     def lr_at(self, step: int) -> float:
         """The LR of ``step``; :class:`ScheduleError` naming the policy and the step when the
@@ -340,6 +346,7 @@ class Schedule:
         if not self.reactive:
             raise TypeError(f"policy {self.label()} does not react to a metric: scheduler.step() takes no value")
         self._observe(int(step), float(value), None, None)
+        self._log(step, "", value)
 
     def feed(self, step: int, loss: float | None = None, metrics: dict[str, float] | None = None) -> None:
         """The run's train ``loss`` after ``step`` and/or an evaluation's ``metrics`` at ``step``:
@@ -347,6 +354,62 @@ class Schedule:
         schedule reacts to nothing)."""
         if self.reactive:
             self._observe(int(step), None, loss, metrics)
+            if self._watched is None:
+                self._watched = self.monitors()
+            watched = self._watched
+            if loss is not None and (not watched or "loss" in watched):
+                self._log(step, "loss", loss)
+            for name, v in (metrics or {}).items():
+                if not watched or name in watched or name == "*":
+                    try:
+                        self._log(step, str(name), float(v))
+                    except (TypeError, ValueError):  # Feed.eval skips it too
+                        pass
+
+    def _log(self, step: int, what: str, value: float) -> None:
+        if what not in self._fed_names:
+            self._fed_names.append(what)
+        steps, kinds, values = self._fed
+        steps.append(int(step))
+        kinds.append(self._fed_names.index(what))
+        values.append(float(value))
+
+    def observations(self) -> list[tuple[int, str, float]]:
+        """What the schedule was fed, in order, as ``(step, what, value)``: ``what`` is ``""``
+        for :meth:`observe`'s value, else ``loss`` or the metric name :meth:`feed` got (only
+        those a reactive part watches: at most one row per step and one per evaluation).
+        :meth:`restore` on a fresh schedule replays them; a checkpoint keeps them."""
+        names = self._fed_names
+        return [(s, names[k], v) for s, k, v in zip(*self._fed)]
+
+    def restore(self, rows: Any) -> None:
+        """Replay ``rows`` (:meth:`observations` of a schedule of the same spec) into this fresh
+        one, so its LRs and switches continue where that one's were; ``ValueError`` when they are
+        not such rows or this schedule was fed already."""
+        if self._fed[0] or self._last_observed >= 0:
+            raise ValueError(f"policy {self.label()}: restore needs a fresh schedule (this one was fed already)")
+        if not self.reactive:
+            return
+        rows = list(rows)
+        for k, row in enumerate(rows):
+            if not (isinstance(row, (list, tuple)) and len(row) == 3 and isinstance(row[1], str)
+                    and isinstance(row[0], (int, float)) and isinstance(row[2], (int, float))):
+                raise ValueError(f"observation {k} is {clip(repr(row))}, not [step, what, value]")
+        k = 0
+        while k < len(rows):
+            step, what, value = int(rows[k][0]), rows[k][1], float(rows[k][2])
+            if what == "":
+                self.observe(step, value)
+            elif what == "loss":
+                self.feed(step, loss=value)
+            else:  # one evaluation's metrics: the rows of the same step, as one call
+                metrics = {what: value}
+                while (k + 1 < len(rows) and rows[k + 1][1] not in ("", "loss", *metrics)
+                       and int(rows[k + 1][0]) == step):
+                    k += 1
+                    metrics[rows[k][1]] = float(rows[k][2])
+                self.feed(step, metrics=metrics)
+            k += 1
 
     def _observe(self, step: int, value: float | None, loss: float | None, metrics: dict | None) -> None:
         if step < self._last_observed:

@@ -59,7 +59,8 @@ class PolicyLR(LRScheduler):
             "_step_count": self._step_count,
             "spec": self.schedule.spec.to_json(),
             "total_steps": self.schedule.total_steps,
-            **({"observations": [list(o) for o in self.observations]} if self.observations else {}),
+            # what the schedule was fed ([step, what, value]: step(value)'s, and schedule.observe/feed's)
+            **({"observations": [list(o) for o in fed]} if (fed := self.schedule.observations()) else {}),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -67,11 +68,12 @@ class PolicyLR(LRScheduler):
             raise ValueError("the saved scheduler followed a different policy spec")
         observations = state_dict.get("observations") or []
         if observations:  # a reactive schedule: its observations replayed into a fresh one
-            if self.observations:
+            if self.schedule.observations():
                 raise ValueError("load_state_dict: this scheduler has observations of its own; load into a new one")
-            for at, value in observations:
-                self.schedule.observe(int(at), float(value))
-            self.observations = [[int(at), float(value)] for at, value in observations]
+            if all(len(o) == 2 for o in observations):  # an older state dict: step(value)'s [step, value]
+                observations = [[at, "", value] for at, value in observations]
+            self.schedule.restore(observations)
+            self.observations = [[int(at), float(value)] for at, what, value in observations if what == ""]
         self.last_epoch = int(state_dict["last_epoch"])
         self._step_count = int(state_dict.get("_step_count", self.last_epoch + 1))
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):

@@ -6,9 +6,13 @@ ones (``weights: trainable``), which a merge or a resume loads over the task's o
 With the torch backend, ``step-0000100.resume/`` beside it holds the resume state:
 ``tensors.safetensors`` (the optimizer's state tensors and torch's RNG states) and
 ``state.json`` (the step, the counters, the optimizer's hyperparameters and other values, the
-Python and numpy RNG states, the grad scaler, the data position in micro-batches). Nothing is
-pickled. The folder is written under a temporary name and renamed, then the weights file, each
-atomically; a resume checks that both carry the same step.
+Python and numpy RNG states, the grad scaler, the data position in micro-batches). A reactive
+policy's observations (:meth:`~lrbench_gui.core.spec.Schedule.observations`) are three tensors
+there, ``schedule/steps``, ``schedule/kinds`` (indices into ``state.json``'s
+``schedule.names``) and ``schedule/values`` (float64, exact), replayed into the resumed trial's
+fresh schedule so its LR continues as the uninterrupted run's would. Nothing is pickled. The
+folder is written under a temporary name and renamed, then the weights file, each atomically; a
+resume checks that both carry the same step.
 
 The data position is the number of micro-batches drawn: a resumed trial draws as many from a
 fresh ``train_batches()`` and drops them, which restores exactly any iterator that depends on
@@ -109,11 +113,42 @@ def _rng_state(tensors: dict[str, Any]) -> dict[str, Any]:
             "numpy": [kind, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]}
 
 
+def _schedule_state(schedule: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+    """A reactive schedule's observations: three tensors into ``tensors``, the names returned."""
+    import torch
+
+    rows = schedule.observations()
+    names = sorted({what for _, what, _ in rows})
+    index = {name: i for i, name in enumerate(names)}
+    tensors["schedule/steps"] = torch.tensor([s for s, _, _ in rows], dtype=torch.int64)
+    tensors["schedule/kinds"] = torch.tensor([index[w] for _, w, _ in rows], dtype=torch.int64)
+    tensors["schedule/values"] = torch.tensor([v for _, _, v in rows], dtype=torch.float64)
+    return {"names": names, "observations": len(rows)}
+
+
+def _restore_schedule(schedule: Any, state: dict[str, Any], tensors: dict[str, Any], what: str) -> None:
+    saved = state.get("schedule")
+    if not isinstance(saved, dict):
+        raise TrialError(f"{what}: this trial's policy reacts to a metric (a plateau), and the checkpoint keeps no "
+                         "observations of one (an older trainer or a trial with another policy wrote it): run the "
+                         "trial again from the start")
+    try:
+        names = saved["names"]
+        steps, kinds, values = (tensors[f"schedule/{k}"].tolist() for k in ("steps", "kinds", "values"))
+        if not (len(steps) == len(kinds) == len(values) == saved["observations"]):
+            raise ValueError("their counts differ")
+        schedule.restore([(s, names[k], v) for s, k, v in zip(steps, kinds, values)])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise TrialError(f"{what}: the policy's observations in the checkpoint cannot be replayed "
+                         f"({clip(str(exc) or type(exc).__name__)}): run the trial again from the start") from None
+
+
 def save_checkpoint(module: Any, folder: Path, step: int, lr: float, cfg: TrialConfig, *,
                     optimizer: Any = None, progress: dict[str, Any] | None = None,
-                    scaler: Any = None) -> Path:
+                    scaler: Any = None, schedule: Any = None) -> Path:
     """Write the weights of ``module`` at ``step`` and, given the ``optimizer``, the resume state
-    (``progress``: the trainer's counters, JSON values). Returns the weights file."""
+    (``progress``: the trainer's counters, JSON values; a reactive ``schedule``'s observations).
+    Returns the weights file."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,6 +163,8 @@ def save_checkpoint(module: Any, folder: Path, step: int, lr: float, cfg: TrialC
             "optimizer": _optimizer_state(optimizer, tensors), "rng": _rng_state(tensors),
             "scaler": _json_value(scaler.state_dict(), "grad scaler") if scaler is not None else None,
         }
+        if schedule is not None and schedule.reactive:
+            state["schedule"] = _schedule_state(schedule, tensors)
         final = resume_folder(path)
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".{final.name}-"))
         umask = os.umask(0)
@@ -222,9 +259,10 @@ def _load_optimizer(optimizer: Any, state: dict[str, Any], tensors: dict[str, An
 
 
 def load_resume(path: str, module: Any, optimizer: Any, cfg: TrialConfig, steps: int,
-                log: Any = print, scaler: Any = None) -> Resumed:
-    """Load the checkpoint ``path`` into ``module``, ``optimizer`` (and the grad ``scaler``) and
-    return where to continue; :class:`TrialError` in one line when it cannot be resumed."""
+                log: Any = print, scaler: Any = None, schedule: Any = None) -> Resumed:
+    """Load the checkpoint ``path`` into ``module``, ``optimizer`` (and the grad ``scaler``; a
+    reactive ``schedule``, fresh, gets its observations) and return where to continue;
+    :class:`TrialError` in one line when it cannot be resumed."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -257,6 +295,8 @@ def load_resume(path: str, module: Any, optimizer: Any, cfg: TrialConfig, steps:
     except (ValueError, KeyError, RuntimeError) as exc:
         raise TrialError(f"{what}: the optimizer state does not fit this trial's trainable parameters "
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if schedule is not None and schedule.reactive:
+        _restore_schedule(schedule, state, tensors, what)
     if step > steps:
         log(f"resume: the checkpoint is at step {step}, past this trial's {steps} steps: nothing is left to train")
     log(f"resumed from {weights.name} at step {step}")

@@ -233,9 +233,6 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
     if unseen and not cfg.eval_every:
         out.log(f"note: the policy watches {', '.join(unseen)}, which this trial evaluates only at its end "
                 "(eval_every 0), so the LR will not change on a plateau: give eval_every")
-    if schedule.reactive and cfg.resume_from:
-        raise TrialError("resume_from: this trial's policy reacts to a metric (a plateau), and lrbench does not "
-                         "keep its observations in checkpoints yet: run it again from the start")
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(cfg.optimizer, trainable, schedule.checked_lr(0))
     if cfg.backend == "deepspeed":
@@ -245,8 +242,8 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
         if not getattr(model, "hf_device_map", None):  # a quantized model is placed by from_pretrained
             model.to(device)
         engine, runner, module = None, model, model
-    resumed = (load_resume(cfg.resume_from, module, optimizer, cfg, steps, out.log, scaler=precision.scaler)
-               if cfg.resume_from else None)
+    resumed = (load_resume(cfg.resume_from, module, optimizer, cfg, steps, out.log, scaler=precision.scaler,
+                           schedule=schedule) if cfg.resume_from else None)
     n_params = sum(_numel(p) for p in module.parameters())
     n_trainable = sum(_numel(p) for p in module.parameters() if p.requires_grad)
     out.emit(
@@ -280,6 +277,8 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
         tokens, samples = int(resumed.progress.get("tokens", 0)), int(resumed.progress.get("samples", 0))
         best = math.inf if resumed.progress.get("best") is None else float(resumed.progress["best"])
         first_loss, loss_val = resumed.progress.get("first_loss"), resumed.progress.get("loss")
+        if schedule.reactive:  # its observations were replayed: a switch at step ``done`` is logged
+            switches.update((int(s["step"]), str(s["reason"])) for s in schedule.switches())
     for step in range(done, steps):
         if _Stop.requested:
             status = "stopped"
@@ -330,7 +329,8 @@ def run_trial(cfg: TrialConfig, out: Emitter, registry: Registry, cache: dict | 
                 progress = {"tokens": tokens, "samples": samples, "best": best if math.isfinite(best) else None,
                             "first_loss": first_loss, "loss": loss_val, "history": out.history}
                 path = save_checkpoint(module, ckpt_dir, done, lr, cfg, progress=progress,
-                                       optimizer=optimizer if engine is None else None, scaler=precision.scaler)
+                                       optimizer=optimizer if engine is None else None, scaler=precision.scaler,
+                                       schedule=schedule)
                 out.emit("checkpoint", step=done, path=str(path), lr=lr)
     seconds = time.perf_counter() - t0 - ev_seconds[0]
     if status != "diverged" and ((done and evaluated_at != done - 1) or steps == 0):
