@@ -12,6 +12,7 @@ into the database's policies table as a recipe, on the jobs thread. The Results 
 :class:`~lrbench_gui.qt.results.lr_view.MetricVsLrView` and
 :class:`~lrbench_gui.qt.results.param_view.MetricVsParamView` are tabs beside the curves, fed the
 study's finished trial records; a hidden one only notes that it is out of date and redraws when shown.
+Each is made when its tab is first shown (or the attribute read); until then its tab holds an empty page.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from lrbench_gui.qt.live.ranking import RankingBox, recipe_record
 from lrbench_gui.qt.live.trial_table import PROGRESS_COL, ProgressDelegate, TrialStateModel
 from lrbench_gui.qt.identity import short_labels, trial_colour, trial_label
 from lrbench_gui.qt.live_plot import LivePlot
+from lrbench_gui.qt.plot_style import is_dark
 from lrbench_gui.qt.results.common import View
 from lrbench_gui.qt.results.lr_view import MetricVsLrView
 from lrbench_gui.qt.results.param_view import MetricVsParamView
@@ -61,6 +63,9 @@ from lrbench_gui.qt.study_controller import StudyController
 from lrbench_gui.qt.widgets import MessageBanner
 
 __all__ = ["LivePanel"]
+
+#: the analysis tabs after the curves and the range test: (attribute name, class)
+_ANALYSIS: tuple[tuple[str, type[View]], ...] = (("lr_view", MetricVsLrView), ("param_view", MetricVsParamView))
 
 
 class LivePanel(QWidget):
@@ -81,7 +86,8 @@ class LivePanel(QWidget):
         self.logs: dict[str, deque[str]] = {}
         self.records: dict[str, dict[str, Any]] = {}
         self._rows: dict[str, dict[str, Any]] = {}  # analysis rows of the finished trials, made when a view is shown
-        self._stale: set[View] = set()
+        self._stale: set[str] = set()  # the analysis views (by name) out of date
+        self._built: dict[str, View] = {}  # the analysis views made so far
         self.result: dict[str, Any] | None = None
         self.t_start = 0.0
         self._build()
@@ -168,12 +174,11 @@ class LivePanel(QWidget):
         self.tabs.addTab(self.plot, "Curves")
         self.tabs.addTab(self.range_view, "LR range test")
         self.tabs.setTabVisible(1, False)
-        # across the finished trials, as in Results (index 2 and 3; 0 and 1 stay the curves and the range test)
-        self.lr_view = MetricVsLrView()
-        self.param_view = MetricVsParamView()
-        for view in (self.lr_view, self.param_view):
-            self.tabs.addTab(view, view.title)
-        self.tabs.currentChanged.connect(lambda _: self._refresh_analysis())
+        # across the finished trials, as in Results (index 2 and 3; 0 and 1 stay the curves and the range
+        # test): an empty page each until the view is made (its tab shown, or the attribute read)
+        for _name, cls in _ANALYSIS:
+            self.tabs.addTab(QWidget(), cls.title)
+        self.tabs.currentChanged.connect(self._tab_shown)
 
         self.export_png_btn = QPushButton("Export plot…")
         self.export_png_btn.setToolTip("Save the LR and loss plots as PNG or SVG")
@@ -360,17 +365,45 @@ class LivePanel(QWidget):
 
     # The across-trial views.
 
+    def _view(self, name: str) -> View:
+        """Analysis view ``name``, made now (in place of its tab's empty page) if not yet."""
+        view = self._built.get(name)
+        if view is None:
+            index = 2 + [n for n, _ in _ANALYSIS].index(name)
+            view = self._built[name] = dict(_ANALYSIS)[name]()
+            if is_dark():  # its plots follow the theme; its titles and text too
+                view.theme_changed(True)
+            current, page = self.tabs.currentIndex(), self.tabs.widget(index)
+            self.tabs.blockSignals(True)  # the swap is not the user's tab change
+            try:
+                self.tabs.removeTab(index)
+                self.tabs.insertTab(index, view, view.title)
+                self.tabs.setCurrentIndex(current)
+            finally:
+                self.tabs.blockSignals(False)
+            page.deleteLater()
+        return view
+
+    lr_view = property(lambda self: self._view("lr_view"), doc="The :class:`MetricVsLrView` tab.")
+    param_view = property(lambda self: self._view("param_view"), doc="The :class:`MetricVsParamView` tab.")
+
     def analysis_views(self) -> list[View]:
-        return [self.lr_view, self.param_view]
+        """Both analysis views (made now if not yet)."""
+        return [self._view(name) for name, _ in _ANALYSIS]
+
+    def _tab_shown(self, index: int) -> None:
+        if index >= 2 and self.tabs.widget(index) not in self._built.values():
+            self._view(_ANALYSIS[index - 2][0])  # the tab opened shows its view
+        self._refresh_analysis()
 
     def _analysis_changed(self) -> None:
         """The finished trials changed: redraw the view shown, mark the others out of date."""
-        self._stale.update(self.analysis_views())
+        self._stale.update(name for name, _ in _ANALYSIS)
         self._refresh_analysis()
 
     def _refresh_analysis(self) -> None:
         """Redraw the analysis views that are out of date and shown."""
-        due = [v for v in self.analysis_views() if v in self._stale and v.isVisible()]
+        due = [v for n, v in self._built.items() if n in self._stale and v.isVisible()]
         if not due:
             return
         for trial_id, record in self.records.items():
@@ -378,8 +411,8 @@ class LivePanel(QWidget):
                 self._rows[trial_id] = analysis.analysis_rows([record], self.registry)[0]
         rows = [self._rows[t] for t in self.records]
         for view in due:
-            self._stale.discard(view)
-            if view is self.lr_view:
+            self._stale.discard(next(n for n, v in self._built.items() if v is view))
+            if view is self._built.get("lr_view"):
                 view.set_data(rows, analysis.range_tests(self.records.values()))
             else:
                 view.set_data(rows)

@@ -48,6 +48,11 @@ from lrbench_gui.qt.widgets import MessageBanner
 __all__ = ["PolicyPanel"]
 
 
+def _switches(spec: Any) -> bool:
+    """Whether a sequence or one nested in it has a plateau switch."""
+    return isinstance(spec, SequenceSpec) and (spec.switch is not None or any(_switches(s) for s in spec.segments))
+
+
 class PolicyPanel(QWidget):
     """The Policies panel; see the module docstring."""
 
@@ -90,6 +95,7 @@ class PolicyPanel(QWidget):
         self.sequence.addRequested.connect(lambda: self.add_segment())
         self.sequence.segmentSelected.connect(lambda _i: self._load_target())
         self.sequence.segmentsChanged.connect(self._segments_changed)
+        self.sequence.switch_box.switchChanged.connect(self.request_redraw)
         self.picker.policyPicked.connect(self._policy_picked)
         self.form.paramsChanged.connect(self._params_changed)
         self.form.paramsRejected.connect(lambda _text: self._update_title())
@@ -337,9 +343,11 @@ class PolicyPanel(QWidget):
     def spec_draft(self) -> dict[str, Any] | None:
         """The spec the editor describes now (not yet validated); None with no policy."""
         if self._mode == "sequence" and self.sequence.segments:
+            switch = self.sequence.switch_box.switch()
             return {
                 "sequence": [{"name": s.name, "params": dict(s.params)} for s in self.sequence.segments],
                 "boundaries": self.sequence.boundaries(),
+                **({"switch": switch} if switch is not None else {}),
             }
         if self._single_name is None:
             return None
@@ -477,13 +485,15 @@ class PolicyPanel(QWidget):
         else:
             last = int(spec.boundaries[-1])
         fallback = self._single_total if self._single_total > last else last + max(1, last // len(spec.boundaries))
+        self.sequence.switch_box.set_switch(None if spec.switch is None else spec.switch.model_dump(mode="json"))
         self.set_segments(flatten(spec, int(total_steps) if total_steps is not None and total_steps > last else fallback))
-        if any(isinstance(s, SequenceSpec) for s in spec.segments):
+        nested = [s for s in spec.segments if isinstance(s, SequenceSpec)]
+        if nested and (spec.switch is not None or any(_switches(s) for s in nested)):
+            self.banner.show_message("The spec nests sequences and switches on a plateau: it is shown flattened, "
+                                     "a nested sequence's switch is dropped and the top one moves between the "
+                                     "flattened segments (edit the file to keep the nesting).", "warning")
+        elif nested:
             self.banner.show_message("The spec nests sequences: it is shown flattened into one sequence.", "info")
-        if spec.switch is not None:  # the sequence editor has no plateau switch yet
-            self.banner.show_message("The spec switches segments on a plateau; this editor shows its boundaries "
-                                     "only, and a spec saved from here has no switch (edit the file to keep it).",
-                                     "warning")
 
     def open_spec_file(self, path: str | os.PathLike[str]) -> bool:
         """Load a spec from a JSON file. A bad file shows a message and changes nothing."""

@@ -1,7 +1,10 @@
-"""The sequence being edited: its segments, and the box that lists and reorders them.
+"""The sequence being edited: its segments, the box that lists and reorders them, and its
+optional plateau switch.
 
 A sequence restarts each segment's clock at its boundary; the boundaries are the running sum of
-the segments' lengths, and the last segment lasts until the end of the run.
+the segments' lengths, and the last segment lasts until the end of the run. With a switch
+(:class:`SwitchBox`) a segment also ends early where the monitored metric plateaus, by torch
+``ReduceLROnPlateau``'s rule (see docs/format.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -25,9 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lrbench_gui.core.reactive import PlateauParams
 from lrbench_gui.core.spec import PolicySpec, Spec
+from lrbench_gui.qt.param_form import ParamForm
 
-__all__ = ["Segment", "SegmentEditor", "flatten", "MAX_TOTAL_STEPS"]
+__all__ = ["Segment", "SegmentEditor", "SwitchBox", "flatten", "MAX_TOTAL_STEPS"]
 
 MAX_TOTAL_STEPS = 100_000_000
 
@@ -56,10 +62,56 @@ def flatten(spec: Spec, length: int) -> list[Segment]:
     return out
 
 
+class SwitchBox(QWidget):
+    """The sequence's ``switch``: a "Switch on a plateau" check box and, when ticked, a form for
+    the plateau rule's fields (:class:`~lrbench_gui.core.reactive.PlateauParams`: monitor, every,
+    smoothing, mode, threshold, threshold_mode, patience, cooldown)."""
+
+    #: Fires when the switch was ticked, unticked or one of its fields changed to a valid value.
+    switchChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.setSpacing(4)
+        self.check = QCheckBox("Switch on a plateau", self)
+        self.check.setToolTip(
+            "Also move to the next segment when the monitored metric stops improving (torch\n"
+            "ReduceLROnPlateau's rule); a boundary is then the latest step its segment may end at.\n"
+            "Needs at least two segments."
+        )
+        self.check.toggled.connect(self._toggled)
+        layout.addWidget(self.check)
+        self.form = ParamForm(self)
+        self.form.set_schema(PlateauParams)
+        self.form.setVisible(False)
+        self.form.paramsChanged.connect(lambda _values: self.switchChanged.emit())
+        layout.addWidget(self.form)
+
+    def switch(self) -> dict[str, Any] | None:
+        """The switch as a spec writes it (every field), or None when it is off."""
+        return self.form.last_valid_values() if self.check.isChecked() else None
+
+    def set_switch(self, switch: dict[str, Any] | None) -> None:
+        """Show ``switch`` (None: no switch; fields left out take their defaults). Emits nothing."""
+        self.check.blockSignals(True)
+        try:
+            self.check.setChecked(switch is not None)
+        finally:
+            self.check.blockSignals(False)
+        self.form.set_schema(PlateauParams, dict(switch or {}))
+        self.form.setVisible(switch is not None)
+
+    def _toggled(self, on: bool) -> None:
+        self.form.setVisible(on)
+        self.switchChanged.emit()
+
+
 class SegmentEditor(QGroupBox):
     """The segments of the sequence: a list (policy, length, start), buttons to add, remove and
-    move one, and the selected segment's length. It owns the segments; the Policies panel edits
-    the selected one's policy and parameters."""
+    move one, the selected segment's length, and the plateau switch (``switch_box``). It owns the
+    segments and the switch; the Policies panel edits the selected one's policy and parameters."""
 
     #: Fires when the segments or a length changed (the curve is stale); carries nothing.
     segmentsChanged = Signal()
@@ -111,6 +163,8 @@ class SegmentEditor(QGroupBox):
         self.length.valueChanged.connect(self._length_changed)
         row.addWidget(self.length)
         layout.addLayout(row)
+        self.switch_box = SwitchBox(self)
+        layout.addWidget(self.switch_box)
 
     def _button(self, text: str, tip: str, slot: Any) -> QToolButton:
         button = QToolButton(self)
