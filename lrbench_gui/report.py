@@ -231,7 +231,10 @@ def step(step: int, loss: Any = None, lr: Any = None, **counts: Any) -> None:
 
 
 def eval(step: int, **metrics: Any) -> None:  # noqa: A001 - the name the docs promise
-    """Report an evaluation at ``step``: ``report.eval(step, val_loss=..., val_acc=...)``."""
+    """Report an evaluation at ``step``: ``report.eval(step, val_loss=..., val_acc=...)``, where
+    ``step`` is the 0-based index of the last optimizer step done (as lrbench's trainer counts:
+    an evaluation after the first 50 steps is at step 49), so a reactive policy moves the LR of
+    the very next step."""
     if not active():
         return
     number = _whole(step, "step")

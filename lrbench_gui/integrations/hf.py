@@ -85,7 +85,8 @@ class LrbenchCallback(TrainerCallback):
         numbers = _numbers(metrics)
         if "eval_loss" in numbers:
             numbers["val_loss"] = numbers["eval_loss"]
-        report.eval(state.global_step, **numbers)
+        # at the 0-based index of the last step done, as the trainer and the step lines above count
+        report.eval(max(0, state.global_step - 1), **numbers)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         if report.should_stop():
