@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-stamp
 # torch comes first and alone: installed after it, deepspeed keeps this torch instead of pulling
 # a CUDA build with its nvidia-* packages. On a Linux GPU machine the same pin is the CUDA build.
 TORCH  ?= torch==2.13.0
-# the test suite runs on 2 pytest-xdist workers (most tests wait on trainer subprocesses)
+# the test suite runs on 2 pytest-xdist workers (most tests wait on trainer subprocesses); work
+# stealing keeps the long end-to-end tests from leaving one worker busy alone at the end
 TEST_WORKERS ?= 2
 
 .PHONY: install run test lint package clean
@@ -26,7 +27,7 @@ run: install
 	$(BIN)/lrbench-gui
 
 test: install
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(BIN)/lint-imports
