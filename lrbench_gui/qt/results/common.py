@@ -10,7 +10,8 @@ from typing import Any, Iterable
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QLayout, QListWidget, QListWidgetItem, QVBoxLayout,
+                               QWidget)
 
 from lrbench_gui.qt.plot_style import colours, new_plot
 
@@ -119,6 +120,20 @@ class LegendList(QListWidget):
         return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
 
 
+def refill_combo(combo: QComboBox, names: list[str], default: str | None = None) -> None:
+    """``combo``'s items replaced by ``names`` without a signal: the current choice kept when it
+    is still there, else ``default`` when it is there."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if current in names:
+        combo.setCurrentText(current)
+    elif default in names:
+        combo.setCurrentText(default)
+    combo.blockSignals(False)
+
+
 class View(QWidget):
     """A Results view: ``figure`` (the widget exported as an image), ``csv_table()`` (what its
     CSV holds) and ``redraw()``; it redraws its text in the theme's colours on a switch."""
@@ -131,6 +146,21 @@ class View(QWidget):
         super().__init__(parent)
         self.dark = False
         self.figure: QWidget = self
+
+    def lay_out(self, bar: QLayout, body: QWidget, legend: QWidget | None = None, note: str = "") -> None:
+        """The view's layout: ``bar`` on top, ``body`` (with ``legend`` at its right) and the
+        wrapped ``self.note`` line under it."""
+        self.note = QLabel(note, self)
+        self.note.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(body, 1)
+        if legend is not None:
+            row.addWidget(legend)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.note)
 
     @property
     def text_colour(self) -> str:

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -55,13 +54,7 @@ class CompareView(View):
         self.figure.setStretchFactor(0, 1)
         self.figure.setStretchFactor(1, 1)
         self.figure.setSizes([260, 240])
-        self.note = QLabel("Select two or more trials in the table to compare them.", self)
-        self.note.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addWidget(self.figure, 1)
-        layout.addWidget(self.note)
+        self.lay_out(bar, self.figure, note="Select two or more trials in the table to compare them.")
         self.curve_combo.currentIndexChanged.connect(self._draw_curve)
 
     def set_data(self, items: list[tuple[str, dict, dict]], labels: dict[str, str] | None = None) -> None:

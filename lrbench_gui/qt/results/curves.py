@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QGridLayout, QHBoxLayout, QLabel, QSlider, QWidget
 
 from lrbench_gui.core.analysis import curve_x, smooth, x_axes
 from lrbench_gui.core.db.query import metric_mode
@@ -102,17 +102,7 @@ class CurvesView(View):
         for plot in (self.lr_plot, self.eval_a_plot, self.eval_b_plot):
             plot.setXLink(self.loss_plot)
         self.legend = LegendList(self)
-        self.note = QLabel("Select trials in the table to draw their curves.", self)
-        self.note.setWordWrap(True)
-
-        body = QHBoxLayout()
-        body.addWidget(self.figure, 1)
-        body.addWidget(self.legend)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addLayout(body, 1)
-        layout.addWidget(self.note)
+        self.lay_out(bar, self.figure, self.legend, "Select trials in the table to draw their curves.")
 
         self.x_combo.currentIndexChanged.connect(self.redraw)
         self.smoothing.valueChanged.connect(self._smoothing_changed)

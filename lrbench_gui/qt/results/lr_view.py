@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSplitter, QWidget
 from PySide6.QtCore import Qt
 
 from lrbench_gui.core.analysis import family_curves, metric_names, objective_of
-from lrbench_gui.qt.results.common import LegendList, View, family_colours, themed_plot
+from lrbench_gui.qt.results.common import LegendList, View, family_colours, themed_plot, refill_combo
 
 __all__ = ["MetricVsLrView"]
 
@@ -53,30 +53,14 @@ class MetricVsLrView(View):
         self.figure.setStretchFactor(1, 2)
         self.figure.setSizes([300, 200])
         self.legend = LegendList(self)
-        self.note = QLabel("", self)
-        self.note.setWordWrap(True)
-        body = QHBoxLayout()
-        body.addWidget(self.figure, 1)
-        body.addWidget(self.legend)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addLayout(body, 1)
-        layout.addWidget(self.note)
+        self.lay_out(bar, self.figure, self.legend)
         self.metric_combo.currentIndexChanged.connect(self.redraw)
         self.spread_box.toggled.connect(self.redraw)
         self.legend.toggled.connect(self._toggle)
 
     def set_data(self, rows: list[dict], range_tests: list[dict]) -> None:
         self.rows, self.tests = list(rows), list(range_tests)
-        names = metric_names(self.rows)
-        current = self.metric_combo.currentText()
-        objective, _ = objective_of(self.rows)
-        self.metric_combo.blockSignals(True)
-        self.metric_combo.clear()
-        self.metric_combo.addItems(names)
-        self.metric_combo.setCurrentText(current if current in names else (objective or ""))
-        self.metric_combo.blockSignals(False)
+        refill_combo(self.metric_combo, metric_names(self.rows), objective_of(self.rows)[0])
         self.redraw()
 
     @property

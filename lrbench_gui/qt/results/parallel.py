@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSplitter, QWidget
 
 from lrbench_gui.core.analysis import IMPORTANCE_EVALUATORS, dimensions, metric_names, objective_of, parallel_coordinates, param_importance
-from lrbench_gui.qt.results.common import View, themed_plot
+from lrbench_gui.qt.results.common import View, themed_plot, refill_combo
 
 __all__ = ["ParallelView"]
 
@@ -63,13 +63,7 @@ class ParallelView(View):
             plot.setMouseEnabled(x=False, y=False)
             plot.showGrid(x=False, y=False)
         self.parallel_plot.getAxis("left").setStyle(showValues=False)
-        self.note = QLabel("", self)
-        self.note.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addWidget(self.figure, 1)
-        layout.addWidget(self.note)
+        self.lay_out(bar, self.figure)
         self.metric_combo.currentIndexChanged.connect(self.redraw)
         self.evaluator_combo.currentIndexChanged.connect(self.redraw)
         self._computed.connect(self._importance_done)
@@ -85,14 +79,7 @@ class ParallelView(View):
     def set_data(self, rows: list[dict]) -> None:
         self.rows = list(rows)
         self._version += 1
-        names = metric_names(self.rows)
-        current = self.metric_combo.currentText()
-        objective, _ = objective_of(self.rows)
-        self.metric_combo.blockSignals(True)
-        self.metric_combo.clear()
-        self.metric_combo.addItems(names)
-        self.metric_combo.setCurrentText(current if current in names else (objective or ""))
-        self.metric_combo.blockSignals(False)
+        refill_combo(self.metric_combo, metric_names(self.rows), objective_of(self.rows)[0])
         self.redraw()
 
     def redraw(self) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
 from lrbench_gui.core.analysis import metric_names, metric_vs_param, objective_of, param_names
-from lrbench_gui.qt.results.common import LegendList, View, family_colours, themed_plot
+from lrbench_gui.qt.results.common import LegendList, View, family_colours, themed_plot, refill_combo
 
 __all__ = ["MetricVsParamView"]
 
@@ -37,34 +37,15 @@ class MetricVsParamView(View):
         bar.addStretch(1)
         self.figure = self.plot = themed_plot(self, "")
         self.legend = LegendList(self)
-        self.note = QLabel("", self)
-        self.note.setWordWrap(True)
-        body = QHBoxLayout()
-        body.addWidget(self.plot, 1)
-        body.addWidget(self.legend)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(bar)
-        layout.addLayout(body, 1)
-        layout.addWidget(self.note)
+        self.lay_out(bar, self.plot, self.legend)
         self.metric_combo.currentIndexChanged.connect(self.redraw)
         self.param_combo.currentIndexChanged.connect(self.redraw)
         self.legend.toggled.connect(lambda key, on: self._items[key].setVisible(on) if key in self._items else None)
 
     def set_data(self, rows: list[dict]) -> None:
         self.rows = list(rows)
-        objective, _ = objective_of(self.rows)
-        for combo, names, default in ((self.metric_combo, metric_names(self.rows), objective),
-                                      (self.param_combo, param_names(self.rows), None)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif default in names:
-                combo.setCurrentText(default)
-            combo.blockSignals(False)
+        refill_combo(self.metric_combo, metric_names(self.rows), objective_of(self.rows)[0])
+        refill_combo(self.param_combo, param_names(self.rows))
         self.redraw()
 
     def redraw(self) -> None:
