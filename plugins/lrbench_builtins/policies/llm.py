@@ -40,6 +40,11 @@ def _hf_warmup(p: Params) -> dict:
 _RATIO_NOTE = "transformers < 5 names a fractional warmup warmup_ratio: use warmup_ratio={r} there"
 
 
+def _ratio_note(p: Params) -> str:
+    """The export's note when :func:`_hf_warmup` wrote the warmup as a ratio."""
+    return _RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else ""
+
+
 def _cycles_param() -> float:
     return param(0.5, "Cosine waves over the decay (Hugging Face's num_cycles): 0.5 falls once from lr to min_lr, "
                  "1 falls and rises back.", gt=0, search=(0.25, 2.0))
@@ -303,7 +308,7 @@ class WarmupStableDecay(Policy):
                     **({"num_stable_steps": p.stable_steps} if p.stable_steps >= 0 else {}),
                 },
             },
-            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+            note=_ratio_note(p),
         )
 
 
@@ -429,7 +434,7 @@ class CosineHardRestarts(Policy):
                 "max_steps": self.total_steps,
                 "lr_scheduler_kwargs": {"num_cycles": p.num_cycles},
             },
-            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+            note=_ratio_note(p),
         )
 
 
@@ -472,7 +477,7 @@ class PolyWarmup(Policy):
                 "max_steps": self.total_steps,
                 "lr_scheduler_kwargs": {"lr_end": p.min_lr, "power": p.power},
             },
-            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+            note=_ratio_note(p),
         )
 
 
@@ -525,7 +530,7 @@ class CosineWarmupMinLr(Policy):
                 "max_steps": self.total_steps,
                 "lr_scheduler_kwargs": kwargs,
             },
-            note=_RATIO_NOTE.format(r=p.warmup_ratio) if p.warmup_steps == 0 and p.warmup_ratio > 0 else "",
+            note=_ratio_note(p),
         )
 
 
